@@ -1,0 +1,162 @@
+"""Build the DCT-Net ONNX graph from its weights, reproducing the official TF1 graph.
+
+The graph takes uint8 BGR frames `[N, H, W, 3]` (H and W multiples of 4) and returns uint8
+BGR `[N, H, W, 3]`: the official float32 0..255 input is exactly the uint8 value, so
+feeding uint8 saves a conversion and three quarters of the input bandwidth.
+
+Three details decide pixel parity with TensorFlow (DESIGN section 2): stride-2 'SAME'
+convolutions pad only bottom/right, the x2 upsample is TF1's legacy bilinear (ONNX
+"asymmetric"), and the guided filter divides its box sums by a count map.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from .weights import GENERATOR_CONVS, GUIDED_FILTER_EPS, LEAKY_ALPHA, DctNetWeights
+
+CONVERTER_VERSION = "1"
+INPUT_NAME = "input_image"
+OUTPUT_NAME = "output_image"
+PRECISIONS = ("fp32", "fp16")
+OPSET = 17
+
+
+class _Builder:
+    def __init__(self, float_type: int):
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.float_type = float_type
+        self._n = 0
+
+    def name(self, hint: str) -> str:
+        self._n += 1
+        return f"{hint}_{self._n}"
+
+    def const(self, hint: str, value: np.ndarray) -> str:
+        name = self.name(hint)
+        self.inits.append(numpy_helper.from_array(value, name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, **attrs) -> str:
+        out = self.name(hint or op_type)
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
+        return out
+
+
+def _conv(b: _Builder, x: str, w: DctNetWeights, spec_name: str, np_float) -> str:
+    spec = next(s for s in GENERATOR_CONVS if s.name == spec_name)
+    kernel = w.kernels[spec_name].transpose(3, 2, 0, 1).astype(np_float)  # HWIO -> OIHW
+    bias = w.biases[spec_name].astype(np_float)
+    k = spec.kernel
+    if spec.stride == 1:
+        pads = [k // 2] * 4
+    else:
+        # TF 'SAME' with stride 2 on an even size pads (k - 2) in total, the odd pixel at
+        # the end: for 3x3 that is 0 top/left and 1 bottom/right.
+        total = k - spec.stride
+        pads = [total // 2, total // 2, total - total // 2, total - total // 2]
+    wname = b.const(f"generator/{spec_name}/weights", np.ascontiguousarray(kernel))
+    bname = b.const(f"generator/{spec_name}/biases", bias)
+    return b.op("Conv", [x, wname, bname], f"generator/{spec_name}", kernel_shape=[k, k],
+                strides=[spec.stride] * 2, pads=pads)
+
+
+def _generator(b: _Builder, x: str, w: DctNetWeights, np_float) -> str:
+    def conv_act(inp: str, name: str) -> str:
+        return b.op("LeakyRelu", [_conv(b, inp, w, name, np_float)], alpha=LEAKY_ALPHA)
+
+    scales = b.const("up_scales", np.array([1, 1, 2, 2], np.float32))
+
+    def up(inp: str) -> str:
+        # TF1 legacy ResizeBilinear: src = dst * in / out, no half-pixel offset.
+        return b.op("Resize", [inp, "", scales], "ResizeBilinear", mode="linear",
+                    coordinate_transformation_mode="asymmetric")
+
+    x0 = conv_act(x, "Conv")
+    h = conv_act(x0, "Conv_1")
+    x1 = conv_act(h, "Conv_2")
+    h = conv_act(x1, "Conv_3")
+    h = conv_act(h, "Conv_4")
+    for i in range(4):
+        r = conv_act(h, f"block_{i}/conv1")
+        h = b.op("Add", [_conv(b, r, w, f"block_{i}/conv2", np_float), h])
+    h = conv_act(h, "Conv_5")
+    h = b.op("Add", [up(h), x1])
+    h = conv_act(h, "Conv_6")
+    h = conv_act(h, "Conv_7")
+    h = b.op("Add", [up(h), x0])
+    h = conv_act(h, "Conv_8")
+    return _conv(b, h, w, "Conv_9", np_float)
+
+
+def _guided_filter(b: _Builder, guide: str, src: str) -> str:
+    """Fast guided filter, r=1, eps=1e-2, as in the official graph (fp32)."""
+    box_w = b.const("box3", np.full((3, 1, 3, 3), 1 / 9, np.float32))
+    box_w1 = b.const("box1", np.full((1, 1, 3, 3), 1 / 9, np.float32))
+
+    def box(t: str) -> str:
+        return b.op("Conv", [t, box_w], "depthwise", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                    group=3)
+
+    # The count map: the box filter of ones, 1 inside, smaller at the borders.
+    first = b.op("Slice", [guide, b.const("s0", np.array([0], np.int64)),
+                           b.const("s1", np.array([1], np.int64)),
+                           b.const("ax", np.array([1], np.int64))])
+    ones = b.op("Add", [b.op("Mul", [first, b.const("zero", np.array(0, np.float32))]),
+                        b.const("one", np.array(1, np.float32))])
+    count = b.op("Conv", [ones, box_w1], "depthwise", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+
+    def mean(t: str) -> str:
+        return b.op("Div", [box(t), count])
+
+    mean_x = mean(guide)
+    mean_y = mean(src)
+    cov_xy = b.op("Sub", [mean(b.op("Mul", [guide, src])), b.op("Mul", [mean_x, mean_y])])
+    var_x = b.op("Sub", [mean(b.op("Mul", [guide, guide])), b.op("Mul", [mean_x, mean_x])])
+    a = b.op("Div", [cov_xy, b.op("Add", [var_x, b.const("eps", np.array(GUIDED_FILTER_EPS, np.float32))])])
+    bb = b.op("Sub", [mean_y, b.op("Mul", [a, mean_x])])
+    return b.op("Add", [b.op("Mul", [mean(a), guide]), mean(bb)])
+
+
+def build_onnx(weights: DctNetWeights, precision: str = "fp32") -> onnx.ModelProto:
+    """The full official graph; `fp16` runs the generator in half precision (GPU fast mode)
+    and keeps normalisation and the guided filter in fp32, where half would band."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    half = precision == "fp16"
+    b = _Builder(TensorProto.FLOAT16 if half else TensorProto.FLOAT)
+    np_float = np.float16 if half else np.float32
+
+    x = b.op("Cast", [INPUT_NAME], "to_float", to=TensorProto.FLOAT)
+    x = b.op("Transpose", [x], "to_nchw", perm=[0, 3, 1, 2])
+    # Division, not a multiply by 1/127.5: the official graph divides, and parity is in ulps.
+    x = b.op("Sub", [b.op("Div", [x, b.const("c127_5", np.array(127.5, np.float32))], "truediv"),
+                     b.const("one_f", np.array(1.0, np.float32))], "sub")
+    g_in = b.op("Cast", [x], to=TensorProto.FLOAT16) if half else x
+    y = _generator(b, g_in, weights, np_float)
+    if half:
+        y = b.op("Cast", [y], to=TensorProto.FLOAT)
+    y = _guided_filter(b, x, y)
+    y = b.op("Clip", [y, b.const("lo", np.array(-0.999999, np.float32)),
+                      b.const("hi", np.array(0.999999, np.float32))])
+    y = b.op("Mul", [b.op("Add", [y, b.const("one_b", np.array(1.0, np.float32))]),
+                     b.const("c127_5b", np.array(127.5, np.float32))])
+    # TF's Cast truncates; Floor first so no backend may round instead.
+    y = b.op("Floor", [y])
+    y = b.op("Transpose", [y], "to_nhwc", perm=[0, 2, 3, 1])
+    b.nodes.append(helper.make_node("Cast", [y], [OUTPUT_NAME], name="output_cast",
+                                    to=TensorProto.UINT8))
+
+    dims = ["batch", "height", "width", 3]
+    graph = helper.make_graph(
+        b.nodes, "dctnet",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, dims)],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.UINT8, dims)],
+        initializer=b.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="toonstream", producer_version=CONVERTER_VERSION)
+    model.ir_version = 8  # readable by every ONNX Runtime and OpenVINO release we support
+    onnx.checker.check_model(model)
+    return model

@@ -1,0 +1,216 @@
+"""DCT-Net generator weights, read from the official .pb or a .tflite conversion.
+
+Neither format needs TensorFlow: a frozen GraphDef is plain protobuf and a TFLite model is
+a FlatBuffer. Both readers check that the file holds exactly the DCT-Net generator (the 18
+convolutions with their names, shapes and strides) and reject anything else with a
+one-line reason.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .flatbuf import FlatBufferError, Table, root_table
+from .graphdef import GraphDefError, read_graphdef
+
+
+class ModelFormatError(ValueError):
+    """The file is not a DCT-Net model we can use; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    name: str
+    kernel: int
+    cin: int
+    cout: int
+    stride: int = 1
+
+
+# The generator in execution order (DESIGN section 2).
+GENERATOR_CONVS: tuple[ConvSpec, ...] = (
+    ConvSpec("Conv", 7, 3, 32),
+    ConvSpec("Conv_1", 3, 32, 32, 2),
+    ConvSpec("Conv_2", 3, 32, 64),
+    ConvSpec("Conv_3", 3, 64, 64, 2),
+    ConvSpec("Conv_4", 3, 64, 128),
+    *(ConvSpec(f"block_{i}/conv{j}", 3, 128, 128) for i in range(4) for j in (1, 2)),
+    ConvSpec("Conv_5", 3, 128, 64),
+    ConvSpec("Conv_6", 3, 64, 64),
+    ConvSpec("Conv_7", 3, 64, 32),
+    ConvSpec("Conv_8", 3, 32, 32),
+    ConvSpec("Conv_9", 7, 32, 3),
+)
+PARAMETER_COUNT = 1_467_075
+LEAKY_ALPHA = 0.2
+GUIDED_FILTER_EPS = 1e-2
+
+# Non-constant op types of the official export; any other mix is a different network.
+_PB_OP_SIGNATURE = Counter({
+    "Conv2D": 18, "BiasAdd": 18, "LeakyRelu": 13, "Mul": 11, "StridedSlice": 9, "Add": 9,
+    "RealDiv": 8, "DepthwiseConv2dNative": 7, "Shape": 5, "Sub": 4, "Pack": 3,
+    "ResizeBilinear": 2, "Placeholder": 1, "Fill": 1, "Minimum": 1, "Maximum": 1, "Cast": 1,
+})
+
+
+@dataclass(frozen=True)
+class DctNetWeights:
+    """Generator weights: per convolution, kernel HWIO float32 and bias float32."""
+
+    kernels: dict[str, np.ndarray]
+    biases: dict[str, np.ndarray]
+    source_format: str  # "pb" or "tflite"
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(k.size for k in self.kernels.values()) + sum(b.size for b in self.biases.values())
+
+
+def load_weights(path: Path | str) -> DctNetWeights:
+    """Read and validate a DCT-Net model file; raises ModelFormatError with a one-line reason."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelFormatError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ModelFormatError(f"{path}: is a folder, not a model file") from None
+    except OSError as exc:
+        raise ModelFormatError(f"{path}: cannot read ({exc.strerror})") from None
+    if not data:
+        raise ModelFormatError(f"{path}: empty file")
+    try:
+        if data[4:8] == b"TFL3":
+            return _from_tflite(data)
+        return _from_graphdef(data)
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{path.name}: {exc}") from None
+
+
+def _check_shapes(kernels: dict[str, np.ndarray], biases: dict[str, np.ndarray]) -> None:
+    for spec in GENERATOR_CONVS:
+        want = (spec.kernel, spec.kernel, spec.cin, spec.cout)
+        got = kernels[spec.name].shape
+        if got != want or biases[spec.name].shape != (spec.cout,):
+            raise ModelFormatError(
+                f"a different network: {spec.name} has kernel {got}, DCT-Net expects {want}")
+    for name, arr in {**kernels, **biases}.items():
+        if not np.isfinite(arr).all():
+            raise ModelFormatError(f"{name} holds NaN or infinite weights")
+
+
+def _from_graphdef(data: bytes) -> DctNetWeights:
+    try:
+        nodes = read_graphdef(data)
+    except GraphDefError as exc:
+        kind = "truncated or corrupt" if len(data) > 1 << 20 else "not a model"
+        raise ModelFormatError(f"{kind}: neither a TensorFlow frozen graph nor a TFLite file "
+                               f"({exc})") from None
+    if "input_image" not in nodes or "output_image" not in nodes:
+        raise ModelFormatError("not a DCT-Net graph: no input_image/output_image nodes")
+    ops = Counter(n.op for n in nodes.values() if n.op not in ("Const", "Identity"))
+    if ops != _PB_OP_SIGNATURE:
+        diff = (ops - _PB_OP_SIGNATURE) + (_PB_OP_SIGNATURE - ops)
+        raise ModelFormatError(f"a different network: its operations differ from DCT-Net's "
+                               f"({', '.join(sorted(diff))})")
+    kernels, biases = {}, {}
+    for spec in GENERATOR_CONVS:
+        prefix = f"generator/{spec.name}"
+        try:
+            kernels[spec.name] = nodes[f"{prefix}/weights"].attrs["value"].astype(np.float32)
+            biases[spec.name] = nodes[f"{prefix}/biases"].attrs["value"].astype(np.float32)
+            conv = nodes[f"{prefix}/Conv2D"]
+        except (KeyError, AttributeError):
+            raise ModelFormatError(f"a different network: no convolution {prefix}") from None
+        strides = conv.attrs.get("strides")
+        if conv.attrs.get("padding") != "SAME" or strides != [1, spec.stride, spec.stride, 1]:
+            raise ModelFormatError(f"a different network: {prefix} is not a SAME conv "
+                                   f"with stride {spec.stride}")
+    _check_shapes(kernels, biases)
+    for node in nodes.values():
+        if node.op == "LeakyRelu" and abs(node.attrs.get("alpha", 0) - LEAKY_ALPHA) > 1e-6:
+            raise ModelFormatError(f"a different network: {node.name} has alpha {node.attrs['alpha']}")
+        if node.op == "ResizeBilinear" and (node.attrs.get("align_corners")
+                                            or node.attrs.get("half_pixel_centers")):
+            raise ModelFormatError(f"a different network: {node.name} is not the legacy resize")
+    eps = nodes.get("add/y")
+    if eps is None or abs(float(eps.attrs["value"]) - GUIDED_FILTER_EPS) > 1e-9:
+        raise ModelFormatError("a different network: guided filter eps is not 1e-2")
+    return DctNetWeights(kernels, biases, "pb")
+
+
+# TFLite builtin operator codes and tensor types used here (tensorflow/lite/schema).
+_TFL_CONV_2D, _TFL_DEQUANTIZE, _TFL_LEAKY_RELU = 3, 6, 98
+_TFL_FLOAT32, _TFL_FLOAT16 = 0, 1
+
+
+def _tflite_opcode(code: Table) -> int:
+    # Newer files keep codes above 127 in builtin_code (field 3); deprecated_builtin_code
+    # (field 0) is a byte.
+    return max(int(code.scalar(0, "b", 0)), int(code.scalar(3, "i", 0)))
+
+
+def _from_tflite(data: bytes) -> DctNetWeights:
+    try:
+        model = root_table(data)
+        opcodes = [_tflite_opcode(c) for c in model.tables(1)]
+        buffers = model.tables(4)
+        subgraphs = model.tables(2)
+        if len(subgraphs) != 1:
+            raise ModelFormatError(f"a different network: {len(subgraphs)} subgraphs")
+        graph = subgraphs[0]
+        tensors = graph.tables(0)
+        operators = graph.tables(3)
+
+        def const(index: int) -> np.ndarray | None:
+            t = tensors[index]
+            raw = buffers[int(t.scalar(2, "I"))].bytes_view(0)
+            if not len(raw):
+                return None
+            dtype = {_TFL_FLOAT32: np.float32, _TFL_FLOAT16: np.float16}.get(int(t.scalar(1, "b")))
+            if dtype is None:
+                raise ModelFormatError("a different network: weights are neither fp32 nor fp16")
+            shape = t.scalars(0, "i")
+            arr = np.frombuffer(raw, dtype)
+            if arr.size != int(np.prod(shape)):
+                raise ModelFormatError("truncated or corrupt: a weight buffer has the wrong size")
+            return arr.astype(np.float32).reshape(shape)
+
+        dequantized: dict[int, int] = {}
+        convs = []
+        leaky = 0
+        for op in operators:
+            code = opcodes[int(op.scalar(0, "I"))]
+            ins, outs = op.scalars(1, "i"), op.scalars(2, "i")
+            if code == _TFL_DEQUANTIZE:
+                dequantized[outs[0]] = ins[0]
+            elif code == _TFL_CONV_2D:
+                opts = op.table(4)
+                stride = (int(opts.scalar(1, "i", 0)), int(opts.scalar(2, "i", 0))) if opts else (0, 0)
+                padding = int(opts.scalar(0, "b", 0)) if opts else -1
+                convs.append((ins, stride, padding))
+            elif code == _TFL_LEAKY_RELU:
+                leaky += 1
+    except FlatBufferError as exc:
+        raise ModelFormatError(f"truncated or corrupt TFLite file ({exc})") from None
+    if len(convs) != len(GENERATOR_CONVS) or leaky != 13:
+        raise ModelFormatError(f"a different network: {len(convs)} convolutions and {leaky} "
+                               f"LeakyReLUs, DCT-Net has 18 and 13")
+    kernels, biases = {}, {}
+    for spec, (ins, stride, padding) in zip(GENERATOR_CONVS, convs):
+        w = const(dequantized.get(ins[1], ins[1]))
+        b = const(dequantized.get(ins[2], ins[2])) if len(ins) > 2 and ins[2] >= 0 else None
+        if w is None or b is None:
+            raise ModelFormatError(f"a different network: convolution {spec.name} has no constant weights")
+        if stride != (spec.stride, spec.stride) or padding != 0:  # Padding.SAME == 0
+            raise ModelFormatError(f"a different network: {spec.name} is not a SAME conv "
+                                   f"with stride {spec.stride}")
+        if w.ndim != 4:
+            raise ModelFormatError(f"a different network: {spec.name} kernel has rank {w.ndim}")
+        kernels[spec.name] = np.ascontiguousarray(w.transpose(1, 2, 3, 0))  # OHWI -> HWIO
+        biases[spec.name] = b
+    _check_shapes(kernels, biases)
+    return DctNetWeights(kernels, biases, "tflite")
