@@ -1,0 +1,227 @@
+"""One small inference interface over ONNX Runtime and OpenVINO.
+
+An engine runs the DCT-Net ONNX graph on uint8 BGR batches `[N, H, W, 3]` and writes uint8
+BGR of the same shape. The backend and device that actually run are always known
+(`engine.describe()`); a device the user asked for that cannot start raises
+`EngineUnavailable` naming what to install, never a silent fall back.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+DEVICES = ("auto", "cpu", "cuda", "tensorrt", "coreml", "directml", "openvino")
+PRECISIONS = ("exact", "fast")
+
+# device -> (ONNX Runtime provider, what to install when it is missing)
+_ORT_PROVIDERS = {
+    "cpu": ("CPUExecutionProvider", "pip install onnxruntime"),
+    "cuda": ("CUDAExecutionProvider",
+             "pip uninstall -y onnxruntime && pip install 'toonstream[gpu]' (onnxruntime-gpu), "
+             "with an NVIDIA driver and CUDA 12 / cuDNN 9"),
+    "tensorrt": ("TensorrtExecutionProvider",
+                 "pip install 'toonstream[gpu]' (onnxruntime-gpu) and TensorRT 10 "
+                 "(pip install tensorrt-cu12), with an NVIDIA driver"),
+    "coreml": ("CoreMLExecutionProvider", "pip install onnxruntime on macOS (it includes CoreML)"),
+    "directml": ("DmlExecutionProvider", "pip uninstall -y onnxruntime && pip install onnxruntime-directml"),
+}
+
+
+class EngineUnavailable(RuntimeError):
+    """The requested backend or device cannot start here; the message says what to install."""
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    device: str = "auto"
+    precision: str = "exact"
+    threads: int | None = None  # None: one per physical core, as both runtimes prefer
+    cache_dir: Path | None = None  # TensorRT engine cache
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose exact or fast")
+
+
+class Engine(Protocol):
+    backend: str  # "onnxruntime" or "openvino"
+    device: str  # what actually runs, e.g. "cpu", "cuda", "openvino-cpu"
+    precision: str  # numeric precision actually used: "fp32", "fp16", "bf16"
+
+    def run(self, batch: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Stylise a contiguous uint8 `[N, H, W, 3]` BGR batch (H, W multiples of 4)."""
+        ...
+
+    def describe(self) -> str:
+        ...
+
+
+def _check_batch(batch: np.ndarray) -> None:
+    if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[3] != 3:
+        raise ValueError(f"expected uint8 [N, H, W, 3], got {batch.dtype} {batch.shape}")
+    if batch.shape[1] % 4 or batch.shape[2] % 4:
+        raise ValueError(f"height and width must be multiples of 4, got {batch.shape[1:3]}")
+
+
+def _describe(e: Engine) -> str:
+    return f"{e.backend} on {e.device} ({e.precision})"
+
+
+class OrtEngine:
+    """ONNX Runtime with one execution provider; outputs bound to caller buffers."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, model_for: Callable[[str], Path], device: str, settings: EngineSettings):
+        import onnxruntime as ort
+
+        provider, install = _ORT_PROVIDERS[device]
+        available = ort.get_available_providers()
+        if provider not in available:
+            raise EngineUnavailable(f"device {device!r} needs ONNX Runtime's {provider}, which this "
+                                    f"install lacks (it has {', '.join(available)}): {install}")
+        graph_precision = "fp32"
+        options: dict = {}
+        if device in ("cuda", "directml", "coreml") and settings.precision == "fast":
+            graph_precision = "fp16"
+        if device == "tensorrt":
+            cache = settings.cache_dir or Path.home() / ".cache" / "toonstream" / "trt"
+            cache.mkdir(parents=True, exist_ok=True)
+            options = {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
+                       "trt_fp16_enable": settings.precision == "fast"}
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if settings.threads:
+            so.intra_op_num_threads = settings.threads
+        # Frames arrive one batch at a time; spinning threads between batches only steal
+        # the cores the decoder and encoder need.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers: list = [(provider, options)]
+        if device == "tensorrt":
+            providers.append(("CUDAExecutionProvider", {}))
+        try:
+            self.session = ort.InferenceSession(str(model_for(graph_precision)), so,
+                                                providers=providers)
+        except Exception as exc:  # ORT raises its own exception types per provider
+            raise EngineUnavailable(f"device {device!r} could not start: {str(exc).splitlines()[0]}; "
+                                    f"{install}") from None
+        active = self.session.get_providers()[0]
+        if active != provider:  # ORT falls back to CPU silently; we do not
+            raise EngineUnavailable(f"device {device!r} could not start ({provider} fell back to "
+                                    f"{active}): {install}")
+        self.device = device
+        self.precision = "fp16" if graph_precision == "fp16" or options.get("trt_fp16_enable") else "fp32"
+        self._binding = self.session.io_binding()
+        self._on_cpu = device == "cpu"
+
+    def run(self, batch: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        _check_batch(batch)
+        if out is None:
+            out = np.empty_like(batch)
+        if not self._on_cpu:
+            out[...] = self.session.run(None, {"input_image": batch})[0]
+            return out
+        # Bind the caller's arrays so ORT reads and writes them in place.
+        b = self._binding
+        b.bind_cpu_input("input_image", np.ascontiguousarray(batch))
+        b.bind_output("output_image", "cpu", 0, np.uint8, out.shape, out.ctypes.data)
+        self.session.run_with_iobinding(b)
+        return out
+
+    def describe(self) -> str:
+        return _describe(self)
+
+
+class OpenVinoEngine:
+    """OpenVINO on the CPU; bf16 in fast mode where the CPU has it."""
+
+    backend = "openvino"
+
+    def __init__(self, model_for: Callable[[str], Path], settings: EngineSettings):
+        try:
+            import openvino as ov
+        except ImportError:
+            raise EngineUnavailable("device 'openvino' needs OpenVINO: pip install openvino") from None
+        core = ov.Core()
+        caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        want = "bf16" if settings.precision == "fast" and "BF16" in caps else "f32"
+        config = {"INFERENCE_PRECISION_HINT": want, "PERFORMANCE_HINT": "LATENCY",
+                  "NUM_STREAMS": "1"}
+        if settings.threads:
+            config["INFERENCE_NUM_THREADS"] = str(settings.threads)
+        self._core, self._config = core, config
+        self._model = core.read_model(str(model_for("fp32")))
+        self._compiled: dict[tuple[int, ...], object] = {}
+        self.device = "openvino-cpu"
+        # Exact mode pins f32: recent OpenVINO picks bf16 by itself on CPUs that have it.
+        self.precision = "bf16" if want == "bf16" else "fp32"
+
+    def _request(self, shape: tuple[int, ...]):
+        req = self._compiled.get(shape)
+        if req is None:
+            # A static shape per frame size lets the CPU plugin pick its fastest kernels;
+            # sizes are few (one per stream), so the compiled models are cached.
+            model = self._model.clone()
+            model.reshape({0: list(shape)})
+            req = self._core.compile_model(model, "CPU", self._config).create_infer_request()
+            self._compiled[shape] = req
+        return req
+
+    def run(self, batch: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        _check_batch(batch)
+        req = self._request(batch.shape)
+        req.infer({0: batch}, share_inputs=True)
+        result = req.get_output_tensor(0).data
+        if out is None:
+            return result.copy()
+        np.copyto(out, result)
+        return out
+
+    def describe(self) -> str:
+        return _describe(self)
+
+
+def _has_openvino_cpu() -> bool:
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def auto_device() -> str:
+    """The fastest device available here: a GPU provider, else OpenVINO on x86, else ORT CPU."""
+    try:
+        import onnxruntime as ort
+        available = set(ort.get_available_providers())
+    except ImportError:
+        available = set()
+    for device in ("cuda", "coreml", "directml"):
+        if _ORT_PROVIDERS[device][0] in available and _gpu_present(device):
+            return device
+    return "openvino" if _has_openvino_cpu() else "cpu"
+
+
+def _gpu_present(device: str) -> bool:
+    # onnxruntime-gpu lists CUDA even on machines without a GPU or driver.
+    if device == "cuda":
+        return any(Path(p).exists() for p in ("/dev/nvidia0", "/dev/dxg")) or os.name == "nt"
+    return True
+
+
+def create_engine(model_for: Callable[[str], Path], settings: EngineSettings) -> Engine:
+    """Start the engine for `settings.device`; `model_for(precision)` returns the ONNX file
+    for "fp32" or "fp16" (the model store builds it on first use)."""
+    device = auto_device() if settings.device == "auto" else settings.device
+    if device == "openvino":
+        return OpenVinoEngine(model_for, settings)
+    return OrtEngine(model_for, device, settings)

@@ -1,0 +1,101 @@
+"""The official full-frame flow: shrink to the working size, pad white, stylise, crop back.
+
+Frames of one size are batched; the padded input batch and the output batches are kept and
+reused, so the per-frame path allocates nothing once the size is known.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .engine import Engine
+
+OFFICIAL_SHORT_SIDE = 720
+
+
+def work_size(height: int, width: int, short_side: int = OFFICIAL_SHORT_SIDE) -> tuple[int, int]:
+    """(h, w) the model sees before padding: the short side reduced to `short_side`, never
+    enlarged (as the official code does)."""
+    short = min(height, width)
+    if short <= short_side:
+        return height, width
+    # The official resize_size() computes the long side as int(size * long / short).
+    if height <= width:
+        return short_side, int(short_side * width / height)
+    return int(short_side * height / width), short_side
+
+
+def padded_size(height: int, width: int) -> tuple[int, int]:
+    """The official padTo16x: if either side is off a multiple of 16, BOTH grow to the next
+    multiple (so an aligned side still gains 16 pixels: 640x360 runs at 656x368)."""
+    if height % 16 == 0 and width % 16 == 0:
+        return height, width
+    return (height // 16 + 1) * 16, (width // 16 + 1) * 16
+
+
+@dataclass
+class _Buffers:
+    frame_hw: tuple[int, int]
+    work_hw: tuple[int, int]
+    batch_in: np.ndarray  # [N, Hp, Wp, 3], white outside the work area
+    batch_out: list[np.ndarray]  # ring of [N, Hp, Wp, 3]
+    resized_out: list[np.ndarray] | None  # ring of [N, H, W, 3] when the frame was shrunk
+
+
+class FullFrameFlow:
+    """Stylise whole frames with the background model, the official way.
+
+    Returned images are views into a ring of `ring` output batches: a result stays valid
+    until `ring` more calls have been made, so keep `ring` above the number of batches the
+    consumer holds at once.
+    """
+
+    def __init__(self, engine: Engine, short_side: int = OFFICIAL_SHORT_SIDE, ring: int = 4):
+        if short_side < 16:
+            raise ValueError("the working short side must be at least 16 pixels")
+        self.engine = engine
+        self.short_side = short_side
+        self.ring = max(1, ring)
+        self._buf: _Buffers | None = None
+        self._turn = 0
+
+    def _buffers(self, n: int, h: int, w: int) -> _Buffers:
+        buf = self._buf
+        if buf is None or buf.frame_hw != (h, w) or buf.batch_in.shape[0] != n:
+            wh, ww = work_size(h, w, self.short_side)
+            ph, pw = padded_size(wh, ww)
+            batch_in = np.full((n, ph, pw, 3), 255, np.uint8)
+            outs = [np.empty_like(batch_in) for _ in range(self.ring)]
+            resized = None
+            if (wh, ww) != (h, w):
+                resized = [np.empty((n, h, w, 3), np.uint8) for _ in range(self.ring)]
+            buf = self._buf = _Buffers((h, w), (wh, ww), batch_in, outs, resized)
+        return buf
+
+    def __call__(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """Stylise same-size uint8 BGR frames in one batch."""
+        if not frames:
+            return []
+        h, w = frames[0].shape[:2]
+        for f in frames:
+            if f.shape != (h, w, 3) or f.dtype != np.uint8:
+                raise ValueError(f"a batch needs uint8 BGR frames of one size, got {f.shape} {f.dtype}")
+        buf = self._buffers(len(frames), h, w)
+        wh, ww = buf.work_hw
+        for i, f in enumerate(frames):
+            if (wh, ww) == (h, w):
+                buf.batch_in[i, :h, :w] = f
+            else:
+                cv2.resize(f, (ww, wh), dst=buf.batch_in[i, :wh, :ww], interpolation=cv2.INTER_AREA)
+        turn = self._turn
+        self._turn = (turn + 1) % self.ring
+        out = self.engine.run(buf.batch_in, buf.batch_out[turn])
+        if buf.resized_out is None:
+            return [out[i, :h, :w] for i in range(len(frames))]
+        dst = buf.resized_out[turn]
+        for i in range(len(frames)):
+            # The official code resizes back with the default (bilinear) interpolation.
+            cv2.resize(out[i, :wh, :ww], (w, h), dst=dst[i])
+        return [dst[i] for i in range(len(frames))]
