@@ -92,24 +92,16 @@ def _generator(b: _Builder, x: str, w: DctNetWeights, np_float) -> str:
 
 
 def _guided_filter(b: _Builder, guide: str, src: str) -> str:
-    """Fast guided filter, r=1, eps=1e-2, as in the official graph (fp32)."""
-    box_w = b.const("box3", np.full((3, 1, 3, 3), 1 / 9, np.float32))
-    box_w1 = b.const("box1", np.full((1, 1, 3, 3), 1 / 9, np.float32))
+    """Fast guided filter, r=1, eps=1e-2, as in the official graph (fp32).
 
-    def box(t: str) -> str:
-        return b.op("Conv", [t, box_w], "depthwise", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
-                    group=3)
-
-    # The count map: the box filter of ones, 1 inside, smaller at the borders.
-    first = b.op("Slice", [guide, b.const("s0", np.array([0], np.int64)),
-                           b.const("s1", np.array([1], np.int64)),
-                           b.const("ax", np.array([1], np.int64))])
-    ones = b.op("Add", [b.op("Mul", [first, b.const("zero", np.array(0, np.float32))]),
-                        b.const("one", np.array(1, np.float32))])
-    count = b.op("Conv", [ones, box_w1], "depthwise", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
-
+    The official graph divides 3x3 box sums by a box-filtered map of ones so borders
+    average only the pixels inside; AveragePool without pad counting is exactly that. It
+    also keeps the filter off the convolution path, so a bf16 backend leaves its
+    variance (a difference of near-equal terms) in fp32.
+    """
     def mean(t: str) -> str:
-        return b.op("Div", [box(t), count])
+        return b.op("AveragePool", [t], "box_mean", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                    count_include_pad=0)
 
     mean_x = mean(guide)
     mean_y = mean(src)

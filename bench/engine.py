@@ -1,0 +1,130 @@
+"""Engine speed: median ms per frame for each backend and precision, next to the TFLite
+reference (ai-edge-litert with XNNPACK) measured in the same run.
+
+    python bench/engine.py [--models DIR] [--style anime] [--repeat 5]
+
+The TFLite conversions have fixed inputs (288x288 head, 720x720 background): the 288x288
+row runs the head model as is; the other sizes run the 720x720 model on the frame padded
+(640x360) or resized (1280x720) to 720x720, so the reference's pixel count is printed and
+the ratio is also given per megapixel.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from streamer.toon.engine import EngineSettings, EngineUnavailable, create_engine  # noqa: E402
+
+SIZES = ((288, 288), (360, 640), (720, 1280))
+
+
+def _median_ms(fn, repeat: int) -> float:
+    fn()  # warm-up: compiles kernels, allocates arenas
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
+def _reference(models: Path, threads: int):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        print("note: ai-edge-litert is not installed (pip install ai-edge-litert): no reference")
+        return None
+    interps = {}
+    for name, side in (("sketch_head288", 288), ("anime_bg720", 720)):
+        path = models / "dctnet" / "tflite" / f"{name}.tflite"
+        if not path.exists():
+            return None
+        it = Interpreter(model_path=str(path), num_threads=threads)
+        it.allocate_tensors()
+        interps[side] = it
+
+    def run(h: int, w: int, batch: int):
+        side = 288 if (h, w) == (288, 288) else 720
+        it = interps[side]
+        inp = np.full((side, side, 3), 255, np.float32)
+        frame = np.random.default_rng(0).integers(0, 256, (h, w, 3)).astype(np.float32)
+        if h <= side and w <= side:
+            inp[:h, :w] = frame
+        else:
+            import cv2
+            inp[:] = cv2.resize(frame, (side, side), interpolation=cv2.INTER_AREA)
+        index = it.get_input_details()[0]["index"]
+
+        def call():
+            for _ in range(batch):  # the conversion has no batch axis
+                it.set_tensor(index, inp)
+                it.invoke()
+        return call, side * side
+    return run
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=os.environ.get("TOONSTREAM_MODELS"))
+    ap.add_argument("--style", default="anime")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--devices", default="cpu,openvino", help="comma-separated engine devices")
+    ap.add_argument("--batches", default="1,4")
+    args = ap.parse_args()
+    if not args.models:
+        ap.error("give --models DIR or set TOONSTREAM_MODELS")
+    models = Path(args.models)
+
+    from streamer.models.store import ModelStore  # the store builds and caches the ONNX graphs
+    store = ModelStore(models)
+    model_for = lambda precision: store.onnx_model_path(args.style, "bg", precision)  # noqa: E731
+
+    engines = []
+    for device in args.devices.split(","):
+        for precision in ("exact", "fast"):
+            try:
+                e = create_engine(model_for, EngineSettings(device=device, precision=precision,
+                                                            threads=args.threads))
+            except EngineUnavailable as exc:
+                print(f"skip {device}/{precision}: {exc}")
+                continue
+            if any(x.describe() == e.describe() for x in engines):
+                continue  # fast == exact on this backend
+            engines.append(e)
+    reference = _reference(models, args.threads)
+    batches = [int(b) for b in args.batches.split(",")]
+    print(f"threads {args.threads}; median of {args.repeat}; ms per frame; "
+          f"ratio = ours / TFLite reference (XNNPACK fp32)")
+    header = f"{'size':>10} {'batch':>5} {'engine':<34} {'ms/frame':>9} {'ref ms':>8} {'ratio':>6} {'ratio/MP':>8}"
+    print(header)
+    print("-" * len(header))
+    rng = np.random.default_rng(0)
+    for h, w in SIZES:
+        for n in batches:
+            batch = rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+            out = np.empty_like(batch)
+            ref_ms = ref_px = None
+            if reference:
+                call, ref_px = reference(h, w, n)
+                ref_ms = _median_ms(call, args.repeat) / n
+            for e in engines:
+                ms = _median_ms(lambda: e.run(batch, out), args.repeat) / n
+                ratio = f"{ms / ref_ms:6.2f}" if ref_ms else "     -"
+                per_mp = f"{(ms / (h * w)) / (ref_ms / ref_px):8.2f}" if ref_ms else "       -"
+                print(f"{w:>4}x{h:<5} {n:>5} {e.describe():<34} {ms:9.1f} "
+                      f"{ref_ms or 0:8.1f} {ratio} {per_mp}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""The model layer: official weights in, the official pixels out."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+from streamer.toon.engine import EngineSettings, EngineUnavailable, create_engine
+from streamer.toon.onnx_graph import build_onnx
+from streamer.toon.weights import GENERATOR_CONVS, PARAMETER_COUNT, ModelFormatError, load_weights
+
+STYLES = ("anime", "3d", "handdrawn", "sketch", "artstyle", "sd-design", "sd-illustration")
+IMAGES = ("astronaut", "luciano", "event", "tears")
+
+
+def _models() -> Path:
+    root = Path(os.environ.get("TOONSTREAM_MODELS", Path(__file__).parents[2] / "shared" / "models"))
+    if not (root / "dctnet").is_dir():
+        pytest.skip(f"no model store at {root} (set TOONSTREAM_MODELS)")
+    return root
+
+
+def _golden() -> Path:
+    return _models().parent / "golden" / "dctnet"
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("onnx")
+
+
+def _engine(onnx_dir: Path, source: Path, device: str = "cpu", precision: str = "exact"):
+    path = onnx_dir / f"{source.stem}.onnx"
+    if not path.exists():
+        onnx.save(build_onnx(load_weights(source)), path)
+    return create_engine(lambda _p: path, EngineSettings(device=device, precision=precision))
+
+
+def _diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs(a.astype(np.int16) - b.astype(np.int16))
+
+
+def test_pb_reader_recovers_all_18_convolutions_and_the_parameter_count():
+    w = load_weights(_models() / "dctnet" / "cartoon_anime_bg.pb")
+    assert w.source_format == "pb"
+    assert list(w.kernels) == [s.name for s in GENERATOR_CONVS]
+    assert w.parameter_count == PARAMETER_COUNT
+
+
+def test_tflite_reader_gives_the_same_weights_as_the_pb():
+    pb = load_weights(_models() / "dctnet" / "cartoon_anime_bg.pb")
+    tfl = load_weights(_models() / "dctnet" / "tflite" / "anime_bg720.tflite")
+    assert tfl.source_format == "tflite"
+    for name in pb.kernels:
+        np.testing.assert_array_equal(pb.kernels[name], tfl.kernels[name])
+        np.testing.assert_array_equal(pb.biases[name], tfl.biases[name])
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_pb_import_matches_tensorflow_golden_within_1_for_every_image(style, onnx_dir):
+    engine = _engine(onnx_dir, _models() / "dctnet" / f"cartoon_{style}_bg.pb")
+    for name in IMAGES:
+        img = cv2.imread(str(_golden() / f"{name}.png"))
+        gold = cv2.imread(str(_golden() / f"{name}__{style}.png"))
+        out = engine.run(np.ascontiguousarray(img[None]))[0]
+        assert _diff(out, gold).max() <= 1, (style, name)
+
+
+def test_tflite_import_matches_the_anime_golden_within_1(onnx_dir):
+    engine = _engine(onnx_dir, _models() / "dctnet" / "tflite" / "anime_bg720.tflite")
+    for name in IMAGES:
+        img = cv2.imread(str(_golden() / f"{name}.png"))
+        gold = cv2.imread(str(_golden() / f"{name}__anime.png"))
+        assert _diff(engine.run(np.ascontiguousarray(img[None]))[0], gold).max() <= 1, name
+
+
+def test_batch_of_3_at_368x640_equals_three_single_runs(onnx_dir):
+    engine = _engine(onnx_dir, _models() / "dctnet" / "cartoon_sketch_bg.pb")
+    frames = [cv2.imread(str(_golden() / f"{n}.png")) for n in ("tears", "event", "astronaut")]
+    batch = np.stack([cv2.resize(f, (640, 368)) for f in frames])
+    together = engine.run(batch)
+    assert together.shape == (3, 368, 640, 3)
+    for i in range(3):
+        np.testing.assert_array_equal(together[i], engine.run(batch[i:i + 1])[0])
+
+
+def test_engine_writes_into_the_callers_buffer(onnx_dir):
+    engine = _engine(onnx_dir, _models() / "dctnet" / "cartoon_3d_bg.pb")
+    batch = np.full((2, 64, 96, 3), 128, np.uint8)
+    out = np.zeros_like(batch)
+    assert engine.run(batch, out) is out
+    assert out.any()
+
+
+def test_openvino_exact_matches_the_golden_within_1(onnx_dir):
+    engine = _engine(onnx_dir, _models() / "dctnet" / "cartoon_anime_bg.pb", "openvino")
+    assert (engine.backend, engine.precision) == ("openvino", "fp32")
+    img = cv2.imread(str(_golden() / "luciano.png"))
+    gold = cv2.imread(str(_golden() / "luciano__anime.png"))
+    assert _diff(engine.run(np.ascontiguousarray(img[None]))[0], gold).max() <= 1
+
+
+def test_fast_mode_stays_within_half_a_level_of_the_golden_on_average(onnx_dir):
+    engine = _engine(onnx_dir, _models() / "dctnet" / "cartoon_anime_bg.pb", "openvino", "fast")
+    img = cv2.imread(str(_golden() / "luciano.png"))
+    gold = cv2.imread(str(_golden() / "luciano__anime.png"))
+    mean = _diff(engine.run(np.ascontiguousarray(img[None]))[0], gold).mean()
+    print(f"fast mode ({engine.precision}): mean |diff| {mean:.3f}")
+    assert mean <= 0.5
+
+
+def test_a_gpu_device_that_cannot_start_is_an_error_naming_what_to_install(onnx_dir):
+    import onnxruntime as ort
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has the CUDA provider")
+    with pytest.raises(EngineUnavailable, match="onnxruntime-gpu"):
+        _engine(onnx_dir, _models() / "dctnet" / "cartoon_anime_bg.pb", "cuda")
+
+
+def test_input_sizes_off_a_multiple_of_4_are_refused(onnx_dir):
+    engine = _engine(onnx_dir, _models() / "dctnet" / "cartoon_anime_bg.pb")
+    with pytest.raises(ValueError, match="multiples of 4"):
+        engine.run(np.zeros((1, 30, 40, 3), np.uint8))
+
+
+def test_a_non_model_file_is_rejected_in_one_line(tmp_path):
+    bad = tmp_path / "notes.pb"
+    bad.write_text("hello, this is not a graph\n" * 50)
+    with pytest.raises(ModelFormatError) as err:
+        load_weights(bad)
+    assert "\n" not in str(err.value) and "not a" in str(err.value)
+
+
+def test_a_truncated_pb_is_rejected_as_truncated(tmp_path):
+    data = (_models() / "dctnet" / "cartoon_anime_bg.pb").read_bytes()
+    cut = tmp_path / "cut.pb"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(ModelFormatError, match="truncated"):
+        load_weights(cut)
+
+
+def test_a_truncated_tflite_is_rejected(tmp_path):
+    data = (_models() / "dctnet" / "tflite" / "anime_bg720.tflite").read_bytes()
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFormatError, match="truncated|corrupt"):
+        load_weights(cut)
+
+
+def test_a_graph_of_another_network_is_rejected_as_a_different_network(tmp_path):
+    # A valid GraphDef holding a single conv: well-formed protobuf, wrong network.
+    def field(num: int, payload: bytes) -> bytes:
+        return bytes([num << 3 | 2, len(payload)]) + payload
+
+    node = lambda name, op: field(1, field(1, name.encode()) + field(2, op.encode()))  # noqa: E731
+    other = tmp_path / "other.pb"
+    other.write_bytes(node("input_image", "Placeholder") + node("conv", "Conv2D")
+                      + node("output_image", "Cast"))
+    with pytest.raises(ModelFormatError, match="different network"):
+        load_weights(other)
+
+
+def test_a_pb_with_a_changed_layer_shape_is_rejected(tmp_path):
+    # Same bytes, but the Conv_9 bias constant renamed: the reader must notice the missing layer.
+    data = (_models() / "dctnet" / "cartoon_anime_bg.pb").read_bytes()
+    tampered = tmp_path / "tampered.pb"
+    tampered.write_bytes(data.replace(b"generator/Conv_9/biases", b"generator/Conv_X/biases"))
+    with pytest.raises(ModelFormatError, match="different network"):
+        load_weights(tampered)
