@@ -1,0 +1,168 @@
+"""`python -m streamer.models`: fetch, import, list and verify model files.
+
+Every user-facing failure is one `error: ...` line on stderr and exit status 2; progress
+bars and notes go to stderr too, so stdout carries only results.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .catalog import PARTS
+from .download import DownloadOptions, sha256_file
+from .errors import StoreError
+from .paths import describe_root_origin
+from .store import PRECISIONS, Store
+
+EXIT_ERROR = 2
+log = logging.getLogger("streamer.models")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse prints the whole usage block; keep the one-line error contract.
+        self.exit(EXIT_ERROR, f"error: {message} (see --help)\n")
+
+
+class _LineFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        level = "note" if record.levelno < logging.WARNING else record.levelname.lower()
+        return f"{level}: {record.getMessage()}"
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--models", metavar="DIR", default=None,
+                        help="model store folder (default: $TOONSTREAM_MODELS, else the "
+                             "per-user cache, e.g. ~/.cache/toonstream/models)")
+    p = _Parser(prog="python -m streamer.models",
+                description="Manage Toonstream's model store: the official DCT-Net weights, "
+                            "the face detector, the head mask and the ONNX models built from them.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("list", parents=[common],
+                   help="show installed files, their origin and checksums")
+    sub.add_parser("verify", parents=[common],
+                   help="re-hash installed files against the catalog and check their structure")
+
+    f = sub.add_parser("fetch", parents=[common], help="download STYLE, face, mask or all")
+    f.add_argument("target", metavar="STYLE|all|face|mask")
+    f.add_argument("--mirror", metavar="URL", default=None,
+                   help="fetch from URL/<model_id>/<path> instead of the official hosts "
+                        "(default: $TOONSTREAM_MODEL_MIRROR)")
+    f.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                   help="give up a try after S seconds without data (default 30)")
+    f.add_argument("--retries", type=int, default=3, metavar="N",
+                   help="extra tries after a network failure, with backoff (default 3)")
+    f.add_argument("--no-progress", action="store_true", help="no progress bar")
+    f.add_argument("--no-build", action="store_true", help="do not build the ONNX models")
+    f.add_argument("--precision", choices=PRECISIONS, default="fp32")
+
+    i = sub.add_parser("import", parents=[common],
+                       help="add a .pb or .tflite you downloaded yourself")
+    i.add_argument("file", type=Path, metavar="FILE")
+    i.add_argument("--style", required=True, metavar="NAME")
+    i.add_argument("--part", choices=PARTS, default="bg",
+                   help="bg: whole-frame model (default); h: face-crop model")
+    i.add_argument("--precision", choices=PRECISIONS, default="fp32")
+
+    pa = sub.add_parser("path", parents=[common],
+                        help="print the ONNX model of a style, building it if needed")
+    pa.add_argument("style", metavar="STYLE")
+    pa.add_argument("--part", choices=PARTS, default="bg")
+    pa.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    return p
+
+
+def _cmd_list(store: Store, args: argparse.Namespace) -> int:
+    print(f"model store: {store.root.resolve()}  (from {describe_root_origin(args.models)})")
+    for e in store.entries():
+        if not e.installed:
+            print(f"  {e.label:<20} {e.local:<40} {e.catalog}")
+            continue
+        print(f"  {e.label:<20} {e.local:<40} {e.size:>11,} B  {e.fmt}  {e.catalog}")
+        print(f"  {'':<20} sha256 {e.sha256}  from {e.origin}")
+    built = store.onnx_entries()
+    print(f"built ONNX models in {store.onnx_dir}:" + ("" if built else " none yet"))
+    for path, meta in built:
+        src = Path(meta.get("source_file", ""))
+        state = "stale, rebuilt on next use"
+        if src.is_file() and sha256_file(src) == meta.get("source_sha256"):
+            state = "current"
+        print(f"  {path.name:<28} {meta.get('precision', '?'):<5} from {src.name or '?'} "
+              f"({meta.get('source_format', '?')}), "
+              f"converter {meta.get('converter_version', '?')}, {state}")
+    return 0
+
+
+def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
+    checks = store.verify()
+    if not checks:
+        raise StoreError(f"no model files in {store.root}; run `python -m streamer.models fetch "
+                         f"{store.catalog.styles[0]} --models {store.root}`")
+    for c in checks:
+        print(f"{'ok' if c.ok else 'FAIL':<5} {c.local}: {c.message}")
+    bad = [c for c in checks if not c.ok]
+    if bad:
+        raise StoreError(f"{len(bad)} of {len(checks)} files failed verification in {store.root} "
+                         f"(first: {bad[0].local})")
+    print(f"all {len(checks)} files verified in {store.root}")
+    return 0
+
+
+def _cmd_fetch(store: Store, args: argparse.Namespace) -> int:
+    opts = DownloadOptions(timeout=args.timeout, retries=max(0, args.retries),
+                           progress=False if args.no_progress else None)
+    for path in store.fetch(args.target, mirror=args.mirror, options=opts,
+                            build=not args.no_build, precision=args.precision):
+        print(path)
+    return 0
+
+
+def _cmd_import(store: Store, args: argparse.Namespace) -> int:
+    res = store.import_file(args.file, args.style, args.part, args.precision)
+    for note in res.notes:
+        log.warning("%s", note)
+    print(f"imported {res.path} ({res.source_format})")
+    print(f"built {res.onnx}")
+    return 0
+
+
+def _cmd_path(store: Store, args: argparse.Namespace) -> int:
+    print(store.onnx_model_path(args.style, args.part, args.precision))
+    return 0
+
+
+_COMMANDS = {"list": _cmd_list, "verify": _cmd_verify, "fetch": _cmd_fetch,
+             "import": _cmd_import, "path": _cmd_path}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status instead of exiting (tests call it directly)."""
+    try:
+        args = _build_parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LineFormatter())
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        return _COMMANDS[args.command](Store.open(args.models), args)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        # Disk full, permission denied and the like: the user's environment, not a bug.
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted (a partial download is kept and resumed next time)",
+              file=sys.stderr)
+        return 130
+    finally:
+        log.removeHandler(handler)
