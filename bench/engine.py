@@ -85,8 +85,8 @@ def main() -> int:
         ap.error("give --models DIR or set TOONSTREAM_MODELS")
     models = Path(args.models)
 
-    from streamer.models.store import ModelStore  # the store builds and caches the ONNX graphs
-    store = ModelStore(models)
+    from streamer.models.store import Store  # the store builds and caches the ONNX graphs
+    store = Store(models)
     model_for = lambda precision: store.onnx_model_path(args.style, "bg", precision)  # noqa: E731
 
     engines = []

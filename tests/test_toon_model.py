@@ -1,27 +1,32 @@
 """The model layer: official weights in, the official pixels out."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
-import onnx
 import pytest
 
+from streamer.models.store import Store
 from streamer.toon.engine import EngineSettings, EngineUnavailable, create_engine
-from streamer.toon.onnx_graph import build_onnx
 from streamer.toon.weights import GENERATOR_CONVS, PARAMETER_COUNT, ModelFormatError, load_weights
 
 STYLES = ("anime", "3d", "handdrawn", "sketch", "artstyle", "sd-design", "sd-illustration")
 IMAGES = ("astronaut", "luciano", "event", "tears")
 
 
+_MODELS: Path | None = None
+
+
+@pytest.fixture(autouse=True)
+def _models_root(models_dir: Path) -> None:
+    global _MODELS
+    _MODELS = models_dir
+
+
 def _models() -> Path:
-    root = Path(os.environ.get("TOONSTREAM_MODELS", Path(__file__).parents[2] / "shared" / "models"))
-    if not (root / "dctnet").is_dir():
-        pytest.skip(f"no model store at {root} (set TOONSTREAM_MODELS)")
-    return root
+    assert _MODELS is not None
+    return _MODELS
 
 
 def _golden() -> Path:
@@ -30,14 +35,17 @@ def _golden() -> Path:
 
 @pytest.fixture(scope="module")
 def onnx_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("onnx")
+    """A writable store the official files are imported into, as a user would."""
+    return tmp_path_factory.mktemp("store")
 
 
-def _engine(onnx_dir: Path, source: Path, device: str = "cpu", precision: str = "exact"):
-    path = onnx_dir / f"{source.stem}.onnx"
-    if not path.exists():
-        onnx.save(build_onnx(load_weights(source)), path)
-    return create_engine(lambda _p: path, EngineSettings(device=device, precision=precision))
+def _engine(store_root: Path, source: Path, device: str = "cpu", precision: str = "exact"):
+    store = Store(store_root / source.suffix[1:])  # keep .pb and .tflite imports apart
+    style = source.stem.removeprefix("cartoon_").split("_bg")[0]
+    if store.source_for(style) is None:
+        store.import_file(source, style)
+    return create_engine(lambda p: store.onnx_model_path(style, "bg", p),
+                         EngineSettings(device=device, precision=precision))
 
 
 def _diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
