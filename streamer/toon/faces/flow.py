@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine import Engine
+from ..engine import Engine, EngineSettings, create_engine
 from ..flow import OFFICIAL_SHORT_SIDE, FullFrameFlow, work_size
 from .align import CROP_SIZE, warp_crop
 from .compose import load_head_mask, paste_head
@@ -135,3 +135,22 @@ class FaceAwareFlow:
         self.timings.head_s += t2 - t1
         self.timings.face_s += (t1 - t0) + (t3 - t2)
         return outs
+
+
+def face_aware_flow(style: str, settings: EngineSettings, *, store=None,
+                    tracker: TrackerSettings = TrackerSettings(), detect_side: int | None = 640,
+                    short_side: int = OFFICIAL_SHORT_SIDE, ring: int = 4,
+                    fps: float = 30.0) -> FaceAwareFlow:
+    """A FaceAwareFlow for `style` from the model store (`store`: a streamer.models.Store,
+    default the one $TOONSTREAM_MODELS / the user cache names). The head engine is the
+    background engine itself when the store has no separate head model for the style."""
+    from streamer.models import open_store
+
+    store = store if store is not None else open_store()
+    bg = create_engine(lambda p: store.onnx_model_path(style, "bg", p), settings)
+    head = bg
+    if store.source_for(style, "h") is not None:
+        head = create_engine(lambda p: store.onnx_model_path(style, "h", p), settings)
+    return FaceAwareFlow(bg, head, store.file_path("yunet.onnx"), store.file_path("alpha.jpg"),
+                         tracker=tracker, detect_side=detect_side, short_side=short_side,
+                         ring=ring, fps=fps)

@@ -317,7 +317,7 @@ class FaceTracker:
         for i, tr in enumerate(self.tracks):
             if i not in used_t:
                 tr.missed += 1
-                if tr.missed > st.max_missed or tr.points is None:
+                if tr.missed > st.max_missed or (st.propagate and tr.points is None):
                     tr.fading_out = True
         live = sum(not tr.fading_out for tr in self.tracks)
         for j in range(len(dets)):  # largest first
@@ -333,8 +333,6 @@ class FaceTracker:
             self._seed_points(tr, gray, scale)
             self.tracks.append(tr)
             live += 1
-        if not st.propagate:  # official: only this frame's detections exist
-            self.tracks = [tr for tr in self.tracks if not tr.fading_out]
 
     def _render(self, t: float, instant: bool) -> list[FaceRender]:
         st = self.settings
@@ -349,7 +347,9 @@ class FaceTracker:
             tr.params = tr.filter(raw, t, crop_size_px(raw)) if st.smooth else raw
             if st.fade_s > 0 and not instant:
                 step = dt / st.fade_s
-                tr.alpha = min(1.0, max(0.0, tr.alpha + (-step if tr.fading_out else step)))
+                a = tr.alpha + (-step if tr.fading_out else step)
+                # Snap the ends: timestamps in float seconds leave 1e-16 crumbs.
+                tr.alpha = 0.0 if a < 1e-6 else 1.0 if a > 1.0 - 1e-6 else a
             else:
                 tr.alpha = 0.0 if tr.fading_out else 1.0
             if tr.fading_out and tr.alpha <= 0.0:
