@@ -1,0 +1,425 @@
+"""Encode stylised frames to a video file, remuxing the input's audio packets untouched.
+
+The file is written under a temporary name in the output folder (`.NAME.partial-XXXXXX`,
+its container format forced, so it never looks like a finished video) and renamed at the
+end; `abort()` removes it. What is kept from the input:
+
+- every frame, with its pts in the input's time base (constant and variable frame rate);
+  packet durations are set from the next frame's pts, so the stream ends when the input's
+  last frame ends (for MP4/MOV the last sample is stretched by the encoder's reorder offset,
+  which the container otherwise counts from the decode timestamps and would cut short);
+- the average frame rate, sample aspect ratio and colour tags (matrix, range, primaries,
+  transfer); pixels are converted with the input's matrix and range;
+- audio streams, packet for packet, with their metadata and dispositions;
+- container and video-stream metadata (minus what the muxer itself writes).
+
+Odd sizes: 4:2:0 needs even width and height, and H.264 / HEVC cannot signal a one-pixel
+crop in 4:2:0, so an odd width or height is padded by one pixel on the right / bottom that
+repeats the edge (the output is at most one pixel larger; a note says so).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections import deque
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from av.video.reformatter import VideoReformatter
+
+from streamer.frame import Frame
+from streamer.sources.video_file import VideoInfo
+
+
+class OutputError(Exception):
+    """A problem with the output (path, container, encoder), in one line for the user."""
+
+
+# Container format forced for the temporary file, by the final name's suffix.
+FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
+           ".avi": "avi", ".ts": "mpegts", ".m2ts": "mpegts", ".mts": "mpegts", ".flv": "flv",
+           ".nut": "nut"}
+_MOV_FAMILY = {"mp4", "mov"}
+VIDEO_SUFFIXES = tuple(FORMATS)
+
+CODECS = ("libx264", "libx265", "h264_nvenc", "hevc_nvenc", "libvpx-vp9")
+DEFAULT_CODEC = "libx264"
+# Quality defaults per encoder: visually transparent for cartoon output at moderate size.
+_DEFAULT_QUALITY = {"libx264": 18, "libx265": 20, "h264_nvenc": 19, "hevc_nvenc": 21,
+                    "libvpx-vp9": 24}
+_DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "h264_nvenc": "p5",
+                   "hevc_nvenc": "p5", "libvpx-vp9": "good"}
+# x264-style preset names -> libvpx cpu-used (speed); libvpx has no presets of its own.
+_VPX_SPEED = {"ultrafast": 8, "superfast": 7, "veryfast": 6, "faster": 5, "fast": 4,
+              "medium": 3, "good": 3, "slow": 2, "slower": 1, "veryslow": 0}
+_NVENC_PRESETS = {"p1", "p2", "p3", "p4", "p5", "p6", "p7", "default", "slow", "medium", "fast",
+                  "hp", "hq", "bd", "ll", "llhq", "llhp", "lossless", "losslesshp"}
+_X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                 "slower", "veryslow", "placebo")
+# AVColorSpace -> the swscale matrix that converts to it (same numbers for these).
+_SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
+# Metadata the muxer writes itself, or that describes the old encoding.
+_DROP_KEYS = {"major_brand", "minor_version", "compatible_brands", "encoder", "rotate",
+              "duration", "bps", "number_of_frames", "number_of_bytes", "vendor_id"}
+
+
+def container_format(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise OutputError(f"{path.name}: unknown video container {path.suffix or '(no suffix)'!r}; "
+                          f"use one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def default_codec_for(path: Path) -> str:
+    """libx264, except for WebM, which only holds VP8/VP9/AV1."""
+    return "libvpx-vp9" if container_format(path) == "webm" else DEFAULT_CODEC
+
+
+def _keep_key(key: str) -> bool:
+    k = key.lower()
+    return k not in _DROP_KEYS and not k.startswith("_statistics")
+
+
+def _encoder_options(codec: str, crf: int | None, preset: str | None) -> dict[str, str]:
+    q = _DEFAULT_QUALITY.get(codec, 20) if crf is None else int(crf)
+    p = _DEFAULT_PRESET.get(codec, "medium") if preset is None else preset
+    if codec in ("libx264", "libx265"):
+        if p not in _X264_PRESETS:
+            raise OutputError(f"unknown preset {p!r} for {codec}; choose {', '.join(_X264_PRESETS)}")
+        opts = {"crf": str(q), "preset": p}
+        if codec == "libx265":
+            opts["x265-params"] = "log-level=error"  # x265 prints to stderr on its own
+        return opts
+    if codec.endswith("_nvenc"):
+        if p not in _NVENC_PRESETS:
+            raise OutputError(f"unknown preset {p!r} for {codec}; choose p1 (fastest) .. p7")
+        return {"rc": "vbr", "cq": str(q), "preset": p, "b": "0"}
+    if codec == "libvpx-vp9":
+        if p not in _VPX_SPEED:
+            raise OutputError(f"unknown preset {p!r} for {codec}; choose {', '.join(_VPX_SPEED)}")
+        return {"crf": str(q), "b": "0", "deadline": "good", "cpu-used": str(_VPX_SPEED[p]),
+                "row-mt": "1"}
+    return {}
+
+
+def _encoder_hint(codec: str) -> str:
+    if codec.endswith("_nvenc"):
+        return "it needs an NVIDIA GPU with its driver; use --codec libx264 or libx265"
+    return "use --codec libx264"
+
+
+def check_encoder(codec: str) -> None:
+    """Raise OutputError unless `codec` is a video encoder that can start here (a trial
+    open: hardware encoders are in the build even where no GPU is)."""
+    try:
+        c = av.codec.Codec(codec, "w")
+    except Exception:  # UnknownCodecError, ValueError
+        raise OutputError(f"encoder {codec!r} is not in this FFmpeg build; {_encoder_hint(codec)}"
+                          ) from None
+    if c.type != "video":
+        raise OutputError(f"{codec!r} is not a video encoder")
+    ctx = av.codec.CodecContext.create(c)
+    ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
+    ctx.time_base = Fraction(1, 25)
+    ctx.framerate = Fraction(25)
+    if codec == "libx265":
+        ctx.options = {"x265-params": "log-level=error"}
+    try:
+        ctx.open()
+    except Exception as exc:
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise OutputError(f"encoder {codec!r} cannot start here ({reason}); {_encoder_hint(codec)}"
+                          ) from None
+    finally:
+        del ctx
+
+
+def temp_path_for(final: Path) -> Path:
+    return final.parent / f".{final.name}.partial-{secrets.token_hex(3)}"
+
+
+def check_output_folder(final: Path) -> None:
+    """Fail early, in one line, when nothing can be written next to `final`."""
+    folder = final.parent
+    if not folder.exists():
+        raise OutputError(f"output folder {folder} does not exist")
+    if not folder.is_dir():
+        raise OutputError(f"output folder {folder} is not a folder")
+    probe = temp_path_for(final)
+    try:
+        with open(probe, "xb"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"cannot write in the output folder {folder} "
+                          f"({exc.strerror or exc})") from None
+    probe.unlink(missing_ok=True)
+
+
+def commit(temp: Path, final: Path, overwrite: bool) -> None:
+    """Give the finished temporary file its final name (atomic; never clobbers without
+    `overwrite`, even if the name appeared while we were working)."""
+    if overwrite:
+        os.replace(temp, final)
+        return
+    try:
+        os.link(temp, final)
+    except FileExistsError:
+        raise OutputError(f"{final} appeared while converting; rerun with -y to overwrite") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        if final.exists():  # a filesystem without hard links: check, then rename
+            raise OutputError(f"{final} appeared while converting; rerun with -y") from None
+        os.replace(temp, final)
+        return
+    temp.unlink()
+
+
+@dataclass
+class SinkStats:
+    frames: int = 0
+    video_packets: int = 0
+    audio_packets: int = 0
+    bytes: int = 0
+
+
+class VideoFileSink:
+    """Write frames of one size to `final` (see the module docstring)."""
+
+    def __init__(self, final: str | os.PathLike[str], info: VideoInfo,
+                 audio_packets: deque | None = None, *, codec: str | None = None,
+                 crf: int | None = None, preset: str | None = None, overwrite: bool = False):
+        self.final = Path(final)
+        self.overwrite = overwrite
+        fmt = container_format(self.final)
+        self.codec = codec or default_codec_for(self.final)
+        options = _encoder_options(self.codec, crf, preset)
+        check_encoder(self.codec)
+        self.info = info
+        self.width = info.width + (info.width & 1)
+        self.height = info.height + (info.height & 1)
+        self.padded = (self.width, self.height) != (info.width, info.height)
+        self._audio_in = audio_packets if audio_packets is not None else deque()
+        self.stats = SinkStats()
+        self.temp = temp_path_for(self.final)
+        self._out = None
+        self._done = False
+        container_options = {}
+        if fmt in _MOV_FAMILY and 0 < info.time_base.denominator < 2**31:
+            # Edit lists (a video that starts after its audio) count in the movie
+            # timescale, 1/1000 s by default; the video's own keeps its start exact.
+            container_options["movie_timescale"] = str(info.time_base.denominator)
+        try:
+            self._out = av.open(str(self.temp), "w", format=fmt,
+                                container_options=container_options)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise OutputError(f"cannot create {self.temp}: "
+                              f"{getattr(exc, 'strerror', None) or exc}") from None
+        try:
+            self._setup(fmt, options)
+        except BaseException:
+            self.abort()
+            raise
+
+    @property
+    def notes(self) -> list[str]:
+        if not self.padded:
+            return []
+        return [f"odd size {self.info.width}x{self.info.height}: 4:2:0 needs even sides, so the "
+                f"output is {self.width}x{self.height} (the last column/row repeated)"]
+
+    def _setup(self, fmt: str, options: dict[str, str]) -> None:
+        info, out = self.info, self._out
+        out.metadata.update({k: v for k, v in info.metadata.items() if _keep_key(k)})
+        rate = info.average_rate or Fraction(25)
+        try:
+            v = out.add_stream(self.codec, rate=rate, options=options)
+        except ValueError as exc:
+            raise OutputError(f"{self.final.name}: the {fmt} container cannot hold {self.codec} "
+                              f"video ({exc}); choose another --codec or container") from None
+        v.width, v.height, v.pix_fmt = self.width, self.height, "yuv420p"
+        v.time_base = info.time_base
+        cc = v.codec_context
+        cc.time_base = info.time_base
+        cc.framerate = rate
+        sar = info.sample_aspect_ratio
+        if sar and sar != 1:
+            turned = info.rotation in (90, 270) or info.flip in ("transpose", "antitranspose")
+            cc.sample_aspect_ratio = 1 / sar if turned else sar
+        self._matrix = _SWS_MATRIX.get(info.colorspace)
+        self._range = info.color_range if info.color_range in (1, 2) else None
+        if self._matrix is not None:
+            cc.colorspace = info.colorspace
+        if self._range is not None:
+            cc.color_range = self._range
+        if info.color_primaries not in (0, 2):
+            cc.color_primaries = info.color_primaries
+        if info.color_trc not in (0, 2):
+            cc.color_trc = info.color_trc
+        v.metadata.update({k: v_ for k, v_ in info.stream_metadata.items() if _keep_key(k)})
+        self._video = v
+        self._audio_map = {}
+        for s in info.audio_streams:
+            try:
+                a = out.add_stream_from_template(s)
+            except ValueError:
+                raise OutputError(f"{self.final.name}: the {fmt} container cannot hold the "
+                                  f"input's {s.codec_context.name} audio (stream #{s.index}) "
+                                  f"without re-encoding; use .mkv or .mp4") from None
+            a.metadata.update({k: v_ for k, v_ in s.metadata.items() if _keep_key(k)})
+            a.disposition = s.disposition
+            self._audio_map[s.index] = a
+        try:
+            cc.open()
+        except av.error.FFmpegError as exc:
+            raise OutputError(f"encoder {self.codec!r} rejected the stream "
+                              f"({self.width}x{self.height}): {exc.strerror}") from None
+        self._mov = fmt in _MOV_FAMILY
+        self._reformatter = VideoReformatter()
+        self._pad_buf: np.ndarray | None = None
+        self._next_pts: dict[int, int] = {}  # frame pts -> the next frame's pts
+        self._waiting: list = []  # packets whose frame has no successor yet
+        self._last_pts: int | None = None
+        self._last_duration: int | None = None
+        self._last_interval: int | None = None
+        self._first_pts: int | None = None
+        self._first_dts: int | None = None
+        self._held = None  # the last video packet, muxed one packet late (see _finish_mov)
+
+    # --- per frame ---------------------------------------------------------------------
+
+    def _even(self, img: np.ndarray) -> np.ndarray:
+        h, w = img.shape[:2]
+        buf = self._pad_buf
+        if buf is None:
+            buf = self._pad_buf = np.empty((self.height, self.width, 3), np.uint8)
+        buf[:h, :w] = img
+        if w < self.width:
+            buf[:h, w] = img[:, w - 1]
+        if h < self.height:
+            buf[h] = buf[h - 1]
+        return buf
+
+    def write(self, frame: Frame) -> None:
+        img = frame.image
+        if img.shape[0] != self.info.height or img.shape[1] != self.info.width:
+            raise OutputError(f"frame {frame.index} is {img.shape[1]}x{img.shape[0]}, the stream "
+                              f"{self.info.width}x{self.info.height}; size changes mid-stream "
+                              f"are not supported")
+        if self.padded:
+            img = self._even(img)
+        if img.strides[1:] == (3, 1):
+            vf = av.VideoFrame.from_numpy_buffer(img, "bgr24")  # no copy: encoded below
+        else:
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), "bgr24")
+        vf = self._reformatter.reformat(vf, format="yuv420p", dst_colorspace=self._matrix,
+                                        dst_color_range=self._range)
+        pts = frame.pts
+        vf.pts = pts
+        vf.time_base = self.info.time_base
+        if self._last_pts is not None:
+            self._next_pts[self._last_pts] = pts
+            self._last_interval = pts - self._last_pts
+        else:
+            self._first_pts = pts
+        self._last_pts = pts
+        self._last_duration = frame.duration
+        self._mux_video(self._video.encode(vf))
+        self.stats.frames += 1
+        self._mux_audio()
+
+    def _mux_video(self, packets) -> None:
+        if packets:
+            self._waiting.extend(packets)
+        if not self._waiting:
+            return
+        keep = []
+        for p in self._waiting:
+            nxt = self._next_pts.pop(p.pts, None)
+            if nxt is None:
+                keep.append(p)
+                continue
+            p.duration = nxt - p.pts
+            self._mux_one_video(p)
+        self._waiting = keep
+
+    def _mux_one_video(self, p) -> None:
+        if self._first_dts is None:
+            self._first_dts = p.dts
+        held, self._held = self._held, p
+        if held is not None:
+            self.stats.video_packets += 1
+            self.stats.bytes += held.size
+            self._out.mux(held)
+
+    def _mux_audio(self) -> None:
+        q, amap, out = self._audio_in, self._audio_map, self._out
+        while q:
+            p = q.popleft()
+            a = amap.get(p.stream_index)
+            if a is None:
+                continue
+            p.stream = a
+            self.stats.audio_packets += 1
+            self.stats.bytes += p.size
+            out.mux(p)
+
+    # --- the end -----------------------------------------------------------------------
+
+    def _final_duration(self) -> int:
+        """How long the last frame shows: its own duration from the input, else the
+        interval before it, else one frame at the average rate."""
+        if self._last_duration:
+            return self._last_duration
+        if self._last_interval:
+            return self._last_interval
+        rate = self.info.average_rate
+        if rate:
+            return max(1, round(1 / (rate * self.info.time_base)))
+        return 1
+
+    def finish(self) -> None:
+        """Flush the encoder, write the rest of the audio, close, and rename."""
+        packets = self._video.encode(None)
+        self._waiting.extend(packets)
+        if self._last_pts is not None:
+            self._next_pts[self._last_pts] = self._last_pts + self._final_duration()
+        self._mux_video(None)
+        held = self._held
+        if held is not None:
+            self._held = None
+            if self._mov and self._first_pts is not None and held.dts is not None:
+                # MP4/MOV store decode-time deltas and count the track's length from them;
+                # with reordered (B) frames and a variable rate that total falls short of
+                # the last frame's end, so stretch the last sample to reach it.
+                end = self._last_pts + self._final_duration()
+                need = (end - self._first_pts) - (held.dts - self._first_dts)
+                if need > (held.duration or 0):
+                    held.duration = need
+            self.stats.video_packets += 1
+            self.stats.bytes += held.size
+            self._out.mux(held)
+        self._mux_audio()
+        out, self._out = self._out, None
+        out.close()
+        commit(self.temp, self.final, self.overwrite)
+        self._done = True
+
+    def abort(self) -> None:
+        """Stop writing and remove the temporary file (safe to call more than once)."""
+        out, self._out = self._out, None
+        if out is not None:
+            try:
+                out.close()
+            except Exception:  # noqa: BLE001 - a half-written file; it is removed below
+                pass
+        if not self._done:
+            try:
+                self.temp.unlink()
+            except FileNotFoundError:
+                pass

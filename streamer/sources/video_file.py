@@ -1,0 +1,311 @@
+"""Decode a video file (anything PyAV opens) into Frames, passing audio packets through.
+
+Opening probes the file and decodes its first frame, so a file that is not a video, has no
+video stream, uses a codec this FFmpeg cannot decode, or is damaged at the start fails
+before any model is loaded, with a one-line MediaError.
+
+Rotation: a display matrix (phones write one) is applied to the pixels, the way players
+show the video, so faces reach the model upright; `info.width/height` are the upright size
+and a sink writes the result without a display matrix. Flips in the matrix are applied too.
+
+Timestamps: frames keep the stream's pts and time base. A frame without a pts gets the
+previous one plus one frame interval; a pts that does not increase is moved just past the
+previous one (`info.fixed_pts` counts both), because encoders and muxers reject them.
+
+Audio: the packets of every audio stream are read in the same pass and queued, untouched,
+on `audio_packets` for the sink to remux (no decoding, no re-encoding).
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import cv2
+import numpy as np
+from av.sidedata.sidedata import Type as SideDataType
+
+from streamer.frame import Frame
+
+
+class MediaError(Exception):
+    """A problem with an input file, in one line for the user."""
+
+
+def _ffmpeg_reason(exc: BaseException) -> str:
+    """FFmpeg's own words without the errno and file name PyAV adds."""
+    if isinstance(exc, av.error.FFmpegError):
+        text = exc.strerror or str(exc)
+    else:
+        text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@dataclass
+class VideoInfo:
+    path: Path
+    container: str  # FFmpeg demuxer name
+    codec: str
+    coded_width: int  # as stored, before rotation
+    coded_height: int
+    width: int  # upright, as frames are delivered
+    height: int
+    rotation: int  # clockwise degrees applied to the pixels (0, 90, 180, 270)
+    flip: str  # "", "h", "v", or a transpose name: what else the display matrix asked for
+    time_base: Fraction
+    average_rate: Fraction | None
+    start_time: float | None  # seconds
+    duration: float | None  # seconds, of the video stream (or the container)
+    frames: int  # 0 when the container does not say (MKV, WebM)
+    pix_fmt: str
+    bit_depth: int
+    chroma: str  # "4:2:0", "4:2:2", "4:4:4"
+    colorspace: int
+    color_range: int
+    color_primaries: int
+    color_trc: int
+    sample_aspect_ratio: Fraction | None
+    audio_streams: list = field(default_factory=list)  # av.AudioStream
+    skipped_streams: list[str] = field(default_factory=list)  # "subtitle #2 (subrip)"
+    metadata: dict = field(default_factory=dict)  # container metadata
+    stream_metadata: dict = field(default_factory=dict)  # the video stream's metadata
+    fixed_pts: int = 0
+
+    @property
+    def notes(self) -> list[str]:
+        """What the output will not keep as it was, one line each."""
+        out = []
+        if self.bit_depth > 8 or self.chroma != "4:2:0":
+            out.append(f"input is {self.bit_depth}-bit {self.chroma} ({self.pix_fmt}); "
+                       f"the output is 8-bit 4:2:0")
+        if self.rotation or self.flip:
+            turn = f"rotated {self.rotation} degrees clockwise" if self.rotation else ""
+            flip = {"h": "mirrored", "v": "flipped vertically"}.get(self.flip, self.flip)
+            what = " and ".join(x for x in (turn, flip) if x)
+            out.append(f"input has a display matrix: frames are {what} to play upright and "
+                       f"written without one")
+        for s in self.skipped_streams:
+            out.append(f"{s} is not copied (only video and audio are)")
+        return out
+
+
+def _chroma(fmt) -> str:
+    if fmt.is_rgb or len(fmt.components) < 3:
+        return "4:4:4"
+    w, h = fmt.chroma_width(64), fmt.chroma_height(64)
+    if w == 32 and h == 32:
+        return "4:2:0"
+    if w == 32:
+        return "4:2:2"
+    if w == 64 and h == 64:
+        return "4:4:4"
+    return f"{64 // max(w, 1)}:{64 // max(h, 1)} subsampled"
+
+
+def _orientation(frame: av.VideoFrame) -> tuple[int, str]:
+    """(clockwise rotation, extra flip) from the frame's display matrix, the way FFmpeg's
+    own autorotate reads it."""
+    sd = frame.side_data.get(SideDataType.DISPLAYMATRIX)
+    if sd is None:
+        return 0, ""
+    m = np.frombuffer(bytes(sd), np.int32)
+    if m.size < 9:
+        return 0, ""
+    theta = (-frame.rotation) % 360  # frame.rotation is counter-clockwise
+    if theta == 90:
+        return (90, "") if m[3] <= 0 else (0, "transpose")
+    if theta == 270:
+        return (270, "") if m[3] >= 0 else (0, "antitranspose")
+    if theta == 180:
+        hflip, vflip = m[0] < 0, m[4] < 0
+        if hflip and vflip:
+            return 180, ""
+        return 0, "h" if hflip else ("v" if vflip else "")
+    if theta == 0:
+        return 0, "v" if m[4] < 0 else ""
+    raise MediaError(f"display matrix rotates by {theta} degrees; only multiples of 90 are supported")
+
+
+def _upright(img: np.ndarray, rotation: int, flip: str) -> np.ndarray:
+    if rotation == 90:
+        img = cv2.rotate(img, cv2.ROTATE_90_CLOCKWISE)
+    elif rotation == 180:
+        img = cv2.rotate(img, cv2.ROTATE_180)
+    elif rotation == 270:
+        img = cv2.rotate(img, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    if flip == "h":
+        img = cv2.flip(img, 1)
+    elif flip == "v":
+        img = cv2.flip(img, 0)
+    elif flip == "transpose":
+        img = cv2.transpose(img)
+    elif flip == "antitranspose":
+        img = cv2.flip(cv2.transpose(img), -1)
+    return img
+
+
+def _check_readable(path: Path) -> None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise MediaError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot read ({exc.strerror})") from None
+    if path.is_dir():
+        raise MediaError(f"{path}: is a folder")
+    if st.st_size == 0:
+        raise MediaError(f"{path}: empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise MediaError(f"{path}: cannot read (permission denied)")
+
+
+class VideoFileSource:
+    """Frames of a video file's first video stream, decoded to uint8 BGR, upright."""
+
+    def __init__(self, path: str | os.PathLike[str], *, copy_audio: bool = True):
+        self.path = Path(path)
+        _check_readable(self.path)
+        try:
+            self._container = av.open(str(self.path), "r")
+        except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+            raise MediaError(f"{self.path.name}: not a video file FFmpeg can read "
+                             f"({_ffmpeg_reason(exc)})") from None
+        except OSError as exc:
+            raise MediaError(f"{self.path}: cannot read ({exc.strerror})") from None
+        # Audio packets for the sink, in file order; deque appends and pops are thread-safe.
+        self.audio_packets: deque = deque()
+        self.decoded = 0
+        try:
+            self._probe(copy_audio)
+        except BaseException:
+            self.close()
+            raise
+
+    def _probe(self, copy_audio: bool) -> None:
+        c = self._container
+        if not c.streams.video:
+            kinds = ", ".join(sorted({s.type for s in c.streams})) or "no streams"
+            raise MediaError(f"{self.path.name}: no video stream (it has {kinds})")
+        v = c.streams.video[0]
+        if v.codec_context is None:
+            raise MediaError(f"{self.path.name}: video codec {v.codec_tag!r} is unknown to "
+                             f"this FFmpeg build")
+        self._stream = v
+        cc = v.codec_context
+        cc.thread_type = "AUTO"
+        audio, skipped = [], []
+        for s in c.streams:
+            if s is v:
+                continue
+            if s.type == "audio" and copy_audio:
+                audio.append(s)
+            else:
+                name = s.codec_context.name if s.codec_context is not None else "data"
+                skipped.append(f"{s.type} stream #{s.index} ({name})")
+        self._audio = audio
+        self._demux = c.demux(v, *audio)
+        self._pending: list[av.VideoFrame] = []
+        first = self._next_decoded()
+        if first is None:
+            raise MediaError(f"{self.path.name}: the video stream has no frames")
+        self._pending.append(first)
+        rotation, flip = _orientation(first)
+        fmt = first.format
+        w, h = first.width, first.height
+        uw, uh = (h, w) if rotation in (90, 270) or flip in ("transpose", "antitranspose") else (w, h)
+        tb = v.time_base or Fraction(1, 90000)
+        duration = None
+        if v.duration is not None:
+            duration = float(v.duration * tb)
+        elif c.duration is not None:
+            duration = c.duration / av.time_base
+        start = float(v.start_time * tb) if v.start_time is not None else None
+        rate = v.average_rate or v.guessed_rate
+        self.info = VideoInfo(
+            path=self.path, container=c.format.name, codec=cc.name,
+            coded_width=w, coded_height=h, width=uw, height=uh,
+            rotation=rotation, flip=flip, time_base=tb,
+            average_rate=rate if rate else None, start_time=start, duration=duration,
+            frames=int(v.frames or 0), pix_fmt=fmt.name,
+            bit_depth=max(comp.bits for comp in fmt.components), chroma=_chroma(fmt),
+            colorspace=int(first.colorspace), color_range=int(first.color_range),
+            color_primaries=int(first.color_primaries), color_trc=int(first.color_trc),
+            sample_aspect_ratio=v.sample_aspect_ratio or None,
+            audio_streams=audio, skipped_streams=skipped,
+            metadata=dict(c.metadata), stream_metadata=dict(v.metadata))
+
+    def _next_decoded(self) -> av.VideoFrame | None:
+        """The next decoded video frame; audio packets met on the way are queued."""
+        v = self._stream
+        while True:
+            if self._pending:
+                return self._pending.pop(0)
+            try:
+                packet = next(self._demux)
+            except StopIteration:
+                return None
+            except av.error.FFmpegError as exc:
+                raise MediaError(f"{self.path.name}: the file is damaged or truncated after "
+                                 f"{self.decoded} frames "
+                                 f"({_ffmpeg_reason(exc)})") from None
+            if packet.stream is not v:
+                if packet.size and packet.dts is not None:
+                    self.audio_packets.append(packet)
+                continue
+            try:
+                frames = v.decode(packet)
+            except av.error.FFmpegError as exc:
+                raise MediaError(f"{self.path.name}: the video data is damaged or truncated "
+                                 f"after {self.decoded} frames "
+                                 f"({_ffmpeg_reason(exc)})") from None
+            self._pending.extend(frames)
+
+    def frames(self) -> Iterator[Frame]:
+        """Decode the whole stream (call once). Runs in the pipeline's source thread."""
+        info = self.info
+        tb = info.time_base
+        step = 1
+        if info.average_rate:
+            step = max(1, round(1 / (info.average_rate * tb)))
+        rotation, flip = info.rotation, info.flip
+        last_pts: int | None = None
+        index = 0
+        try:
+            while True:
+                vf = self._next_decoded()
+                if vf is None:
+                    break
+                pts = vf.pts
+                if pts is None:
+                    pts = 0 if last_pts is None else last_pts + step
+                    info.fixed_pts += 1
+                elif last_pts is not None and pts <= last_pts:
+                    pts = last_pts + 1
+                    info.fixed_pts += 1
+                last_pts = pts
+                img = vf.to_ndarray(format="bgr24", src_color_range=vf.color_range)
+                if rotation or flip:
+                    img = _upright(img, rotation, flip)
+                self.decoded = index + 1
+                yield Frame(index=index, pts=pts, time_base=tb, capture_time=time.monotonic(),
+                            image=img, duration=vf.duration or None)
+                index += 1
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        c = self._container
+        if c is not None:
+            self._container = None
+            c.close()
+
+    def __enter__(self) -> VideoFileSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,85 @@
+"""The toon stage: batches of frames in, stylised frames out.
+
+The per-batch work is one swappable callable, `stylise(images) -> images`: today the
+official full-frame flow (FullFrameFlow); a face-aware compositor plugs in at the same
+place. Images a stylise callable returns may be views into buffers it reuses, so it must
+keep a ring of output buffers longer than the frames in flight after this stage
+(`ring_size`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from streamer.frame import Frame
+
+from .engine import Engine, EngineSettings, create_engine
+from .flow import OFFICIAL_SHORT_SIDE, FullFrameFlow
+
+
+class Stylise(Protocol):
+    def __call__(self, images: list[np.ndarray]) -> Sequence[np.ndarray]:
+        """Stylise same-size uint8 BGR images; returns one image per input, same size."""
+        ...
+
+
+class ModelStore(Protocol):
+    def onnx_model_path(self, style: str, part: str = "bg", precision: str = "fp32") -> Path:
+        ...
+
+
+def ring_size(queue_size: int, batch: int) -> int:
+    """Output batches a reusing stylise callable must keep: more than the frames in flight
+    after the stage (the sink's queue, the batch being made, the frame being written)."""
+    return queue_size + batch + 2 + 1
+
+
+def open_engine(store: ModelStore, style: str, settings: EngineSettings) -> Engine:
+    """The engine for a style's whole-frame model, through the model store (which builds
+    the ONNX file on first use)."""
+    return create_engine(lambda precision: store.onnx_model_path(style, "bg", precision),
+                         settings)
+
+
+def full_frame(engine: Engine, short_side: int = OFFICIAL_SHORT_SIDE, ring: int = 4
+               ) -> FullFrameFlow:
+    """The official full-frame flow as a stylise callable."""
+    return FullFrameFlow(engine, short_side=short_side, ring=ring)
+
+
+class ToonStage:
+    """Batch frames for `stylise` and put the results back on the frames.
+
+    Frames of one batch must share a size for the engine; a batch that straddles a size
+    change (rare: a stream that changes resolution) is split in two calls.
+    """
+
+    def __init__(self, stylise: Callable[[list[np.ndarray]], Sequence[np.ndarray]],
+                 batch_size: int = 1):
+        if batch_size < 1:
+            raise ValueError("batch size must be at least 1")
+        self.stylise = stylise
+        self.batch_size = batch_size
+        self.frames = 0
+        self.batches = 0
+
+    def __call__(self, frames: list[Frame]) -> list[Frame]:
+        start = 0
+        n = len(frames)
+        while start < n:
+            shape = frames[start].image.shape
+            end = start + 1
+            while end < n and frames[end].image.shape == shape:
+                end += 1
+            run = frames[start:end] if (start, end) != (0, n) else frames
+            images = self.stylise([f.image for f in run])
+            if len(images) != len(run):
+                raise RuntimeError(f"stylise returned {len(images)} images for {len(run)}")
+            for f, img in zip(run, images):
+                f.image = img
+            self.batches += 1
+            start = end
+        self.frames += n
+        return frames
