@@ -27,14 +27,18 @@ from streamer.toon.engine import EngineSettings, EngineUnavailable, create_engin
 SIZES = ((288, 288), (360, 640), (720, 1280))
 
 
-def _median_ms(fn, repeat: int) -> float:
-    fn()  # warm-up: compiles kernels, allocates arenas
-    times = []
+def _interleaved_medians(calls: list, repeat: int) -> list[float]:
+    """Median ms of each call, timed round-robin so load from other processes on a shared
+    machine hits every candidate alike."""
+    for fn in calls:
+        fn()  # warm-up: compiles kernels, allocates arenas
+    times: list[list[float]] = [[] for _ in calls]
     for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000
+        for i, fn in enumerate(calls):
+            t = time.perf_counter()
+            fn()
+            times[i].append(time.perf_counter() - t)
+    return [statistics.median(t) * 1000 for t in times]
 
 
 def _reference(models: Path, threads: int):
@@ -113,12 +117,14 @@ def main() -> int:
         for n in batches:
             batch = rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8)
             out = np.empty_like(batch)
-            ref_ms = ref_px = None
+            calls = [lambda e=e: e.run(batch, out) for e in engines]
+            ref_px = None
             if reference:
                 call, ref_px = reference(h, w, n)
-                ref_ms = _median_ms(call, args.repeat) / n
-            for e in engines:
-                ms = _median_ms(lambda: e.run(batch, out), args.repeat) / n
+                calls.append(call)
+            medians = [m / n for m in _interleaved_medians(calls, args.repeat)]
+            ref_ms = medians[-1] if reference else None
+            for e, ms in zip(engines, medians):
                 ratio = f"{ms / ref_ms:6.2f}" if ref_ms else "     -"
                 per_mp = f"{(ms / (h * w)) / (ref_ms / ref_px):8.2f}" if ref_ms else "       -"
                 print(f"{w:>4}x{h:<5} {n:>5} {e.describe():<34} {ms:9.1f} "
