@@ -138,3 +138,85 @@ def build_settings(cls: type[S], preset: str | None = None,
         return cls(**values)
     except TypeError as exc:
         raise ConfigError(str(exc)) from None
+
+
+# --- live (run_stream.py) ----------------------------------------------------------------
+
+def parse_size(text: str, what: str) -> tuple[int, int]:
+    """'1280x720' -> (1280, 720)."""
+    m = str(text).lower().replace(" ", "").split("x")
+    if len(m) != 2 or not all(p.isdigit() for p in m) or min(int(p) for p in m) < 16:
+        raise ConfigError(f"{what} must be WIDTHxHEIGHT (e.g. 1280x720), got {text!r}")
+    return int(m[0]), int(m[1])
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """Everything run_stream needs; presets in configs/live-*.yaml."""
+
+    source: str = "0"  # camera index or device path, "synthetic", a video file, or a URL
+    camera_size: str = "1280x720"  # the mode asked of the camera (or the synthetic size)
+    camera_fps: float = 30.0
+    camera_fourcc: str = "MJPG"
+    camera_exact: bool = False  # a camera that gives another mode is an error, not a note
+    reconnect: float = 5.0  # seconds to wait for a camera that stopped delivering
+    loop: bool = False  # replay a video file source
+    style: str = "anime"
+    models: str | None = None
+    device: str = "auto"
+    precision: str = "fast"
+    threads: int | None = None
+    work: str = "360"  # working size: a short side ("144") or WIDTHxHEIGHT ("256x144")
+    output_size: str | None = None  # WIDTHxHEIGHT of every sink; None: the source's size
+    fps: float | None = None  # output rate (virtual camera); None: the source's rate
+    sinks: tuple = ("vcam",)  # vcam, preview, null, udp://..., rtmp://..., FILE.mp4/.mkv/.ts
+    preview: bool = False  # also show the preview window
+    overlay: bool = True  # fps, latency and style drawn on the preview
+    vcam_device: str | None = None
+    vcam_backend: str | None = None
+    bitrate: int = 2500  # kbit/s for network streams and recordings
+    gop: float = 1.0  # seconds between key frames in network streams
+    queue: int = 1  # frames each live queue holds (1-2: the toon stage takes the newest)
+    status_every: float = 5.0  # seconds between status lines; 0: none
+    stats_json: str | None = None
+    seconds: float | None = None  # stop after this long; None: until q or Ctrl+C
+    commands: bool = True  # read style commands from standard input
+    overwrite: bool = False  # recordings may replace an existing file
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sinks, str):
+            object.__setattr__(self, "sinks", (self.sinks,))
+        elif isinstance(self.sinks, list):
+            object.__setattr__(self, "sinks", tuple(str(s) for s in self.sinks))
+        if not self.sinks and not self.preview:
+            raise ConfigError("no sink: give at least one --sink (vcam, preview, null, "
+                              "udp://..., rtmp://..., FILE) or --preview")
+        parse_size(self.camera_size, "camera-size")
+        if self.output_size is not None:
+            w, h = parse_size(self.output_size, "output-size")
+            if w % 2 or h % 2:
+                raise ConfigError(f"output-size must be even (4:2:0 video), got {w}x{h}")
+        self.work_spec()
+        if self.camera_fps <= 0 or (self.fps is not None and self.fps <= 0):
+            raise ConfigError("frame rates must be positive")
+        if not 1 <= self.queue <= 2:
+            raise ConfigError(f"queue must be 1 or 2 for live use, got {self.queue}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; choose exact or fast")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {self.threads}")
+        if self.bitrate < 100:
+            raise ConfigError(f"bitrate is in kbit/s and at least 100, got {self.bitrate}")
+        if self.reconnect < 0:
+            raise ConfigError("reconnect must be 0 or more seconds")
+
+    def work_spec(self) -> int | tuple[int, int]:
+        """The working size: a short side, or (width, height)."""
+        text = str(self.work).strip().lower()
+        if text.isdigit():
+            if int(text) < 16:
+                raise ConfigError(f"work must be at least 16 pixels, got {text}")
+            return int(text)
+        return parse_size(text, "work")
