@@ -1,0 +1,1 @@
+"""Live streaming (run_stream.py): camera -> toon -> virtual camera / preview / network."""

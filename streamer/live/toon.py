@@ -1,0 +1,192 @@
+"""The live toon callable: camera frames -> working size -> the current style -> output size.
+
+The working size is its own setting: the model can run at 256x144 while a 1280x720 virtual
+camera gets the result upscaled. Input frames are reduced (INTER_AREA) into a buffer made
+once; the style's stylise callable (the official full-frame flow today, a face-aware one
+later: anything `style -> stylise` the factory returns) runs at that size; the result is
+enlarged (bilinear: the cartoon output is flat-shaded, bicubic buys nothing visible) into a
+ring of output buffers made once. Returned images are views into that ring and stay valid
+for `ring` calls, more than the frames in flight after the toon stage.
+
+Switching style never stops the stream and never blocks the toon thread: `switch()` starts
+a background thread that builds the new style's callable and runs it once on a blank frame
+(OpenVINO compiles per shape, ONNX Runtime allocates its arena on the first run), then
+swaps it in with one reference assignment; the toon thread reads that reference once per
+batch, so no lock is held across inference. Built styles are cached (the last
+`cache_size`), so switching back is instant. Requests made while a style loads are
+coalesced: the last one wins.
+"""
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections import OrderedDict, deque
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+Stylise = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
+
+
+def working_size(frame_w: int, frame_h: int, spec: int | tuple[int, int]) -> tuple[int, int]:
+    """(width, height) the model runs at. A short side keeps the frame's aspect with both
+    sides rounded to multiples of 16 (so the official flow adds no white padding), and is
+    never larger than the frame; (width, height) is taken as given, rounded to 16."""
+    def r16(v: float) -> int:
+        return max(16, int(round(v / 16.0)) * 16)
+
+    if isinstance(spec, tuple):
+        return r16(spec[0]), r16(spec[1])
+    short = min(int(spec), frame_w, frame_h)
+    if frame_w >= frame_h:
+        return r16(short * frame_w / frame_h), r16(short)
+    return r16(short), r16(short * frame_h / frame_w)
+
+
+class LiveToon:
+    """Stylise callable for ToonStage with a working size, an output size and style switching."""
+
+    def __init__(self, factory: Callable[[str], Stylise], style: str,
+                 work_wh: tuple[int, int], out_wh: tuple[int, int], *, ring: int = 6,
+                 cache_size: int = 3, on_event: Callable[[str], None] | None = None,
+                 initial: Stylise | None = None):
+        self.factory = factory
+        self.work_w, self.work_h = work_wh
+        self.out_w, self.out_h = out_wh
+        self.ring = max(2, ring)
+        self.cache_size = max(1, cache_size)
+        self.on_event = on_event
+        self.style = style
+        self._current: Stylise = initial if initial is not None else factory(style)
+        self._cache: OrderedDict[str, Stylise] = OrderedDict([(style, self._current)])
+        self._work_buf: np.ndarray | None = None
+        self._out_ring: list[np.ndarray] | None = None
+        self._turn = 0
+        self._lock = threading.Lock()  # guards the switch bookkeeping only
+        self._wanted: str | None = None
+        self._loader: threading.Thread | None = None
+        self._loader_running = False  # under _lock: a loader will still look at _wanted
+        self.loading: str | None = None
+        self.switches: list[dict] = []
+        self.errors: list[str] = []
+        self.model_s: deque = deque(maxlen=2048)  # seconds per stylise call (work size)
+        self.calls = 0
+
+    # --- per batch (toon thread) -----------------------------------------------------
+
+    def _buffers(self, n: int) -> None:
+        if self._work_buf is None or self._work_buf.shape[0] != n:
+            self._work_buf = np.empty((n, self.work_h, self.work_w, 3), np.uint8)
+            self._out_ring = [np.empty((n, self.out_h, self.out_w, 3), np.uint8)
+                              for _ in range(self.ring)]
+
+    def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        n = len(images)
+        if n == 0:
+            return []
+        self._buffers(n)
+        work = self._work_buf
+        ww, wh = self.work_w, self.work_h
+        inputs = []
+        for i, img in enumerate(images):
+            if img.shape[:2] == (wh, ww):
+                work[i] = img
+            else:
+                cv2.resize(img, (ww, wh), dst=work[i], interpolation=cv2.INTER_AREA)
+            inputs.append(work[i])
+        stylise = self._current  # one read: a switch lands between batches
+        t0 = time.perf_counter()
+        results = stylise(inputs)
+        self.model_s.append(time.perf_counter() - t0)
+        self.calls += 1
+        turn = self._turn
+        self._turn = (turn + 1) % self.ring
+        out = self._out_ring[turn]
+        for i, res in enumerate(results):
+            if res.shape[:2] == (self.out_h, self.out_w):
+                out[i] = res
+            else:
+                cv2.resize(res, (self.out_w, self.out_h), dst=out[i],
+                           interpolation=cv2.INTER_LINEAR)
+        return [out[i] for i in range(n)]
+
+    def warm_up(self) -> None:
+        """Run the current style once on a blank frame (compiles kernels, sizes arenas)."""
+        self._current([np.full((self.work_h, self.work_w, 3), 255, np.uint8)])
+
+    def model_ms(self) -> float | None:
+        """Median stylise time per call at the working size, over recent calls."""
+        vals = list(self.model_s)
+        return statistics.median(vals) * 1000 if vals else None
+
+    # --- switching (any thread) --------------------------------------------------------
+
+    def switch(self, style: str) -> None:
+        """Ask for `style`; returns at once. The swap happens when it is ready."""
+        with self._lock:
+            if style == self.style and self.loading is None:
+                return
+            cached = self._cache.get(style)
+            if cached is not None and self.loading is None:
+                self._swap(style, cached, 0.0)
+                return
+            self._wanted = style
+            if not self._loader_running:
+                self._loader_running = True
+                self._loader = threading.Thread(target=self._load, name="toonstream-style",
+                                                daemon=True)
+                self._loader.start()
+
+    def _swap(self, style: str, stylise: Stylise, load_s: float) -> None:
+        previous = self.style
+        self._current = stylise
+        self.style = style
+        self._cache[style] = stylise
+        self._cache.move_to_end(style)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        self.switches.append({"from": previous, "to": style, "load_s": round(load_s, 3),
+                              "at_call": self.calls})
+        if self.on_event:
+            self.on_event(f"style: {previous} -> {style}"
+                          + (f" (loaded in {load_s:.1f} s)" if load_s else ""))
+
+    def _load(self) -> None:
+        while True:
+            with self._lock:
+                style, self._wanted = self._wanted, None
+                if style is None:
+                    self.loading = None
+                    self._loader_running = False
+                    return
+                self.loading = style
+                cached = self._cache.get(style)
+            t0 = time.perf_counter()
+            try:
+                stylise = cached if cached is not None else self.factory(style)
+                if cached is None:
+                    # warm up at the working size so the first live frame is not slow
+                    stylise([np.full((self.work_h, self.work_w, 3), 255, np.uint8)])
+            except Exception as exc:  # noqa: BLE001 - keep streaming the old style
+                msg = f"style {style!r} failed to load, keeping {self.style}: {' '.join(str(exc).split())}"
+                self.errors.append(msg)
+                if self.on_event:
+                    self.on_event(msg)
+                continue
+            with self._lock:
+                if self._wanted is None or self._wanted == style:
+                    self._wanted = None
+                    if style != self.style:
+                        self._swap(style, stylise, time.perf_counter() - t0)
+                else:
+                    self._cache[style] = stylise  # superseded: keep it for later
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until no style is loading (tests, benchmarks)."""
+        t = self._loader
+        if t is not None:
+            t.join(timeout)
+            return not t.is_alive()
+        return True
