@@ -220,38 +220,56 @@ class RecordingSink:
             self._sink.abort()
 
 
+def sink_kind(spec: str) -> str:
+    """vcam | preview | null | stream | record; LiveError for anything else."""
+    from streamer.sinks.network import is_stream_url
+    from streamer.sinks.video_file import FORMATS
+    key = spec.strip()
+    if key in ("vcam", "virtualcam"):
+        return "vcam"
+    if key in ("preview", "null"):
+        return key
+    if is_stream_url(key):
+        return "stream"
+    if Path(key).suffix.lower() in FORMATS:
+        return "record"
+    raise LiveError(f"unknown sink {spec!r}: use vcam, preview, null, udp://HOST:PORT, "
+                    f"rtmp://HOST/APP/KEY, or a file name ending in {', '.join(sorted(FORMATS))}")
+
+
+def sink_specs(s: LiveSettings) -> list[str]:
+    specs = [spec.strip() for spec in s.sinks]
+    if s.preview and "preview" not in specs:
+        specs.append("preview")
+    for spec in specs:
+        sink_kind(spec)
+    return specs
+
+
 def open_sinks(s: LiveSettings, width: int, height: int, fps: float, time_base: Fraction,
                overlay_text: Callable[[], str]) -> tuple[list, object | None]:
     """The sinks in the order given, and the preview sink (also in the list) if any."""
-    from streamer.sinks.network import NetworkSink, is_stream_url
-    from streamer.sinks.video_file import FORMATS
-    specs = list(s.sinks)
-    if s.preview and "preview" not in specs:
-        specs.append("preview")
     sinks, preview = [], None
     try:
-        for spec in specs:
-            key = spec.strip()
-            if key in ("vcam", "virtualcam", "camera"):
+        for spec in sink_specs(s):
+            kind = sink_kind(spec)
+            if kind == "vcam":
                 from streamer.sinks.virtualcam import VirtualCamSink
                 sinks.append(VirtualCamSink(width, height, fps, device=s.vcam_device,
                                             backend=s.vcam_backend))
-            elif key == "preview":
+            elif kind == "preview":
                 from streamer.sinks.preview import PreviewSink
                 preview = PreviewSink(overlay=s.overlay, overlay_text=overlay_text)
                 sinks.append(preview)
-            elif key == "null":
+            elif kind == "null":
                 from streamer.sinks.null import NullSink
                 sinks.append(NullSink())
-            elif is_stream_url(key):
-                sinks.append(NetworkSink(key, width, height, fps, bitrate_kbps=s.bitrate,
+            elif kind == "stream":
+                from streamer.sinks.network import NetworkSink
+                sinks.append(NetworkSink(spec, width, height, fps, bitrate_kbps=s.bitrate,
                                          gop_s=s.gop))
-            elif Path(key).suffix.lower() in FORMATS:
-                sinks.append(RecordingSink(key, width, height, fps, time_base, s.overwrite))
             else:
-                raise LiveError(f"unknown sink {spec!r}: use vcam, preview, null, "
-                                f"udp://HOST:PORT, rtmp://HOST/APP/KEY, or a file name ending "
-                                f"in {', '.join(sorted(FORMATS))}")
+                sinks.append(RecordingSink(spec, width, height, fps, time_base, s.overwrite))
     except BaseException:
         for sink in sinks:
             try:
@@ -434,6 +452,7 @@ def main(argv: list[str] | None = None, log: Log | None = None,
         store = open_store(s.models)
         styles = tuple(store.catalog.styles)
         store.catalog.style(s.style)  # an unknown style fails before the camera opens
+        sink_specs(s)  # so does an unknown sink
 
         source = open_source(s)
         log(f"source: {source.describe()}")

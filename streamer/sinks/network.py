@@ -115,6 +115,14 @@ class NetworkSink:
                               f"{_reason(exc)}") from None
         self._video = v
         self._reformatter = VideoReformatter()
+        try:
+            # Connect and write the header now, so a server that is not there is an error
+            # before the model loads rather than at the first frame.
+            self._out.start_encoding()
+        except (av.error.FFmpegError, OSError) as exc:
+            hint = ("; is the server running and the stream key right?"
+                    if self.scheme.startswith("rtmp") else "")
+            raise StreamError(f"cannot open {self.url}: {_reason(exc)}{hint}") from None
 
     def describe(self) -> str:
         return f"stream {self.url} ({self._video.codec_context.name}, {self.width}x{self.height})"

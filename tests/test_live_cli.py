@@ -1,0 +1,224 @@
+"""run_stream.py as users meet it: presets, one-line errors that say what to do, the
+camera that goes away, stdin commands, a UDP stream and a recording from the real model."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from streamer.config import ConfigError, LiveSettings, build_settings
+from streamer.live import app
+from streamer.sources import camera as camera_mod
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(argv, stdin=None) -> tuple[int, list[str]]:
+    lines: list[str] = []
+    rc = app.main(argv, log=lines.append, stdin=stdin)
+    return rc, lines
+
+
+def _tiny(models_dir, *extra) -> list[str]:
+    return ["--models", str(models_dir), "--config", "live-cpu", "--synthetic",
+            "--camera-size", "320x180", "--work", "64", "--status-every", "0", *extra]
+
+
+def _no_video_devices() -> bool:
+    return not any(Path(f"/dev/video{i}").exists() for i in range(10))
+
+
+# --- settings ------------------------------------------------------------------------------
+
+def test_live_presets_load_and_the_cpu_one_is_small_and_fast():
+    cpu = build_settings(LiveSettings, "live-cpu")
+    gpu = build_settings(LiveSettings, "live-720p")
+    assert cpu.work_spec() <= 144 and cpu.precision == "fast" and cpu.queue == 1
+    assert gpu.work_spec() == 720 and gpu.camera_size == "1280x720"
+    assert app.auto_preset("cpu")[0] == "live-cpu"
+    assert app.auto_preset("openvino")[0] == "live-cpu"
+    assert app.auto_preset("cuda")[0] == "live-720p"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--work", "8"], "work must be at least 16"),
+    (["--work", "wide"], "work must be WIDTHxHEIGHT"),
+    (["--output-size", "321x180"], "output-size must be even"),
+    (["--sink", "carrier-pigeon"], "unknown sink 'carrier-pigeon'"),
+    (["--style", "cubist"], "unknown style 'cubist'; styles: anime"),
+    (["--source", "/nonexistent/clip.mp4"], "not a camera index"),
+])
+def test_bad_settings_are_one_line_errors(models_dir, argv, words):
+    rc, lines = _run(["--models", str(models_dir), "--config", "live-cpu", "--no-commands",
+                      "--sink", "null", *argv])
+    assert rc == 1
+    assert lines[-1].startswith("error: ") and words in lines[-1], lines
+
+
+def test_queue_longer_than_two_is_refused():
+    with pytest.raises(ConfigError, match="queue must be 1 or 2"):
+        LiveSettings(queue=4)
+
+
+# --- errors that tell the user what to do --------------------------------------------------
+
+def test_no_virtual_camera_is_one_line_with_the_modprobe_command(models_dir):
+    from pyvirtualcam.camera import BACKENDS
+    if not _no_video_devices():
+        pytest.skip("this machine has video devices (maybe a v4l2loopback)")
+    t0 = time.monotonic()
+    rc, lines = _run(_tiny(models_dir, "--no-commands", "--sink", "vcam"))
+    assert rc == 1
+    assert lines[-1].startswith("error: no virtual camera")
+    if "v4l2loopback" in BACKENDS:
+        assert "sudo modprobe v4l2loopback exclusive_caps=1" in lines[-1]
+    assert not any(line.startswith("toon:") for line in lines)  # failed before the model
+    assert time.monotonic() - t0 < 30
+
+
+@pytest.mark.skipif(not _no_video_devices(), reason="this machine has video devices")
+def test_no_camera_lists_what_probing_found_in_one_line_without_a_traceback():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.run([sys.executable, str(ROOT / "run_stream.py"), "--camera", "0",
+                        "--config", "live-cpu", "--no-commands"],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert p.returncode == 1
+    err = p.stderr.strip().splitlines()
+    assert err[-1].startswith("error: no camera at index 0: cameras found (probing 0..9): none")
+    assert "Traceback" not in p.stderr
+
+
+class _Capture:
+    def __init__(self, frames, opened=True):
+        self.left, self.opened = frames, opened
+
+    def isOpened(self):
+        return self.opened
+
+    def set(self, *a):
+        return True
+
+    def get(self, prop):
+        import cv2
+        return {cv2.CAP_PROP_FRAME_WIDTH: 320, cv2.CAP_PROP_FRAME_HEIGHT: 180,
+                cv2.CAP_PROP_FPS: 30}.get(prop, 0)
+
+    def read(self):
+        if self.left <= 0:
+            return False, None
+        self.left -= 1
+        time.sleep(1 / 30)
+        return True, np.full((180, 320, 3), 90, np.uint8)
+
+    def release(self):
+        pass
+
+
+def test_a_camera_unplugged_mid_stream_stops_cleanly_and_says_so(models_dir, monkeypatch,
+                                                                 tmp_path):
+    opened = []
+
+    def opener(device, api):
+        opened.append(device)
+        return _Capture(20) if len(opened) == 1 else _Capture(0, opened=False)
+
+    monkeypatch.setattr(camera_mod, "open_capture", opener)
+    stats = tmp_path / "stats.json"
+    rc, lines = _run(["--models", str(models_dir), "--config", "live-cpu", "--camera", "0",
+                      "--camera-size", "320x180", "--work", "64", "--sink", "null",
+                      "--reconnect", "0.5", "--no-commands", "--status-every", "0",
+                      "--stats-json", str(stats)])
+    assert rc == 1
+    assert lines[-1].startswith("error: camera 0 stopped delivering frames")
+    assert "did not come back within 0.5 s" in lines[-1]
+    assert any(line.startswith("done: ") for line in lines)  # stopped cleanly first
+    data = json.loads(stats.read_text())
+    assert data["frames_in"] == 20 and "stopped delivering" in data["ended"]
+
+
+# --- streaming from the command line ------------------------------------------------------
+
+def test_stdin_commands_switch_the_style_and_quit(models_dir, tmp_path):
+    stats = tmp_path / "s.json"
+
+    class SlowLines(io.StringIO):
+        """Lines that arrive a while after the start, as a user types them."""
+
+        def __iter__(self):
+            time.sleep(0.8)
+            yield "style sketch\n"
+            time.sleep(2.0)
+            yield "quit\n"
+
+    rc, lines = _run(_tiny(models_dir, "--sink", "null", "--seconds", "30",
+                           "--stats-json", str(stats)), stdin=SlowLines())
+    assert rc == 0, lines
+    data = json.loads(stats.read_text())
+    assert data["ended"] == "quit" and data["style"] == "sketch"
+    assert data["style_switches"][0]["to"] == "sketch"
+    assert data["seconds"] < 25
+    assert any("style: anime -> sketch" in line for line in lines)
+
+
+def _free_port() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_udp_stream_from_the_real_model_is_read_back_and_stats_are_written(models_dir,
+                                                                          tmp_path):
+    port = _free_port()
+    got, errors = [], []
+
+    def receive():
+        try:
+            with av.open(f"udp://127.0.0.1:{port}", format="mpegts", timeout=15,
+                         options={"overrun_nonfatal": "1", "fifo_size": "500000"}) as c:
+                for f in c.decode(video=0):
+                    got.append((f.width, f.height))
+                    if len(got) >= 15:
+                        break
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    t = threading.Thread(target=receive, daemon=True)
+    t.start()
+    time.sleep(0.3)
+    stats = tmp_path / "stats.json"
+    rc, lines = _run(_tiny(models_dir, "--no-commands", "--sink", f"udp://127.0.0.1:{port}",
+                           "--seconds", "2.5", "--stats-json", str(stats)))
+    t.join(20)
+    assert rc == 0, lines
+    assert not errors, errors
+    assert len(got) >= 15 and got[-1] == (320, 180)
+    data = json.loads(stats.read_text())
+    assert data["frames_out"] >= 15
+    assert set(data["drops"]) == {"source", "toon", "sink"}
+    assert data["latency_ms"]["p50"] <= data["latency_ms"]["p95"]
+    assert data["engine"] and data["work_size"] == [112, 64]
+
+
+def test_a_recording_sink_writes_a_playable_file(models_dir, tmp_path):
+    out = tmp_path / "rec.mkv"
+    stats = tmp_path / "stats.json"
+    rc, lines = _run(_tiny(models_dir, "--no-commands", "--sink", "null", "--sink", str(out),
+                           "--seconds", "1.5", "--stats-json", str(stats)))
+    assert rc == 0, lines
+    with av.open(str(out)) as c:
+        frames = [f for f in c.decode(video=0)]
+    assert len(frames) == json.loads(stats.read_text())["frames_out"] > 5
+    assert (frames[0].width, frames[0].height) == (320, 180)
+    assert not list(tmp_path.glob(".rec.mkv.partial*"))

@@ -1,0 +1,274 @@
+"""Live sinks with no virtual camera device: a fake pyvirtualcam backend registered with
+`pyvirtualcam.register_backend`, the UDP stream read back by PyAV on 127.0.0.1, fan-out,
+null, and the preview's GUI check."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from fractions import Fraction
+
+import av
+import cv2
+import numpy as np
+import pytest
+import pyvirtualcam
+
+from streamer.frame import Frame
+from streamer.sinks.multi import MultiSink
+from streamer.sinks.network import NetworkSink, StreamError
+from streamer.sinks.null import NullSink
+from streamer.sinks.virtualcam import VirtualCameraError, VirtualCamSink, install_hint
+from streamer.sources.synthetic import SyntheticSource
+
+
+class FakeCam:
+    """A pyvirtualcam backend that keeps what it is sent."""
+
+    instances: list["FakeCam"] = []
+    accept = ("24BG", "raw ", "I420")
+
+    def __init__(self, *, width, height, fps, fourcc, device, **kw):
+        from pyvirtualcam.util import decode_fourcc
+        fmt = decode_fourcc(fourcc)
+        if fmt not in self.accept:
+            raise RuntimeError("Unsupported image format.")
+        self.width, self.height, self.fps, self.fmt = width, height, fps, fmt
+        self._device = device or "/dev/fake0"
+        self.frames: list[np.ndarray] = []
+        self.times: list[float] = []
+        self.closed = False
+        type(self).instances.append(self)
+
+    def send(self, frame):
+        self.frames.append(frame.copy())
+        self.times.append(time.monotonic())
+
+    def close(self):
+        self.closed = True
+
+    def device(self):
+        return self._device
+
+    def native_fourcc(self):
+        return None
+
+
+class RgbOnlyCam(FakeCam):
+    accept = ("raw ",)
+
+
+@pytest.fixture
+def fake_vcam():
+    FakeCam.instances = []
+    pyvirtualcam.register_backend("toonstream-fake", FakeCam)
+    pyvirtualcam.register_backend("toonstream-fake-rgb", RgbOnlyCam)
+    return FakeCam
+
+
+def _frame(img, i=0, t=None):
+    return Frame(index=i, pts=i, time_base=Fraction(1, 30),
+                 capture_time=time.monotonic() if t is None else t, image=img)
+
+
+def test_virtual_camera_gets_bgr_frames_when_the_backend_takes_bgr(fake_vcam):
+    sink = VirtualCamSink(320, 180, 30, backend="toonstream-fake")
+    img = np.zeros((180, 320, 3), np.uint8)
+    img[..., 2] = 200  # red in BGR
+    sink.write(_frame(img))
+    cam = fake_vcam.instances[-1]
+    assert sink.pixel_format == "BGR" and cam.fmt == "24BG"
+    assert cam.frames[0].reshape(180, 320, 3)[0, 0].tolist() == [0, 0, 200]
+    assert "toonstream-fake" in sink.describe() and "/dev/fake0" in sink.describe()
+    sink.close()
+    assert cam.closed
+
+
+def test_virtual_camera_falls_back_to_rgb_for_a_backend_without_bgr(fake_vcam):
+    sink = VirtualCamSink(64, 48, 30, backend="toonstream-fake-rgb")
+    img = np.zeros((48, 64, 3), np.uint8)
+    img[..., 2] = 200
+    sink.write(_frame(img))
+    assert sink.pixel_format == "RGB"
+    assert fake_vcam.instances[-1].frames[0].reshape(48, 64, 3)[0, 0].tolist() == [200, 0, 0]
+    sink.close()
+
+
+def test_virtual_camera_is_paced_at_the_output_fps():
+    t = [0.0]
+    sleeps = []
+
+    def sleep(s):
+        sleeps.append(s)
+        t[0] += s
+
+    FakeCam.instances = []
+    pyvirtualcam.register_backend("toonstream-fake", FakeCam)
+    sink = VirtualCamSink(32, 32, 30, backend="toonstream-fake", clock=lambda: t[0], sleep=sleep)
+    img = np.zeros((32, 32, 3), np.uint8)
+    sent_at = []
+    for i in range(60):  # frames arrive at 60 fps
+        t[0] = max(t[0], i / 60)
+        sink.write(_frame(img, i))
+        sent_at.append(t[0])
+    rate = (len(sent_at) - 1) / (sent_at[-1] - sent_at[0])
+    assert 28 <= rate <= 31
+    # frames arriving at the output rate never wait
+    t[0], sleeps[:] = 100.0, []
+    for i in range(30):
+        t[0] = 100.0 + i / 30
+        sink.write(_frame(img, i))
+    assert sleeps == []
+
+
+def test_no_virtual_camera_is_one_line_that_says_how_to_install_one(monkeypatch):
+    from pyvirtualcam.camera import BACKENDS
+    if "v4l2loopback" in BACKENDS:
+        try:
+            pyvirtualcam.Camera(64, 48, 30, backend="v4l2loopback").close()
+            pytest.skip("this machine has a v4l2loopback device")
+        except RuntimeError:
+            pass
+    with pytest.raises(VirtualCameraError) as info:
+        VirtualCamSink(64, 48, 30, backend="v4l2loopback" if "v4l2loopback" in BACKENDS else None)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("no virtual camera")
+    if "v4l2loopback" in BACKENDS:
+        assert "sudo modprobe v4l2loopback exclusive_caps=1" in msg
+
+
+def test_install_hints_per_system():
+    assert "sudo modprobe v4l2loopback exclusive_caps=1" in install_hint("Linux")
+    for system in ("Windows", "Darwin"):
+        assert "OBS Studio 30 or later" in install_hint(system)
+        assert "virtual camera once" in install_hint(system)
+
+
+def test_an_unknown_virtual_camera_backend_lists_the_available_ones(fake_vcam):
+    with pytest.raises(VirtualCameraError, match="no virtual camera backend 'nope'.*toonstream-fake"):
+        VirtualCamSink(64, 48, 30, backend="nope")
+
+
+def _free_udp_port() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class UdpReceiver:
+    """Read an MPEG-TS stream from udp://127.0.0.1:PORT with PyAV in a thread (bounded)."""
+
+    def __init__(self, port: int, want: int, timeout_s: float = 8.0):
+        self.url = f"udp://127.0.0.1:{port}"
+        self.want, self.timeout_s = want, timeout_s
+        self.frames: list[tuple[int, int, np.ndarray]] = []
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        try:
+            with av.open(self.url, format="mpegts", timeout=self.timeout_s,
+                         options={"overrun_nonfatal": "1", "fifo_size": "500000"}) as c:
+                for f in c.decode(video=0):
+                    self.frames.append((f.width, f.height, f.to_ndarray(format="bgr24")))
+                    if len(self.frames) >= self.want:
+                        break
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.error = exc
+
+    def start(self):
+        self.thread.start()
+        time.sleep(0.3)  # let it bind the port before anything is sent
+        return self
+
+    def join(self):
+        self.thread.join(self.timeout_s + 2)
+
+
+def test_udp_stream_is_read_back_by_pyav():
+    port = _free_udp_port()
+    rx = UdpReceiver(port, want=20).start()
+    sink = NetworkSink(f"udp://127.0.0.1:{port}", 320, 176, 30, gop_s=0.5)
+    src = SyntheticSource(320, 176, 30, frames=60)
+    for f in src.frames():
+        sink.write(f)
+    sink.finish()
+    rx.join()
+    assert rx.error is None, rx.error
+    assert len(rx.frames) >= 20
+    w, h, img = rx.frames[-1]
+    assert (w, h) == (320, 176)
+    # the picture survives the trip: close to what was sent for some frame
+    assert img.mean() > 30
+    assert sink.bytes > 0 and sink.frames == src.produced
+
+
+def test_stream_urls_are_checked():
+    with pytest.raises(StreamError, match="unsupported stream URL"):
+        NetworkSink("http://example.com/x", 320, 180, 30)
+    with pytest.raises(StreamError, match="even size"):
+        NetworkSink("udp://127.0.0.1:9", 321, 180, 30)
+
+
+def test_rtmp_without_a_server_is_a_one_line_error():
+    port = _free_udp_port()  # nothing listens on this TCP port either, almost surely
+    t0 = time.monotonic()
+    with pytest.raises(StreamError) as info:
+        NetworkSink(f"rtmp://127.0.0.1:{port}/live/key", 320, 180, 30)
+    assert "cannot open rtmp://127.0.0.1" in str(info.value) and "\n" not in str(info.value)
+    assert time.monotonic() - t0 < 15
+
+
+def test_multi_sink_writes_every_sink_and_reports_latency():
+    a, b = NullSink(), NullSink(keep_last=True)
+    lat = []
+    multi = MultiSink([a, b], on_written=lat.append)
+    img = np.full((8, 8, 3), 7, np.uint8)
+    for i in range(5):
+        multi.write(_frame(img, i, t=time.monotonic() - 0.05))
+    multi.finish()
+    multi.close()
+    assert a.frames == b.frames == 5 and b.last[0, 0, 0] == 7
+    assert len(lat) == 5 and all(0.05 <= x < 1.0 for x in lat)
+
+
+def test_multi_sink_finishes_all_sinks_even_when_one_fails():
+    class Bad(NullSink):
+        def finish(self):
+            raise RuntimeError("boom")
+
+    good = NullSink()
+    good.finished = False
+    good.finish = lambda: setattr(good, "finished", True)
+    multi = MultiSink([Bad(), good])
+    with pytest.raises(RuntimeError, match="boom"):
+        multi.finish()
+    assert good.finished
+
+
+def test_preview_needs_a_gui_and_says_how_to_get_one(monkeypatch):
+    from streamer.sinks.preview import PreviewError, PreviewSink, gui_available
+    why = gui_available()
+    if why is None:
+        pytest.skip("this machine can open windows")
+    with pytest.raises(PreviewError, match="cannot open the preview window"):
+        PreviewSink()
+
+
+def test_preview_copies_frames_for_the_main_thread(monkeypatch):
+    from streamer.sinks.preview import PreviewSink
+    shown = []
+    monkeypatch.setattr(cv2, "namedWindow", lambda *a: None)
+    monkeypatch.setattr(cv2, "resizeWindow", lambda *a: None)
+    monkeypatch.setattr(cv2, "imshow", lambda name, img: shown.append(img.copy()))
+    monkeypatch.setattr(cv2, "waitKey", lambda ms: ord("3"))
+    monkeypatch.setattr(cv2, "getWindowProperty", lambda *a: 1.0)
+    p = PreviewSink(check=False, overlay_text=lambda: "30 fps\nanime")
+    img = np.zeros((120, 200, 3), np.uint8)
+    p.write(_frame(img))
+    img[:] = 255  # the ring buffer is reused: the preview kept its own copy
+    assert p.pump() == ord("3")
+    assert len(shown) == 1 and shown[0][100:, 150:].max() == 0  # overlay only top-left
+    assert shown[0][:40, :100].max() > 0
