@@ -16,3 +16,21 @@ def models_dir() -> Path:
     if not (path / "dctnet").is_dir():
         pytest.skip(f"no model store at {path} (set TOONSTREAM_MODELS)")
     return path.resolve()
+
+
+@pytest.fixture(scope="session")
+def media_dir(models_dir) -> Path:
+    """Real photos and clips of the shared test data (beside the model store)."""
+    path = models_dir.parent / "media"
+    if not path.is_dir():
+        pytest.skip(f"no test media at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def golden_dir(models_dir) -> Path:
+    """Reference outputs of the shared test data (beside the model store)."""
+    path = models_dir.parent / "golden"
+    if not path.is_dir():
+        pytest.skip(f"no golden outputs at {path}")
+    return path

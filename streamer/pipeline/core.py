@@ -173,6 +173,8 @@ class Pipeline:
         self._error_lock = threading.Lock()
         self._stop_requested = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._running = 0
+        self._all_done = threading.Event()
 
     @staticmethod
     def frames_in_flight(queue_size: int, batch: int) -> int:
@@ -275,6 +277,11 @@ class Pipeline:
             pass
         except BaseException as exc:  # noqa: BLE001 - every failure stops the pipeline once
             self._fail(name, exc)
+        finally:
+            with self._error_lock:
+                self._running -= 1
+                if self._running == 0:
+                    self._all_done.set()
 
     # --- running ---------------------------------------------------------------------
 
@@ -290,6 +297,7 @@ class Pipeline:
         self._threads = [threading.Thread(target=self._guard, args=(name, body),
                                           name=f"toonstream-{name}", daemon=True)
                          for name, body in bodies]
+        self._running = len(self._threads)
         for t in self._threads:
             t.start()
         try:
@@ -305,18 +313,22 @@ class Pipeline:
             raise PipelineError(stage, exc) from exc
         return st
 
+    # Completion is tracked with our own Event, not Thread.join/is_alive: on Python 3.11 a
+    # KeyboardInterrupt that lands inside Thread.join() can mark a still-running thread as
+    # stopped, and the caller would then tear down what that thread is still using.
+
     def _wait(self, on_tick, tick_s: float) -> None:
-        while any(t.is_alive() for t in self._threads):
-            for t in self._threads:
-                t.join(tick_s / len(self._threads))
+        while not self._all_done.wait(tick_s):
             self.stats.elapsed_s = time.perf_counter() - self.stats.started
             if on_tick is not None:
                 on_tick(self.stats)
+        self._join_all()
 
     def _join_all(self) -> None:
+        while not self._all_done.wait(0.1):
+            pass
         for t in self._threads:
-            while t.is_alive():
-                t.join(0.1)
+            t.join(5.0)  # each has left its body; this only waits for the thread to exit
 
     def _finish_stats(self) -> None:
         st = self.stats

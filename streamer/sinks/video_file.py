@@ -150,7 +150,7 @@ def check_output_folder(final: Path) -> None:
         raise OutputError(f"output folder {folder} does not exist")
     if not folder.is_dir():
         raise OutputError(f"output folder {folder} is not a folder")
-    probe = temp_path_for(final)
+    probe = final.parent / f".{final.name}.probe-{secrets.token_hex(3)}"
     try:
         with open(probe, "xb"):
             pass

@@ -193,8 +193,8 @@ class VideoFileSource:
             raise MediaError(f"{self.path.name}: no video stream (it has {kinds})")
         v = c.streams.video[0]
         if v.codec_context is None:
-            raise MediaError(f"{self.path.name}: video codec {v.codec_tag!r} is unknown to "
-                             f"this FFmpeg build")
+            raise MediaError(f"{self.path.name}: the video codec is unknown to this FFmpeg "
+                             f"build, so it cannot be decoded")
         self._stream = v
         cc = v.codec_context
         cc.thread_type = "AUTO"
@@ -208,6 +208,9 @@ class VideoFileSource:
                 name = s.codec_context.name if s.codec_context is not None else "data"
                 skipped.append(f"{s.type} stream #{s.index} ({name})")
         self._audio = audio
+        self._expected_packets = int(v.frames or 0)  # 0: the container does not say
+        self._video_packets = 0
+        self._last_corrupt = False
         self._demux = c.demux(v, *audio)
         self._pending: list[av.VideoFrame] = []
         first = self._next_decoded()
@@ -248,6 +251,7 @@ class VideoFileSource:
             try:
                 packet = next(self._demux)
             except StopIteration:
+                self._check_complete()
                 return None
             except av.error.FFmpegError as exc:
                 raise MediaError(f"{self.path.name}: the file is damaged or truncated after "
@@ -257,6 +261,9 @@ class VideoFileSource:
                 if packet.size and packet.dts is not None:
                     self.audio_packets.append(packet)
                 continue
+            if packet.size:
+                self._video_packets += 1
+                self._last_corrupt = packet.is_corrupt
             try:
                 frames = v.decode(packet)
             except av.error.FFmpegError as exc:
@@ -264,6 +271,16 @@ class VideoFileSource:
                                  f"after {self.decoded} frames "
                                  f"({_ffmpeg_reason(exc)})") from None
             self._pending.extend(frames)
+
+    def _check_complete(self) -> None:
+        """The demuxer ended: refuse a stream that stopped short of what the container
+        promised, or whose last packet was cut (a truncated download or copy). A decoder
+        running on several threads may conceal such damage instead of reporting it."""
+        expected, got = self._expected_packets, self._video_packets
+        if (expected and got < expected) or self._last_corrupt:
+            promised = f" of {expected}" if expected else ""
+            raise MediaError(f"{self.path.name}: the file is damaged or truncated: it ends after "
+                             f"{got}{promised} video packets")
 
     def frames(self) -> Iterator[Frame]:
         """Decode the whole stream (call once). Runs in the pipeline's source thread."""

@@ -1,0 +1,536 @@
+"""run_video end to end with the real model at a small working size: what the output
+keeps (frames, timestamps, rate, duration, audio, metadata, rotation, odd sizes, bit depth)
+and how bad inputs and interrupts end (one line, nothing left behind)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from streamer.pipeline.offline import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = "64"  # working short side: tiny, so CI stays fast on two cores
+
+
+# --- clips the tests make -------------------------------------------------------------------
+
+
+def _picture(i: int, h: int, w: int) -> np.ndarray:
+    """A moving, lopsided picture: a gradient, a bright block near the top-left corner and a
+    bar that moves, so frames differ and orientation can be told."""
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.empty((h, w, 3), np.uint8)
+    img[..., 0] = (x * 255 // max(w - 1, 1)).astype(np.uint8)
+    img[..., 1] = (y * 255 // max(h - 1, 1)).astype(np.uint8)
+    img[..., 2] = (i * 37) % 256
+    img[: h // 3, : w // 3] = 255
+    bar = (i * 3) % w
+    img[:, bar: bar + 2] = 0
+    return img
+
+
+def make_clip(path: Path, *, n: int = 10, width: int = 64, height: int = 48,
+              rate: Fraction = Fraction(24), pts: list[int] | None = None,
+              time_base: Fraction | None = None, pix_fmt: str = "yuv420p",
+              codec: str = "libx264", rotation: int | None = None, audio_tracks: int = 0,
+              metadata: dict | None = None, bframes: bool = True, faststart: bool = False
+              ) -> Path:
+    """Encode a test clip with PyAV: `pts` (in `time_base`) for variable frame rate,
+    `rotation` (counter-clockwise degrees) as a display matrix, `audio_tracks` AAC tracks."""
+    tb = time_base
+    if tb is None:
+        tb = Fraction(1, int(rate)) if rate.denominator == 1 else Fraction(1, 90000)
+    if pts is None:
+        step = int(round(1 / (rate * tb)))
+        pts = [i * step for i in range(n)]
+    options = {} if bframes else {"bf": "0"}
+    container_options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), "w", container_options=container_options) as c:
+        if metadata:
+            c.metadata.update(metadata)
+        v = c.add_stream(codec, rate=rate, options=options)
+        v.width, v.height, v.pix_fmt = width, height, pix_fmt
+        v.time_base = tb
+        v.codec_context.time_base = tb
+        if rotation is not None:
+            v.set_display_rotation(rotation)
+        audios = []
+        for k in range(audio_tracks):
+            a = c.add_stream("aac", rate=44100)
+            a.layout = "mono"
+            a.metadata["language"] = ["eng", "fra", "deu"][k % 3]
+            audios.append(a)
+        for i, p in enumerate(pts):
+            frame = av.VideoFrame.from_ndarray(_picture(i, height, width), "bgr24")
+            frame.pts, frame.time_base = p, tb
+            c.mux(v.encode(frame))
+        c.mux(v.encode())
+        end_s = float((pts[-1] + (pts[-1] - pts[-2] if len(pts) > 1 else 1)) * tb)
+        for k, a in enumerate(audios):
+            total = int(end_s * 44100)
+            t = np.arange(total) / 44100
+            wave = (0.3 * np.sin(2 * np.pi * (440 + 110 * k) * t)).astype(np.float32)
+            for start in range(0, total, 1024):
+                chunk = wave[start: start + 1024]
+                af = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
+                af.sample_rate, af.pts, af.time_base = 44100, start, Fraction(1, 44100)
+                c.mux(a.encode(af))
+            c.mux(a.encode())
+    return path
+
+
+def probe(path: Path) -> dict:
+    """What a test compares: per-stream timing, packets and metadata, and decoded video."""
+    out: dict = {"audio": []}
+    with av.open(str(path)) as c:
+        out["format"] = c.format.name
+        out["metadata"] = dict(c.metadata)
+        v = c.streams.video[0]
+        out["video_metadata"] = dict(v.metadata)
+        out["rate"] = v.average_rate
+        out["codec"] = v.codec_context.name
+        for s in c.streams.audio:
+            out["audio"].append({"codec": s.codec_context.name, "tb": s.time_base,
+                                 "metadata": dict(s.metadata), "packets": []})
+        frames, rotations = [], []
+        for packet in c.demux():
+            if packet.stream.type == "audio" and packet.size:
+                out["audio"][packet.stream.index - (1 if packet.stream.index > v.index else 0)
+                             ]["packets"].append((packet.pts, packet.duration, bytes(packet)))
+            elif packet.stream.type == "video":
+                for f in packet.decode():
+                    frames.append((float(f.pts * f.time_base),
+                                   float((f.duration or 0) * f.time_base)))
+                    rotations.append(f.rotation)
+                    if len(frames) == 1:
+                        out["first_image"] = f.to_ndarray(format="bgr24")
+                        out["pix_fmt"] = f.format.name
+                        out["size"] = (f.width, f.height)
+        out["times"] = [t for t, _ in frames]
+        out["rotations"] = rotations
+        for a in out["audio"]:
+            p = a["packets"]
+            a["start"] = float(p[0][0] * a["tb"])
+            a["end"] = float((p[-1][0] + p[-1][1]) * a["tb"])
+            a["payload"] = [x[2] for x in p]
+    return out
+
+
+def video_end(path: Path) -> float:
+    """When the video stream ends, in seconds, as a player sees it: the track's start plus
+    its duration where the container records one (MP4/MOV), else the last frame's pts plus
+    its duration (Matroska stores a duration per block)."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        if v.duration is not None and v.start_time is not None:
+            return float((v.start_time + v.duration) * v.time_base)
+        last = None
+        for p in c.demux(v):
+            if p.pts is not None and (last is None or p.pts > last[0]):
+                last = (p.pts, p.duration)
+        return float((last[0] + last[1]) * v.time_base)
+
+
+def run(capfd, *args: str) -> tuple[int, str]:
+    rc = main([str(a) for a in args])
+    out, err = capfd.readouterr()
+    return rc, out + err
+
+
+@pytest.fixture(autouse=True)
+def _models_env(models_dir, monkeypatch):
+    monkeypatch.setenv("TOONSTREAM_MODELS", str(models_dir))
+
+
+def _left_behind(folder: Path, keep: set[str]) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name not in keep)
+
+
+# --- what the output keeps ------------------------------------------------------------------
+
+
+def test_event_clip_keeps_frames_timestamps_audio_packets_and_metadata(media_dir, tmp_path,
+                                                                        capfd):
+    src = media_dir / "event_640x480.mp4"
+    dst = tmp_path / "event.mp4"
+    rc, log = run(capfd, src, "-o", dst, "--size", "96", "--stats-json", tmp_path / "s.json")
+    assert rc == 0, log
+    assert "engine: " in log and "done: 90 frames" in log
+    a, b = probe(src), probe(dst)
+    assert b["times"] == pytest.approx(a["times"], abs=1e-6)  # every frame, same pts
+    assert b["rate"] == a["rate"] == Fraction(30000, 1001)
+    assert video_end(dst) == pytest.approx(video_end(src), abs=1e-6)
+    assert len(b["audio"]) == 1
+    assert b["audio"][0]["payload"] == a["audio"][0]["payload"]  # remuxed, not re-encoded
+    one_audio_frame = 1024 / 44100
+    assert abs(b["audio"][0]["start"] - a["audio"][0]["start"]) <= one_audio_frame
+    assert abs(b["audio"][0]["end"] - a["audio"][0]["end"]) <= one_audio_frame
+    # The video starts a frame after the audio in this clip; that offset is kept.
+    assert (b["times"][0] - b["audio"][0]["start"]) == pytest.approx(
+        a["times"][0] - a["audio"][0]["start"], abs=1e-4)
+    assert b["metadata"]["creation_time"] == a["metadata"]["creation_time"]
+    assert b["video_metadata"]["language"] == "eng"
+    assert b["audio"][0]["metadata"]["language"] == "eng"
+    assert b["pix_fmt"] == "yuv420p" and b["size"] == (640, 480)
+    assert (tmp_path / "s.json").is_file()
+    assert _left_behind(tmp_path, {"event.mp4", "s.json"}) == []
+
+
+def test_stats_json_reports_frames_engine_and_stage_times(tmp_path, capfd):
+    import json
+
+    src = make_clip(tmp_path / "in.mp4", n=6)
+    rc, log = run(capfd, src, "-o", tmp_path / "out.mp4", "--size", SIZE, "--device", "cpu",
+                  "--stats-json", tmp_path / "s.json")
+    assert rc == 0, log
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["frames"] == 6 and stats["backend"] == "onnxruntime" and stats["device"] == "cpu"
+    assert set(stats["items"][0]["stage_busy_s"]) == {"decode", "toon", "encode"}
+    assert stats["fps"] > 0
+
+
+def test_tears_clip_keeps_every_frame_through_scene_cuts_and_the_container_metadata(
+        media_dir, tmp_path, capfd):
+    src = media_dir / "tears_640x360.mp4"
+    dst = tmp_path / "tears.mkv"  # a different container: MKV keeps timestamps in ms
+    rc, log = run(capfd, src, "-o", dst, "--size", "48", "--device", "cpu", "--preset",
+                  "ultrafast")
+    assert rc == 0, log
+    a, b = probe(src), probe(dst)
+    assert len(b["times"]) == len(a["times"]) == 240
+    assert b["times"] == pytest.approx(a["times"], abs=0.0006)
+    tags = {k.lower(): v for k, v in b["metadata"].items()}  # Matroska writes COMMENT
+    assert tags["title"] == a["metadata"]["title"]
+    assert tags["comment"] == a["metadata"]["comment"]
+    assert b["audio"] == []
+
+
+@pytest.mark.parametrize("container", ["mp4", "mkv"])
+def test_variable_frame_rate_timestamps_and_duration_round_trip(tmp_path, capfd, container):
+    tb = Fraction(1, 1000)
+    pts = [0, 40, 120, 160, 400, 440, 480, 600, 633, 700]
+    # The input has no B-frames, so its own duration is unambiguous; the output has them.
+    src = make_clip(tmp_path / f"vfr.{container}", pts=pts, time_base=tb, rate=Fraction(25),
+                    bframes=False)
+    dst = tmp_path / f"out.{container}"
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--device", "cpu")
+    assert rc == 0, log
+    a, b = probe(src), probe(dst)
+    assert a["times"] == pytest.approx([p / 1000 for p in pts])
+    assert b["times"] == pytest.approx(a["times"], abs=1e-6)
+    assert video_end(dst) == pytest.approx(video_end(src), abs=1e-3)
+
+
+def test_constant_frame_rate_and_duration_are_kept(tmp_path, capfd):
+    src = make_clip(tmp_path / "cfr.mp4", n=12, rate=Fraction(30000, 1001),
+                    time_base=Fraction(1, 30000))
+    dst = tmp_path / "out.mp4"
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--device", "cpu")
+    assert rc == 0, log
+    a, b = probe(src), probe(dst)
+    assert b["rate"] == a["rate"] == Fraction(30000, 1001)
+    assert b["times"] == pytest.approx(a["times"], abs=1e-6)
+    assert video_end(dst) == pytest.approx(video_end(src), abs=1e-6)
+
+
+def test_odd_size_is_padded_by_one_pixel_that_repeats_the_edge(tmp_path, capfd):
+    src = make_clip(tmp_path / "odd.mkv", width=65, height=49, pix_fmt="yuv444p")
+    dst = tmp_path / "out.mp4"
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--device", "cpu", "--crf", "0")
+    assert rc == 0, log
+    assert "odd size 65x49" in log and "66x50" in log
+    b = probe(dst)
+    assert b["size"] == (66, 50)
+    assert len(b["times"]) == 10
+    img = b["first_image"].astype(int)
+    # The padding repeats the last column and row (up to the codec's rounding).
+    assert np.abs(img[:, 65] - img[:, 64]).mean() < 3
+    assert np.abs(img[49] - img[48]).mean() < 3
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_rotated_input_is_written_upright_without_a_display_matrix(tmp_path, capfd, rotation):
+    src = make_clip(tmp_path / "rot.mp4", width=64, height=48, rotation=rotation, n=4)
+    a = probe(src)
+    assert a["rotations"][0] % 360 == rotation % 360
+    dst = tmp_path / "out.mp4"
+    rc, log = run(capfd, src, "-o", dst, "--size", "48", "--device", "cpu", "--crf", "0")
+    assert rc == 0, log
+    assert "display matrix" in log
+    b = probe(dst)
+    assert set(b["rotations"]) == {0}
+    # The picture as a player shows the input: rotate counter-clockwise by `rotation`.
+    upright = np.rot90(a["first_image"], k=(rotation // 90) % 4)
+    assert b["size"] == (upright.shape[1], upright.shape[0])
+    # The bright block of the test picture is where a player shows it.
+    want = upright.mean(axis=2) > 200
+    got = b["first_image"].mean(axis=2)
+    assert got[want].mean() > got[~want].mean() + 40
+
+
+@pytest.mark.parametrize("pix_fmt, words", [("yuv420p10le", "10-bit 4:2:0"),
+                                            ("yuv444p", "8-bit 4:4:4")])
+def test_high_bit_depth_or_444_input_becomes_8_bit_420_with_a_note(tmp_path, capfd, pix_fmt,
+                                                                   words):
+    src = make_clip(tmp_path / "deep.mkv", pix_fmt=pix_fmt, n=4)
+    dst = tmp_path / "out.mp4"
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--device", "cpu")
+    assert rc == 0, log
+    assert f"note: input is {words}" in log
+    b = probe(dst)
+    assert b["pix_fmt"] == "yuv420p" and len(b["times"]) == 4
+
+
+def test_input_without_audio_gives_a_video_only_output(tmp_path, capfd):
+    src = make_clip(tmp_path / "silent.mp4", n=5)
+    dst = tmp_path / "out.mp4"
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--device", "cpu")
+    assert rc == 0, log
+    assert probe(dst)["audio"] == []
+
+
+@pytest.mark.parametrize("container", ["mp4", "mkv", "mov"])
+def test_two_audio_tracks_are_copied_packet_for_packet_with_their_languages(tmp_path, capfd,
+                                                                           container):
+    src = make_clip(tmp_path / f"two.{container}", n=24, audio_tracks=2)
+    dst = tmp_path / f"out.{container}"
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--device", "cpu")
+    assert rc == 0, log
+    a, b = probe(src), probe(dst)
+    assert len(b["audio"]) == 2
+    for x, y in zip(a["audio"], b["audio"]):
+        assert y["codec"] == "aac"
+        assert y["payload"] == x["payload"]
+        assert y["metadata"]["language"] == x["metadata"]["language"]
+        assert abs(y["start"] - x["start"]) <= 1024 / 44100
+        assert abs(y["end"] - x["end"]) <= 1024 / 44100
+
+
+@pytest.mark.parametrize("suffix, codec", [(".webm", "libvpx-vp9"), (".avi", "mpeg4"),
+                                           (".mov", "libx264")])
+def test_other_containers_convert_to_the_same_container(tmp_path, capfd, suffix, codec):
+    src = make_clip(tmp_path / f"in{suffix}", n=6, codec=codec)
+    dst = tmp_path / f"out{suffix}"
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--device", "cpu")
+    assert rc == 0, log
+    b = probe(dst)
+    assert len(b["times"]) == 6
+    assert b["codec"] == ("vp9" if suffix == ".webm" else "h264")
+
+
+def test_container_metadata_is_kept(tmp_path, capfd):
+    meta = {"title": "A test clip", "comment": "made by the tests", "artist": "Toonstream"}
+    src = make_clip(tmp_path / "meta.mp4", n=4, metadata=meta)
+    dst = tmp_path / "out.mp4"
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--device", "cpu")
+    assert rc == 0, log
+    got = probe(dst)["metadata"]
+    assert {k: got.get(k) for k in meta} == meta
+
+
+def test_a_folder_of_images_and_videos_is_mirrored_by_name(tmp_path, capfd, golden_dir):
+    import shutil
+
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    make_clip(src / "clip.mp4", n=3)
+    shutil.copy(golden_dir / "flow" / "luciano.png", src / "sub" / "photo.png")
+    (src / "notes.txt").write_text("not media")
+    dst = tmp_path / "out"
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--device", "cpu")
+    assert rc == 0, log
+    assert sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file()) == \
+        ["clip.mp4", "sub/photo.png"]
+    assert len(probe(dst / "clip.mp4")["times"]) == 3
+
+
+def test_refuses_to_overwrite_without_y_and_overwrites_with_it(tmp_path, capfd):
+    src = make_clip(tmp_path / "in.mp4", n=3)
+    dst = tmp_path / "out.mp4"
+    dst.write_bytes(b"precious")
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--device", "cpu")
+    assert rc != 0 and "exists; add -y" in log
+    assert dst.read_bytes() == b"precious"
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--device", "cpu", "-y")
+    assert rc == 0, log
+    assert len(probe(dst)["times"]) == 3
+
+
+def test_a_preset_applies_and_the_command_line_overrides_it(tmp_path, capfd):
+    import json
+
+    src = make_clip(tmp_path / "in.mp4", n=3)
+    rc, log = run(capfd, src, "-o", tmp_path / "out.mp4", "--config", "cpu", "--size", SIZE,
+                  "--device", "cpu", "--stats-json", tmp_path / "s.json")
+    assert rc == 0, log
+    settings = json.loads((tmp_path / "s.json").read_text())["settings"]
+    assert (settings["size"], settings["precision"], settings["preset"]) == (64, "fast",
+                                                                            "veryfast")
+
+
+# --- bad input, one line each, nothing left behind ------------------------------------------
+
+
+def _assert_one_line_error(rc: int, log: str, words: str) -> None:
+    assert rc != 0
+    lines = [ln for ln in log.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error: ")]
+    assert len(errors) == 1, log
+    assert words in errors[0], log
+    assert "Traceback" not in log
+
+
+def _bad_inputs(tmp_path: Path, media_dir: Path) -> dict[str, tuple[Path, str]]:
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 20)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    truncated = tmp_path / "truncated.mp4"  # faststart: the index is whole, the data is not
+    truncated.write_bytes((media_dir / "event_640x480.mp4").read_bytes()[:200_000])
+    audio_only = tmp_path / "audio.m4a"
+    with av.open(str(audio_only), "w", format="mp4") as c:
+        a = c.add_stream("aac", rate=44100)
+        a.layout = "mono"
+        for start in range(0, 44100, 1024):
+            af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="flt",
+                                            layout="mono")
+            af.sample_rate, af.pts = 44100, start
+            c.mux(a.encode(af))
+        c.mux(a.encode())
+    unknown = tmp_path / "unknown.mkv"
+    make_clip(tmp_path / "known.mkv", n=3)
+    data = (tmp_path / "known.mkv").read_bytes()
+    unknown.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_QQQQQ/ISO/QQQ"))
+    (tmp_path / "known.mkv").unlink()
+    return {
+        "not a video": (text, "not a video file"),
+        "zero bytes": (empty, "empty file"),
+        "truncated mid-stream": (truncated, "damaged or truncated"),
+        "no video stream": (audio_only, "no video stream"),
+        "unknown codec": (unknown, "unknown to this FFmpeg"),
+        "unreadable path": (tmp_path / "missing.mp4", "no such file"),
+    }
+
+
+@pytest.mark.parametrize("case", ["not a video", "zero bytes", "truncated mid-stream",
+                                  "no video stream", "unknown codec", "unreadable path"])
+def test_bad_input_is_a_one_line_error_and_leaves_nothing_behind(tmp_path, media_dir, capfd,
+                                                                  case):
+    src, words = _bad_inputs(tmp_path, media_dir)[case]
+    out = tmp_path / "out"
+    out.mkdir()
+    rc, log = run(capfd, src, "-o", out / "result.mp4", "--size", SIZE, "--device", "cpu")
+    _assert_one_line_error(rc, log, words)
+    assert list(out.iterdir()) == []
+
+
+def test_unreadable_file_is_a_one_line_error(tmp_path, capfd):
+    if os.geteuid() == 0:
+        pytest.skip("root reads files whatever their mode")
+    src = make_clip(tmp_path / "in.mp4", n=2)
+    src.chmod(0)
+    rc, log = run(capfd, src, "-o", tmp_path / "out.mp4", "--device", "cpu")
+    _assert_one_line_error(rc, log, "cannot read")
+
+
+def _unwritable_folder(tmp_path: Path) -> Path:
+    if os.geteuid() != 0:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        return ro
+    if Path("/sys").is_dir():  # not writable even for root
+        return Path("/sys")
+    pytest.skip("no folder here that root cannot write")
+
+
+@pytest.mark.parametrize("case", ["unwritable", "missing", "a file"])
+def test_unwritable_output_folder_is_a_one_line_error(tmp_path, capfd, case):
+    src = make_clip(tmp_path / "in.mp4", n=2)
+    if case == "unwritable":
+        folder = _unwritable_folder(tmp_path)
+    elif case == "missing":
+        folder = tmp_path / "no" / "such"
+    else:
+        folder = tmp_path / "plain.txt"
+        folder.write_text("x")
+    rc, log = run(capfd, src, "-o", folder / "out.mp4", "--size", SIZE, "--device", "cpu")
+    _assert_one_line_error(rc, log, "output folder")
+    assert _left_behind(tmp_path, {"in.mp4", "plain.txt", "ro"}) == []
+
+
+def test_unknown_style_is_a_one_line_error_that_lists_the_styles(tmp_path, capfd):
+    src = make_clip(tmp_path / "in.mp4", n=2)
+    rc, log = run(capfd, src, "-o", tmp_path / "out.mp4", "--style", "pixar")
+    _assert_one_line_error(rc, log, "unknown style 'pixar'")
+    assert "sd-illustration" in log
+    assert _left_behind(tmp_path, {"in.mp4"}) == []
+
+
+@pytest.mark.parametrize("codec, words", [("hevc_nvenc", "hevc_nvenc"),
+                                          ("libnothing", "not in this FFmpeg build")])
+def test_an_encoder_that_cannot_start_is_a_one_line_error(tmp_path, capfd, codec, words):
+    check = av.codec.CodecContext.create("hevc_nvenc", "w") if codec == "hevc_nvenc" else None
+    if check is not None:
+        check.width, check.height, check.pix_fmt = 256, 256, "yuv420p"
+        check.time_base = Fraction(1, 25)
+        try:
+            check.open()
+            pytest.skip("this machine has a working NVENC")
+        except av.error.FFmpegError:
+            pass
+    src = make_clip(tmp_path / "in.mp4", n=2)
+    rc, log = run(capfd, src, "-o", tmp_path / "out.mp4", "--codec", codec, "--device", "cpu")
+    _assert_one_line_error(rc, log, words)
+    assert _left_behind(tmp_path, {"in.mp4"}) == []
+
+
+def test_a_codec_the_container_cannot_hold_is_a_one_line_error(tmp_path, capfd):
+    src = make_clip(tmp_path / "in.mp4", n=2)
+    rc, log = run(capfd, src, "-o", tmp_path / "out.webm", "--codec", "libx264",
+                  "--device", "cpu")
+    _assert_one_line_error(rc, log, "cannot hold libx264")
+    assert _left_behind(tmp_path, {"in.mp4"}) == []
+
+
+# --- Ctrl+C ---------------------------------------------------------------------------------
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_no_file_that_looks_complete(tmp_path, models_dir):
+    import threading
+
+    src = make_clip(tmp_path / "long.mp4", n=200, width=320, height=240)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, TOONSTREAM_MODELS=str(models_dir), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run_video.py"), str(src), "-o",
+                             str(out / "result.mp4"), "--size", "240", "--device", "cpu"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        # Interrupt once encoded frames are being written to the temporary file.
+        while proc.poll() is None and not [p for p in out.iterdir() if ".partial-" in p.name]:
+            time.sleep(0.05)
+        assert proc.poll() is None, "finished before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+        reader.join(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = "".join(lines)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert list(out.iterdir()) == []
