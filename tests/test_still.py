@@ -1,0 +1,91 @@
+"""Stills through run_video: the official full-frame flow, pixel for pixel (within 1)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from streamer.pipeline.offline import main
+
+STYLES = ("anime", "3d", "handdrawn", "sketch", "artstyle", "sd-design", "sd-illustration")
+IMAGES = ("astronaut", "event", "luciano", "tears")
+
+
+@pytest.fixture(autouse=True)
+def _models_env(models_dir, monkeypatch):
+    monkeypatch.setenv("TOONSTREAM_MODELS", str(models_dir))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("name", IMAGES)
+def test_still_through_the_cli_matches_the_official_full_frame_flow_within_1(
+        golden_dir, tmp_path, capfd, style, name):
+    # python run_video.py photo.png -o out.png --style STYLE, with the default device
+    dst = tmp_path / "out.png"
+    rc = main([str(golden_dir / "flow" / f"{name}.png"), "-o", str(dst), "--style", style])
+    _, err = capfd.readouterr()
+    assert rc == 0, err
+    assert "engine: " in err
+    got = cv2.imread(str(dst)).astype(np.int16)
+    want = cv2.imread(str(golden_dir / "flow" / f"{name}__{style}.png")).astype(np.int16)
+    assert got.shape == want.shape
+    assert int(np.abs(got - want).max()) <= 1
+
+
+def test_jpeg_in_webp_out_keeps_the_size_and_leaves_no_temporary_file(golden_dir, tmp_path,
+                                                                      capfd):
+    src = tmp_path / "photo.jpg"
+    cv2.imwrite(str(src), cv2.imread(str(golden_dir / "flow" / "luciano.png")))
+    dst = tmp_path / "photo_anime.webp"
+    rc = main([str(src), "-o", str(dst), "--size", "128", "--device", "cpu"])
+    assert rc == 0, capfd.readouterr().err
+    out = cv2.imread(str(dst))
+    assert out.shape == (400, 400, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg", "photo_anime.webp"]
+
+
+def test_a_large_still_is_reduced_to_the_working_size_and_resized_back(golden_dir, tmp_path,
+                                                                       capfd):
+    src = golden_dir / "flow" / "astronaut.png"
+    dst = tmp_path / "out.png"
+    rc = main([str(src), "-o", str(dst), "--size", "96", "--device", "cpu"])
+    assert rc == 0, capfd.readouterr().err
+    out = cv2.imread(str(dst))
+    assert out.shape == (512, 512, 3)
+    # A stylised picture, not a copy of the input.
+    assert np.abs(out.astype(int) - cv2.imread(str(src)).astype(int)).mean() > 5
+
+
+def test_default_output_name_is_next_to_the_input_with_the_style(golden_dir, tmp_path, capfd):
+    src = tmp_path / "me.png"
+    src.write_bytes((golden_dir / "flow" / "luciano.png").read_bytes())
+    rc = main([str(src), "--style", "sketch", "--size", "64", "--device", "cpu"])
+    assert rc == 0, capfd.readouterr().err
+    assert (tmp_path / "me_sketch.png").is_file()
+
+
+@pytest.mark.parametrize("case, words", [
+    ("corrupt", "not an image"),
+    ("video output", "needs an image output"),
+    ("exists", "exists; add -y"),
+])
+def test_still_errors_are_one_line_and_leave_nothing_behind(golden_dir, tmp_path, capfd, case,
+                                                            words):
+    src = tmp_path / "in.png"
+    src.write_bytes((golden_dir / "flow" / "luciano.png").read_bytes())
+    dst = tmp_path / "out.png"
+    if case == "corrupt":
+        src.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+    elif case == "video output":
+        dst = tmp_path / "out.mp4"
+    else:
+        dst.write_bytes(b"keep me")
+    rc = main([str(src), "-o", str(dst), "--size", "64", "--device", "cpu"])
+    err = capfd.readouterr().err
+    assert rc != 0
+    errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and words in errors[0], err
+    assert "Traceback" not in err
+    expected = {"in.png"} | ({"out.png"} if case == "exists" else set())
+    assert {p.name for p in tmp_path.iterdir()} == expected
