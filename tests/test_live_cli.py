@@ -222,3 +222,34 @@ def test_a_recording_sink_writes_a_playable_file(models_dir, tmp_path):
     assert len(frames) == json.loads(stats.read_text())["frames_out"] > 5
     assert (frames[0].width, frames[0].height) == (320, 180)
     assert not list(tmp_path.glob(".rec.mkv.partial*"))
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_a_finished_recording(models_dir, tmp_path):
+    import signal
+    out = tmp_path / "rec.mkv"
+    stats = tmp_path / "s.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TOONSTREAM_MODELS=str(models_dir))
+    p = subprocess.Popen([sys.executable, str(ROOT / "run_stream.py"), "--config", "live-cpu",
+                          "--synthetic", "--camera-size", "320x180", "--work", "64",
+                          "--sink", "null", "--sink", str(out), "--status-every", "0",
+                          "--stats-json", str(stats), "--seconds", "60"],
+                         stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         env=env, cwd=ROOT)
+    lines = []
+    try:
+        for line in p.stderr:  # wait until it is streaming
+            lines.append(line)
+            if line.startswith("controls:"):
+                break
+        time.sleep(1.5)
+        p.send_signal(signal.SIGINT)
+        _, rest = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    err = "".join(lines) + rest
+    assert p.returncode == 0, err
+    assert "stopping" in err and "Traceback" not in err
+    assert json.loads(stats.read_text())["ended"] == "interrupt"
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) > 5

@@ -121,7 +121,7 @@ def test_camera_asks_for_mjpg_size_fps_and_a_one_frame_buffer_and_reports_the_mo
     assert (p[cv2.CAP_PROP_FRAME_WIDTH], p[cv2.CAP_PROP_FRAME_HEIGHT]) == (1280, 720)
     assert p[cv2.CAP_PROP_FPS] == 30 and p[cv2.CAP_PROP_BUFFERSIZE] == 1
     assert (src.width, src.height, src.fps) == (1280, 720, 30)
-    assert src.describe() == "camera 0: 1280x720 @ 30 fps MJPG"
+    assert src.describe() == "camera 0: 1280x720 @ 30 fps MJPG, 1-frame buffer"
     src.close()
 
 

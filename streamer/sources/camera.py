@@ -222,7 +222,8 @@ class CameraSource:
 
     def describe(self) -> str:
         note = "" if not self._refused(self.mode) else f" (asked {self.requested})"
-        return f"{self._label()}: {self.mode}{note}"
+        buf = ", 1-frame buffer" if self.buffer_size_set else ""
+        return f"{self._label()}: {self.mode}{note}{buf}"
 
     def stop(self) -> None:
         self._stop.set()

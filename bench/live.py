@@ -1,0 +1,146 @@
+"""Live path benchmark: the paced synthetic camera through the whole live path (working-size
+resize, model, upscale to the output size, fan-out sink) to the null sink.
+
+    python bench/live.py [--models DIR] [--seconds 60] [--work 144,216] [--fps 30]
+                         [--camera-size 1280x720] [--device auto] [--precision fast]
+
+For each working size it prints capture-to-sink latency p50 / p95, output fps and drops,
+next to the bare per-frame model time measured in the same run (the same stylise callable
+on one working-size frame, outside the pipeline: median of runs before and after the live
+run), and the process's resident memory at the start and end of the run. The goal is
+p95 <= model time + 1.5 frame intervals, flat memory, and on a 2-core CPU with the
+live-cpu preset at least 20 fps out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from streamer.config import LiveSettings, parse_size  # noqa: E402
+from streamer.live.app import EngineFactory, LiveSession  # noqa: E402
+from streamer.live.toon import LiveToon, working_size  # noqa: E402
+from streamer.sinks.null import NullSink  # noqa: E402
+from streamer.sources.synthetic import SyntheticSource  # noqa: E402
+from streamer.toon.stage import ring_size  # noqa: E402
+
+STYLES = ("anime", "3d", "handdrawn", "sketch", "artstyle", "sd-design", "sd-illustration")
+
+
+def rss_mb() -> float:
+    """Resident memory now (Linux /proc), else the peak (other systems)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def bare_model_ms(stylise, w: int, h: int, runs: int) -> list[float]:
+    img = SyntheticSource(w, h, 30.0).render(0)
+    stylise([img])  # warm
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        stylise([img])
+        times.append((time.perf_counter() - t) * 1000)
+    return times
+
+
+def run_one(settings: LiveSettings, cam_w: int, cam_h: int, fps: float, work, seconds: float,
+            runs: int) -> dict:
+    work_wh = working_size(cam_w, cam_h, work)
+    factory = EngineFactory(settings, work_wh)
+    toon = LiveToon(factory, settings.style, work_wh, (cam_w, cam_h), ring=ring_size(1, 1))
+    toon.warm_up()
+    model_before = bare_model_ms(toon._current, *work_wh, runs)
+    rss_start = rss_mb()
+    src = SyntheticSource(cam_w, cam_h, fps, seconds=seconds)
+    session = LiveSession(src, [NullSink()], toon, styles=STYLES, status_every=0,
+                          log=lambda line: None)
+    result = session.run()
+    rss_end = rss_mb()
+    model_after = bare_model_ms(toon._current, *work_wh, runs)
+    model_ms = statistics.median(model_before + model_after)
+    interval_ms = 1000 / fps
+    lat = result["latency_ms"]
+    return {
+        "work": f"{work_wh[0]}x{work_wh[1]}", "output": f"{cam_w}x{cam_h}",
+        "engine": factory.describe(settings.style),
+        "model_ms": round(model_ms, 1),
+        "model_ms_before_after": [round(statistics.median(model_before), 1),
+                                  round(statistics.median(model_after), 1)],
+        "model_ms_in_pipeline": result["model_ms_median"],
+        "p50_ms": lat["p50"], "p95_ms": lat["p95"], "p99_ms": lat["p99"],
+        "goal_p95_ms": round(model_ms + 1.5 * interval_ms, 1),
+        "p95_over_goal": round(lat["p95"] / (model_ms + 1.5 * interval_ms), 2),
+        "fps_in": result["fps_in"], "fps_out": result["fps_out"],
+        "frames_in": result["frames_in"], "frames_out": result["frames_out"],
+        "drops": result["drops"],
+        "rss_mb_start": round(rss_start, 1), "rss_mb_end": round(rss_end, 1),
+        "seconds": result["seconds"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default=None, help="model store (default $TOONSTREAM_MODELS)")
+    p.add_argument("--seconds", type=float, default=60.0, help="per working size (60)")
+    p.add_argument("--work", default="144,216",
+                   help="working sizes: short sides or WxH, comma-separated (144,216)")
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--camera-size", default="1280x720")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="fast")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--style", default="anime")
+    p.add_argument("--runs", type=int, default=30, help="bare model runs before and after")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    a = p.parse_args(argv)
+    settings = LiveSettings(models=a.models, device=a.device, precision=a.precision,
+                            threads=a.threads, style=a.style, sinks=("null",))
+    cam_w, cam_h = parse_size(a.camera_size, "camera-size")
+    works = [int(x) if x.strip().isdigit() else parse_size(x, "work")
+             for x in a.work.split(",")]
+    rss0 = rss_mb()
+    print(f"live benchmark: synthetic camera {cam_w}x{cam_h} @ {a.fps:g} fps -> null sink, "
+          f"{a.seconds:g} s per working size; {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores; process RSS at start {rss0:.0f} MB", flush=True)
+    rows = []
+    for work in works:
+        r = run_one(settings, cam_w, cam_h, a.fps, work, a.seconds, a.runs)
+        rows.append(r)
+        print(f"  {r['work']} done: {r['engine']}", flush=True)
+    hdr = (f"{'work':>8} {'model ms':>8} {'p50 ms':>7} {'p95 ms':>7} {'goal p95':>8} "
+           f"{'p95/goal':>8} {'fps out':>7} {'drops toon/sink/src':>19} {'RSS MB start->end':>17}")
+    print(hdr)
+    for r in rows:
+        d = r["drops"]
+        print(f"{r['work']:>8} {r['model_ms']:8.1f} {r['p50_ms']:7.1f} {r['p95_ms']:7.1f} "
+              f"{r['goal_p95_ms']:8.1f} {r['p95_over_goal']:8.2f} {r['fps_out']:7.1f} "
+              f"{d['toon']:>9}/{d['sink']}/{d['source']:<5} "
+              f"{r['rss_mb_start']:8.0f}->{r['rss_mb_end']:.0f}")
+    print("model ms: the bare stylise call at the working size (median of runs before and "
+          "after the live run); goal p95 = model + 1.5 frame intervals")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"rss_mb_process_start": round(rss0, 1),
+                                            "fps": a.fps, "seconds": a.seconds,
+                                            "runs": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
