@@ -1,0 +1,195 @@
+"""The Gradio page: Photo, Video and Webcam tabs over one ToonService.
+
+- One style picker for all three tabs (a radio plus a gallery of previews; clicking a
+  preview picks its style) and one faces switch.
+- Every event that runs the model is in one Gradio concurrency group, "device", with a limit
+  of one: requests wait in Gradio's queue (bounded, `max_queue`) and the page shows their
+  place in it. The service's lock backs this up for anything outside the queue.
+- Webcam: `gr.Image(sources=["webcam"], streaming=True).stream(...)` opens one streaming
+  event per browser session; the browser sends a frame every `stream_every` seconds into it
+  and the server keeps only the newest one (Gradio overwrites the event's pending input: a
+  latest-frame slot), so a frame that arrives while one is being stylised replaces the one
+  waiting instead of queueing, and latency stays one frame however slow the device is.
+  The trigger mode is left at Gradio's default for streams ("multiple": chunks go into the
+  open stream); "once" or "always_last" would make the browser skip or hold every chunk
+  after the first while the stream is open, so the picture would freeze.
+- User errors (limits, unreadable files, unknown styles, missing models) come back as
+  `gr.Error` with the command line's one-line message; anything else is logged with its
+  traceback and shown as one line.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from typing import Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls
+import gradio as gr  # noqa: E402
+
+from .service import ToonService, message, user_errors  # noqa: E402
+
+log = logging.getLogger("toonstream.web")
+
+CONCURRENCY_ID = "device"
+
+_INTRO = """# Toonstream
+Cartoonize portraits with DCT-Net: a photo, a video file (audio kept), or your webcam.
+Pick a style below (click a preview), then use one of the tabs."""
+
+
+def _error(text: str) -> gr.Error:
+    """A message for the page (no server-side traceback for what the user can fix)."""
+    try:
+        return gr.Error(text, print_exception=False)
+    except TypeError:  # an older Gradio 5
+        return gr.Error(text)
+
+
+def _fail(exc: BaseException) -> gr.Error:
+    if isinstance(exc, gr.Error):
+        return exc
+    if isinstance(exc, user_errors()):
+        return _error(message(exc))
+    from streamer.pipeline.core import PipelineError
+    if isinstance(exc, PipelineError) and isinstance(exc.error, user_errors()):
+        return _error(message(exc.error))
+    log.error("unexpected error\n%s", "".join(traceback.format_exception(exc)))
+    return _error(f"internal error: {type(exc).__name__}: {message(exc)}")
+
+
+def _webcam_options() -> dict[str, Any]:
+    """Ask the browser for a VGA-sized camera picture: the model works at `live_size` anyway,
+    and a 1080p frame costs upload time and a large PNG back for nothing."""
+    import inspect
+
+    video = {"width": {"ideal": 640}, "height": {"ideal": 480}}
+    params = inspect.signature(gr.Image.__init__).parameters
+    if "webcam_options" in params and hasattr(gr, "WebcamOptions"):  # Gradio 5.2x, 6
+        return {"webcam_options": gr.WebcamOptions(constraints={"video": video})}
+    if "webcam_constraints" in params:  # earlier Gradio 5
+        return {"webcam_constraints": {"video": video}}
+    return {}
+
+
+def build_app(service: ToonService, *, stream_every: float = 0.2,
+              max_queue: int = 16) -> gr.Blocks:
+    """The page for `service` (call `.queue()` is done here; launch it with
+    `launch(app, service, ...)` or Gradio's own `app.launch`)."""
+    styles = service.styles
+    previews = service.previews()
+    files_faces = service.files_faces
+
+    with gr.Blocks(title="Toonstream", analytics_enabled=False,
+                   delete_cache=(600, 3600)) as demo:
+        gr.Markdown(_INTRO)
+        with gr.Row(equal_height=True):
+            style = gr.Radio(choices=styles, value=service.default_style, label="Style",
+                             elem_id="style", scale=4)
+            faces = gr.Checkbox(value=False, label="Faces: stylise each face with the head model",
+                                elem_id="faces", scale=1,
+                                info=None if files_faces else
+                                "photos and videos: not in this build yet (webcam only)")
+        gallery = gr.Gallery(value=[(img, name) for name, img in previews], label="Styles",
+                             columns=min(7, len(previews)), rows=1, height=180,
+                             allow_preview=False, interactive=False, format="png",
+                             elem_id="style-previews")
+
+        def pick(evt: gr.SelectData) -> Any:
+            i = evt.index if isinstance(evt.index, int) else evt.index[0]
+            return styles[i] if 0 <= i < len(styles) else gr.skip()
+
+        gallery.select(pick, None, style, queue=False)
+
+        with gr.Tabs():
+            with gr.Tab("Photo", id="photo"):
+                with gr.Row(equal_height=True):
+                    photo_in = gr.Image(type="filepath", sources=["upload", "clipboard"],
+                                        label="Photo", elem_id="photo-in")
+                    photo_out = gr.Image(type="filepath", format="png", label="Cartoon",
+                                         interactive=False, elem_id="photo-out")
+                photo_btn = gr.Button("Cartoonize photo", variant="primary",
+                                      elem_id="photo-run")
+                photo_file = gr.File(label="Download (PNG)", interactive=False, height=90,
+                                     elem_id="photo-file")
+
+            with gr.Tab("Video", id="video"):
+                lim = service.limits
+                gr.Markdown(f"Videos up to {lim.max_video_seconds:g} s and "
+                            f"{lim.max_file_size}; the audio is kept as it is.")
+                with gr.Row(equal_height=True):
+                    video_in = gr.Video(sources=["upload"], format=None, include_audio=True,
+                                        label="Video", elem_id="video-in")
+                    video_out = gr.Video(format=None, label="Cartoon", interactive=False,
+                                         elem_id="video-out")
+                video_btn = gr.Button("Cartoonize video", variant="primary",
+                                      elem_id="video-run")
+                video_file = gr.File(label="Download", interactive=False, height=90,
+                                     elem_id="video-file")
+
+            with gr.Tab("Webcam", id="webcam"):
+                gr.Markdown(f"Your camera, stylised live at a working short side of "
+                            f"{service.live_size} px. Frames that arrive while one is being "
+                            f"stylised are dropped, so the picture stays current.")
+                with gr.Row(equal_height=True):
+                    cam_in = gr.Image(sources=["webcam"], streaming=True, type="numpy",
+                                      label="Camera", elem_id="cam-in", **_webcam_options())
+                    cam_out = gr.Image(label="Cartoon", interactive=False, streaming=True,
+                                       elem_id="cam-out")
+
+        def run_photo(path: str | None, style_name: str, use_faces: bool):
+            if not path:
+                raise _error("Upload a photo first.")
+            try:
+                out = service.photo(path, style_name, use_faces)
+            except Exception as exc:  # noqa: BLE001 - shown on the page
+                raise _fail(exc) from None
+            return str(out), str(out)
+
+        def run_video(path: str | None, style_name: str, use_faces: bool,
+                      progress=gr.Progress()):
+            if not path:
+                raise _error("Upload a video first.")
+            progress(0.0, desc="starting")
+
+            def report(fraction, frames, total):
+                desc = f"{frames}/{total} frames" if total else f"{frames} frames"
+                progress(fraction, desc=desc)
+
+            try:
+                out = service.video(path, style_name, use_faces, report)
+            except Exception as exc:  # noqa: BLE001 - shown on the page
+                raise _fail(exc) from None
+            return str(out), str(out)
+
+        def run_cam(frame, style_name: str, use_faces: bool, request: gr.Request):
+            try:
+                return service.webcam(frame, style_name, use_faces,
+                                      getattr(request, "session_hash", "") or "")
+            except Exception as exc:  # noqa: BLE001 - shown on the page
+                raise _fail(exc) from None
+
+        common = dict(concurrency_limit=1, concurrency_id=CONCURRENCY_ID)
+        photo_btn.click(run_photo, [photo_in, style, faces], [photo_out, photo_file],
+                        api_name="photo", **common)
+        video_btn.click(run_video, [video_in, style, faces], [video_out, video_file],
+                        api_name="video", **common)
+        cam_in.stream(run_cam, [cam_in, style, faces], [cam_out], api_name="webcam",
+                      stream_every=stream_every, show_progress="hidden", time_limit=3600,
+                      **common)
+
+    demo.queue(default_concurrency_limit=1, max_size=max_queue)
+    return demo
+
+
+def launch(demo: gr.Blocks, service: ToonService, *, host: str = "127.0.0.1",
+           port: int = 7860, auth: tuple[str, str] | None = None,
+           block: bool = True, quiet: bool = False):
+    """Start the server; with `block`, serve until Ctrl+C and then clean up."""
+    result = demo.launch(server_name=host, server_port=port, auth=auth,
+                         max_file_size=service.limits.max_file_size, share=False,
+                         inbrowser=False, ssr_mode=False, show_error=True, quiet=quiet,
+                         prevent_thread_lock=not block)
+    if block:
+        service.close()
+    return result

@@ -1,0 +1,137 @@
+"""`python run_web.py`: the web page for photos, videos and the webcam.
+
+Serves on 127.0.0.1 only unless `--host` says otherwise (then it warns: anyone who can reach
+the address can use the model, and the machine's CPU or GPU, and read what is converted).
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import ipaddress
+import sys
+
+from streamer.pipeline.offline import Log, one_line
+from streamer.toon.engine import DEVICES
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _auth(value: str) -> tuple[str, str]:
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise argparse.ArgumentTypeError("give --auth as USER:PASSWORD")
+    return user, password
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1..65535, got {port}")
+    return port
+
+
+def _positive(kind):
+    def parse(value: str):
+        try:
+            v = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+        return v
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .service import LIVE_SHORT_SIDE, Limits
+
+    lim = Limits()
+    p = argparse.ArgumentParser(
+        prog="run_web.py",
+        description="A web page that cartoonizes photos, video files and your webcam with "
+                    "DCT-Net (Gradio). Open the address it prints in a browser.")
+    p.add_argument("--host", default=DEFAULT_HOST,
+                   help="address to serve on (default 127.0.0.1: this machine only; "
+                        "0.0.0.0 serves every network interface and prints a warning)")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port (default 7860)")
+    p.add_argument("--auth", type=_auth, metavar="USER:PASSWORD",
+                   help="ask for this user name and password")
+    p.add_argument("--models", metavar="DIR",
+                   help="model store (default: $TOONSTREAM_MODELS, else the user cache)")
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="inference device (default auto)")
+    p.add_argument("--precision", choices=("exact", "fast"), default="exact",
+                   help="exact: fp32, what run_video writes by default; fast: bf16/fp16")
+    p.add_argument("--threads", type=_positive(int), help="engine threads")
+    p.add_argument("--live-size", type=_positive(int), default=LIVE_SHORT_SIDE, metavar="PX",
+                   help=f"working short side of webcam frames (default {LIVE_SHORT_SIDE})")
+    p.add_argument("--stream-every", type=_positive(float), default=0.2, metavar="S",
+                   help="seconds between webcam frames sent by the browser (default 0.2)")
+    p.add_argument("--max-video-seconds", type=_positive(float),
+                   default=lim.max_video_seconds, metavar="S",
+                   help=f"longest video accepted (default {lim.max_video_seconds:g})")
+    p.add_argument("--max-file-size", default=lim.max_file_size, metavar="SIZE",
+                   help=f"largest upload, e.g. 50mb, 1gb (default {lim.max_file_size})")
+    return p
+
+
+def main(argv: list[str] | None = None, log: Log | None = None) -> int:
+    log = log or Log()
+    args = build_parser().parse_args(argv)
+    try:
+        from . import app as web_app
+    except ImportError as exc:
+        log(f"error: the web page needs Gradio ({one_line(exc)}): "
+            f"pip install 'toonstream[web]'")
+        return 1
+    from streamer.pipeline.offline import _user_errors
+
+    from .service import Limits, ToonService
+
+    if not _is_loopback(args.host):
+        log(f"warning: serving on {args.host}: anyone who can reach this address can use "
+            f"the model (and this machine's CPU/GPU) and upload files"
+            + ("" if args.auth else "; add --auth USER:PASSWORD to ask for a password"))
+    try:
+        service = ToonService(
+            models=args.models, device=args.device, precision=args.precision,
+            threads=args.threads, live_size=args.live_size,
+            limits=Limits(max_file_size=args.max_file_size,
+                          max_video_seconds=args.max_video_seconds))
+    except _user_errors() as exc:
+        log(f"error: {one_line(exc)}")
+        return 1
+    atexit.register(service.close)
+    try:
+        log(f"engine: {service.describe()}; styles: {', '.join(service.styles)}")
+        log("preparing style previews ...")
+        demo = web_app.build_app(service, stream_every=args.stream_every)
+    except _user_errors() as exc:
+        service.close()
+        log(f"error: {one_line(exc)}")
+        return 1
+    try:
+        web_app.launch(demo, service, host=args.host, port=args.port, auth=args.auth)
+    except OSError as exc:  # the port is taken
+        log(f"error: cannot serve on {args.host}:{args.port}: {one_line(exc)}")
+        return 1
+    finally:
+        service.close()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""What the web page does, without the page: photos, videos and webcam frames through the
+project's own conversion paths, one model run at a time, with limits and temporary files.
+
+- Photo and video go through `run_video`'s functions (see `streamer.web.convert`), with a
+  `VideoSettings` built the way the command line builds it; a photo on the page is therefore
+  the same pixels as `python run_video.py photo.png -o out.png --style S`.
+- Webcam frames go through the live path's toon callable (`streamer.live.toon.LiveToon`):
+  a smaller working size (`live_size` short side, default 360, as run_stream's) and, with
+  faces on, the tracking face-aware flow, which keeps its tracks per browser session.
+- `lock` is the device: every model run (previews, photos, videos, webcam frames) holds it,
+  so two browser tabs never run the model at the same time even outside Gradio's queue.
+- Files: every request works in its own folder under one temporary folder of the service;
+  folders older than `keep_s` are swept at each new request and everything goes at `close()`.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from streamer.config import VideoSettings, build_settings
+from streamer.pipeline.offline import Engines, Log, one_line
+from streamer.sinks.video_file import OutputError
+from streamer.sources.video_file import MediaError, VideoFileSource
+from streamer.toon.engine import EngineSettings, create_engine
+from streamer.toon.flow import FullFrameFlow
+
+from . import convert
+from .previews import test_pattern
+
+#: the working short side of webcam frames (the official 720 is too slow for live on a CPU)
+LIVE_SHORT_SIDE = 360
+#: webcam frames larger than this (long side) are reduced first: the page shows them small
+LIVE_MAX_SIDE = 960
+
+
+class WebError(ValueError):
+    """Something the user can fix (a limit, a bad file); the message is shown as is."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for. The upload size limit itself is Gradio's
+    (`max_file_size`, checked in the browser and on the server)."""
+
+    max_file_size: str = "200mb"
+    max_video_seconds: float = 120.0
+    max_video_pixels: int = 3840 * 2160
+    max_photo_pixels: int = 50_000_000
+
+    def __post_init__(self) -> None:
+        if self.max_video_seconds <= 0:
+            raise ValueError("the video duration limit must be positive")
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The errors whose message the page shows as it is (the command line's user errors)."""
+    from streamer.pipeline.offline import _user_errors
+    return (WebError, *_user_errors())
+
+
+def _safe_stem(name: str, fallback: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem).strip("._")
+    return stem[:60] or fallback
+
+
+def _megapixels(n: int) -> str:
+    return f"{n / 1e6:.0f} MP" if n >= 1e6 else f"{n} pixels"
+
+
+class ToonService:
+    """The model side of the page; see the module docstring."""
+
+    def __init__(self, *, models: str | None = None, device: str = "auto",
+                 precision: str = "exact", threads: int | None = None,
+                 live_size: int = LIVE_SHORT_SIDE, limits: Limits = Limits(),
+                 log: Log | None = None, keep_s: float = 900.0):
+        from streamer.models import open_store
+
+        self.log = log or Log()
+        self.limits = limits
+        self.live_size = live_size
+        self.keep_s = keep_s
+        # The command line's settings object, checked the way the command line checks it.
+        self.base = build_settings(VideoSettings, None, {
+            "models": models, "device": device, "precision": precision, "threads": threads,
+            "overwrite": True, "progress": False})
+        self.engine_settings = EngineSettings(device=device, precision=precision,
+                                              threads=threads)
+        self.store = open_store(models)
+        self.styles = [s for s in self.store.catalog.styles
+                       if self.store.source_for(s, "bg") is not None]
+        if not self.styles:
+            from streamer.models import ModelNotInstalled
+            raise ModelNotInstalled(
+                f"no style is installed in the model store {self.store.root}: run "
+                f"`python -m streamer.models fetch anime` (or pass --models DIR)")
+        self.default_style = "anime" if "anime" in self.styles else self.styles[0]
+        names = {f.name for f in dataclasses.fields(VideoSettings)}
+        #: photos and videos with faces need run_video's face-aware mode
+        self.files_faces = "faces" in names
+        self.lock = threading.Lock()
+        self.workdir = Path(tempfile.mkdtemp(prefix="toonstream-web-"))
+        self._engines: dict[tuple[str, bool], Engines] = {}
+        self._heads: dict[str, object] = {}
+        self._live: collections.OrderedDict[str, tuple[tuple, object]] = collections.OrderedDict()
+        self._previews: list[tuple[str, np.ndarray]] | None = None
+        self._closed = False
+
+    # --- settings and engines ----------------------------------------------------------
+
+    def check_style(self, style: str) -> str:
+        if style not in self.styles:
+            raise WebError(f"style {style!r} is not installed here; installed: "
+                           f"{', '.join(self.styles)}")
+        return style
+
+    def settings(self, style: str, faces: bool) -> VideoSettings:
+        """What `run_video.py --style STYLE [--faces]` would run with."""
+        extra = {"faces": bool(faces)} if self.files_faces else {}
+        return dataclasses.replace(self.base, style=self.check_style(style), **extra)
+
+    def engines(self, style: str, faces: bool = False) -> Engines:
+        key = (style, bool(faces) and self.files_faces)
+        eng = self._engines.get(key)
+        if eng is None:
+            eng = self._engines[key] = Engines(self.settings(style, faces), self.log)
+        return eng
+
+    def describe(self) -> str:
+        """The engine that runs (started for the default style if none is yet)."""
+        with self.lock:
+            return self.engines(self.default_style).get().describe()
+
+    # --- files ---------------------------------------------------------------------------
+
+    def job_dir(self) -> Path:
+        """A fresh folder for one request; sweeps the folders of old requests."""
+        if self._closed:
+            raise WebError("the server is shutting down")
+        now = time.time()
+        for old in self.workdir.iterdir():
+            try:
+                if now - old.stat().st_mtime > self.keep_s:
+                    shutil.rmtree(old, ignore_errors=True)
+            except OSError:
+                pass
+        d = self.workdir / uuid.uuid4().hex
+        d.mkdir()
+        return d
+
+    def close(self) -> None:
+        self._closed = True
+        self._live.clear()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # --- previews --------------------------------------------------------------------------
+
+    def previews(self) -> list[tuple[str, np.ndarray]]:
+        """(style, RGB thumbnail) for every installed style, made once."""
+        if self._previews is None:
+            pattern = test_pattern()
+            out = []
+            with self.lock:
+                for style in self.styles:
+                    flow = FullFrameFlow(self.engines(style).get(), ring=1)
+                    out.append((style, np.ascontiguousarray(flow([pattern])[0][..., ::-1])))
+            self._previews = out
+        return self._previews
+
+    # --- photo ---------------------------------------------------------------------------
+
+    def _check_photo(self, path: Path) -> None:
+        try:
+            from PIL import Image
+            with Image.open(path) as im:
+                w, h = im.size
+        except Exception:  # noqa: BLE001 - not PIL's format: OpenCV may still read it
+            return
+        if w * h > self.limits.max_photo_pixels:
+            raise WebError(f"the photo is {w}x{h} ({_megapixels(w * h)}); this server takes "
+                           f"photos up to {_megapixels(self.limits.max_photo_pixels)}")
+
+    def photo(self, src: str | Path, style: str, faces: bool = False) -> Path:
+        """Cartoonize one photo the way `run_video.py src -o out.png` does; returns the PNG."""
+        if not src:
+            raise WebError("upload a photo first")
+        src = Path(src)
+        self._check_photo(src)
+        dst = self.job_dir() / f"{_safe_stem(src.name, 'photo')}_{style}.png"
+        with self.lock:
+            convert.convert_still(src, dst, self.engines(style, faces), self.log)
+        return dst
+
+    # --- video ---------------------------------------------------------------------------
+
+    def _check_video(self, src: Path) -> None:
+        source = VideoFileSource(src)
+        try:
+            info = source.info
+        finally:
+            source.close()
+        lim = self.limits
+        if info.duration is not None and info.duration > lim.max_video_seconds + 0.05:
+            raise WebError(f"the video is {info.duration:.1f} s long; this server converts "
+                           f"videos up to {lim.max_video_seconds:g} s")
+        if info.duration is None and info.frames == 0:
+            raise WebError("the video does not say how long it is; this server converts "
+                           f"videos of known length up to {lim.max_video_seconds:g} s")
+        if info.width * info.height > lim.max_video_pixels:
+            raise WebError(f"the video is {info.width}x{info.height}; this server converts "
+                           f"videos up to {_megapixels(lim.max_video_pixels)} a frame")
+
+    def video(self, src: str | Path, style: str, faces: bool = False,
+              on_progress: convert.ProgressCallback | None = None) -> Path:
+        """Convert one video the way `run_video.py src -o out.mp4` does (audio kept);
+        returns the output file (.mp4, or .webm for a WebM input, .mkv when the input's
+        audio cannot go into MP4 untouched)."""
+        if not src:
+            raise WebError("upload a video first")
+        src = Path(src)
+        self.check_style(style)
+        self._check_video(src)
+        job = self.job_dir()
+        stem = _safe_stem(src.name, "video")
+        suffix = ".webm" if src.suffix.lower() == ".webm" else ".mp4"
+        with self.lock:
+            engines = self.engines(style, faces)
+            dst = job / f"{stem}_{style}{suffix}"
+            try:
+                convert.convert_video(src, dst, engines, self.log, on_progress)
+            except OutputError as exc:
+                if "cannot hold" not in str(exc) or suffix == ".mkv":
+                    raise
+                dst = job / f"{stem}_{style}.mkv"  # Matroska takes any audio as it is
+                convert.convert_video(src, dst, engines, self.log, on_progress)
+        return dst
+
+    # --- webcam ----------------------------------------------------------------------------
+
+    def _head_engine(self, style: str, bg):
+        if self.store.source_for(style, "h") is None:
+            return bg  # the official files hold the same weights for most styles
+        eng = self._heads.get(style)
+        if eng is None:
+            eng = self._heads[style] = create_engine(
+                lambda p: self.store.onnx_model_path(style, "h", p), self.engine_settings)
+        return eng
+
+    def _stylise(self, style: str, faces: bool, work_wh: tuple[int, int]) -> Callable:
+        """style -> stylise callable at the working size, on the page's shared engines (the
+        live path's factory shape; FaceAwareFlow with faces on)."""
+        bg = self.engines(style).get()
+        short = min(work_wh)
+        if not faces:
+            return FullFrameFlow(bg, short_side=short, ring=2)
+        from streamer.toon.faces.flow import FaceAwareFlow
+        flow = FaceAwareFlow(bg, self._head_engine(style, bg), self.store.file_path("yunet.onnx"),
+                             self.store.file_path("alpha.jpg"), short_side=short, ring=2)
+
+        def stylise(images):  # the tracker smooths over real time, not a nominal rate
+            return flow(images, [time.monotonic()] * len(images))
+        return stylise
+
+    def _live_toon(self, session: str, style: str, faces: bool, w: int, h: int):
+        from streamer.live.toon import LiveToon, working_size
+
+        key = (style, bool(faces), w, h)
+        held = self._live.get(session)
+        if held is not None and held[0] == key:
+            self._live.move_to_end(session)
+            return held[1]
+        work_wh = working_size(w, h, self.live_size)
+        factory = lambda name: self._stylise(name, faces, work_wh)  # noqa: E731
+        toon = LiveToon(factory, style, work_wh, (w, h), ring=2, cache_size=1,
+                        initial=factory(style))
+        self._live[session] = (key, toon)
+        while len(self._live) > 8:  # browser sessions that went away
+            self._live.popitem(last=False)
+        return toon
+
+    def webcam(self, rgb: np.ndarray | None, style: str, faces: bool = False,
+               session: str = "") -> np.ndarray | None:
+        """Stylise one webcam frame (RGB in, RGB out) through the live path's toon callable
+        (LiveToon: working size `live_size`, rounded to multiples of 16, result enlarged back
+        to the frame's size). One per browser session, rebuilt when the style, the faces
+        switch or the frame size changes."""
+        if rgb is None:
+            return None
+        self.check_style(style)
+        if rgb.ndim == 2:
+            rgb = np.repeat(rgb[..., None], 3, axis=2)
+        bgr = np.ascontiguousarray(rgb[..., 2::-1], dtype=np.uint8)  # drops an alpha channel
+        h, w = bgr.shape[:2]
+        if max(h, w) > LIVE_MAX_SIDE:  # a camera that ignored the 640x480 request
+            k = LIVE_MAX_SIDE / max(h, w)
+            w, h = max(16, round(w * k)), max(16, round(h * k))
+            bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA)
+        with self.lock:
+            toon = self._live_toon(session, style, faces, w, h)
+            out = toon([bgr])[0]
+            return np.ascontiguousarray(out[..., ::-1])  # a copy: the ring is reused
+
+
+def message(exc: BaseException) -> str:
+    """One line for the page."""
+    return one_line(exc)
+
+
+__all__ = ["Limits", "LIVE_SHORT_SIDE", "MediaError", "ToonService", "WebError", "message",
+           "user_errors"]

@@ -1,0 +1,209 @@
+"""The web page's model side and command line, without a browser (see test_web_browser.py for
+the page itself in Chromium): same output as run_video, progress, limits, temporary files,
+the webcam path, the queue settings, and run_web.py's options."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from web.harness import ROOT, free_port, require_web, run_cli, shared_service
+from web.media import make_clip, probe
+
+
+@pytest.fixture(scope="module")
+def service(models_dir):
+    return shared_service(models_dir)
+
+
+def test_photo_is_the_command_lines_output(service, models_dir, media_dir, tmp_path):
+    src = media_dir / "luciano.png"
+    cli = cv2.imread(str(run_cli(models_dir, src, tmp_path / "cli.png", "3d")))
+    web = cv2.imread(str(service.photo(src, "3d")))
+    assert web.shape == cli.shape
+    assert int(np.abs(web.astype(np.int16) - cli).max()) <= 1
+
+
+def test_installed_styles_and_previews(service, models_dir):
+    from streamer.models import open_store
+
+    store = open_store(models_dir)
+    assert service.styles == [s for s in store.catalog.styles if store.source_for(s) is not None]
+    previews = service.previews()
+    assert [name for name, _ in previews] == service.styles
+    for _, img in previews:
+        assert img.shape == (128, 128, 3) and img.dtype == np.uint8
+    # each style looks different on the pattern
+    flat = [img.astype(np.int16) for _, img in previews]
+    for i in range(len(flat)):
+        for j in range(i + 1, len(flat)):
+            assert np.abs(flat[i] - flat[j]).mean() > 1.0, (service.styles[i], service.styles[j])
+    assert service.previews() is previews  # made once
+
+
+def test_video_keeps_frames_and_audio_and_reports_progress(service, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    frames = make_clip(clip, seconds=1.0, fps=10, size=(160, 128))
+    calls = []
+    out = service.video(clip, "anime", on_progress=lambda f, n, t: calls.append((f, n, t)))
+    assert out.suffix == ".mp4" and out.is_file()
+    assert probe(out) == (frames, 160, 128, 1)
+    assert calls, "no progress reported"
+    fractions = [f for f, _, _ in calls if f is not None]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert calls[-1][1:] == (frames, frames)
+    # the command line's tqdm class is back in place
+    from streamer.pipeline import offline
+    assert offline.Progress.__name__ == "Progress"
+
+
+def test_limits_give_clear_messages(service, tmp_path):
+    from streamer.web.service import WebError
+
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, seconds=1.0, fps=10, size=(64, 48), audio=False)
+    old = service.limits
+    try:
+        service.limits = dataclasses.replace(old, max_video_seconds=0.5)
+        with pytest.raises(WebError, match=r"1\.0 s long; this server converts videos up to 0\.5 s"):
+            service.video(clip, "anime")
+        service.limits = dataclasses.replace(old, max_video_pixels=32 * 32)
+        with pytest.raises(WebError, match=r"64x48"):
+            service.video(clip, "anime")
+        service.limits = dataclasses.replace(old, max_photo_pixels=100)
+        photo = tmp_path / "p.png"
+        cv2.imwrite(str(photo), np.zeros((20, 20, 3), np.uint8))
+        with pytest.raises(WebError, match=r"20x20"):
+            service.photo(photo, "anime")
+    finally:
+        service.limits = old
+    with pytest.raises(WebError, match="not installed here"):
+        service.photo(tmp_path / "p.png", "no-such-style")
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    from streamer.web.service import user_errors
+    with pytest.raises(user_errors(), match="not an image"):
+        service.photo(bad, "anime")
+
+
+def test_temporary_files_are_swept_and_removed(models_dir, media_dir):
+    from streamer.web.service import ToonService
+
+    svc = ToonService(models=str(models_dir), keep_s=0.0)
+    try:
+        first = svc.photo(media_dir / "bryan_115px.png", "anime")
+        assert first.is_file()
+        time.sleep(0.05)
+        second = svc.photo(media_dir / "bryan_115px.png", "anime")
+        assert second.is_file() and not first.parent.exists()  # swept by the next request
+        workdir = svc.workdir
+    finally:
+        svc.close()
+    assert not workdir.exists()
+
+
+def test_webcam_frames_through_the_live_path(service):
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    out = service.webcam(frame, "anime", False, "test-session")
+    assert out.shape == frame.shape and out.dtype == np.uint8
+    again = service.webcam(frame, "anime", False, "test-session")
+    assert np.array_equal(out, again)  # a copy, not a view into a reused buffer
+    from streamer.live.toon import working_size
+    toon = service._live["test-session"][1]
+    assert (toon.work_w, toon.work_h) == working_size(640, 480, service.live_size)
+    with_faces = service.webcam(frame, "anime", True, "test-session")
+    assert with_faces.shape == frame.shape
+    big = rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    assert service.webcam(big, "3d", False, "other").shape == (540, 960, 3)
+    assert service.webcam(None, "anime", False, "x") is None
+
+
+def test_queue_runs_one_model_call_at_a_time(service):
+    require_web()
+    from streamer.web.app import CONCURRENCY_ID, build_app
+
+    demo = build_app(service, stream_every=0.25)
+    fns = {fn.name: fn for fn in demo.fns.values()}
+    for name in ("run_photo", "run_video", "run_cam"):
+        assert fns[name].concurrency_limit == 1
+        assert fns[name].concurrency_id == CONCURRENCY_ID
+        assert fns[name].queue
+    cam = fns["run_cam"]
+    # Gradio's stream mode: chunks go into the open stream, the server keeps the newest
+    assert cam.trigger_mode == "multiple" and cam.stream_every == 0.25
+    assert demo._queue.max_size == 16
+
+
+# --- run_web.py ---------------------------------------------------------------------------
+
+
+def _run_web(args, env=None):
+    return subprocess.Popen([sys.executable, str(ROOT / "run_web.py"), *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+
+
+def test_cli_rejects_bad_options():
+    for args, pattern in ((["--auth", "nopassword"], "USER:PASSWORD"),
+                          (["--port", "70000"], "port must be"),
+                          (["--max-video-seconds", "0"], "must be positive")):
+        p = _run_web(args)
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 2 and re.search(pattern, err), err
+
+
+def test_cli_without_models_says_what_to_do(tmp_path):
+    require_web()
+    p = _run_web(["--models", str(tmp_path), "--port", str(free_port())])
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 1
+    assert "error: no style is installed" in err and "fetch anime" in err
+
+
+def test_cli_serves_with_warning_and_password(models_dir):
+    require_web()
+    port = free_port()
+    p = _run_web(["--host", "0.0.0.0", "--port", str(port), "--auth", "ann:secret",
+                  "--models", str(models_dir)])
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:
+            assert p.poll() is None, p.communicate()[1]
+            try:
+                urllib.request.urlopen(base + "/", timeout=5)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, "run_web.py did not start in 180 s"
+                time.sleep(0.5)
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(base + "/gradio_api/login_check", timeout=10)
+        assert e.value.code == 401
+        form = urllib.parse.urlencode({"username": "ann", "password": "secret"}).encode()
+        with urllib.request.urlopen(base + "/login", data=form, timeout=10) as r:
+            assert json.load(r) == {"success": True}
+        bad = urllib.parse.urlencode({"username": "ann", "password": "wrong"}).encode()
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(base + "/login", data=bad, timeout=10)
+    finally:
+        p.terminate()
+        try:
+            _, err = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _, err = p.communicate()
+    assert "warning: serving on 0.0.0.0" in err
+    assert "engine:" in err

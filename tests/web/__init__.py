@@ -1,0 +1,1 @@
+"""Helpers for the web page's tests (tests/test_web*.py)."""
