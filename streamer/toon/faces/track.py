@@ -43,8 +43,8 @@ class TrackerSettings:
     detect_every: int = 5          # frames between detections (1: every frame)
     propagate: bool = True         # carry tracks between detections with optical flow
     smooth: bool = True            # One-Euro filter on the crop transform
-    min_cutoff: float = 0.5        # Hz, the cutoff when the face is still
-    beta: float = 1.0              # cutoff gain per (crop size / s) of speed
+    min_cutoff: float = 0.3        # Hz, the cutoff when the face is still
+    beta: float = 0.5              # cutoff gain per (crop size / s) of speed
     d_cutoff: float = 1.0          # Hz, for the speed estimate
     fade_s: float = 0.2            # seconds to fade a face in or out (0: no fades)
     max_missed: int = 1            # detections a track may miss before it fades out
@@ -91,6 +91,13 @@ class OneEuroFilter:
         tau = 1.0 / (2.0 * math.pi * cutoff)
         return dt / (dt + tau)
 
+    def move(self, fn) -> None:
+        """Carry the filter's state along a known motion (`fn` maps a state vector to the
+        moved one, e.g. the image motion between frames measured by optical flow), so the
+        filter smooths what the motion does not explain instead of lagging behind it."""
+        if self._x is not None:
+            self._x = np.asarray(fn(self._x), np.float64)
+
     def __call__(self, x, t: float, scale: float = 1.0) -> np.ndarray:
         x = np.asarray(x, np.float64)
         if self._x is None:
@@ -125,6 +132,14 @@ def params_transform(p: np.ndarray) -> np.ndarray:
     return np.array([[a, b, cx - _HALF * (a + b)], [c, d, cy - _HALF * (c + d)]])
 
 
+def move_params(s: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """`transform_params` of `s o T` for the T of `p`: the crop carried by the image
+    similarity `s` (2x3)."""
+    c = s[:, :2] @ p[:2] + s[:, 2]
+    u = s[:, :2] @ p[2:]
+    return np.array([c[0], c[1], u[0], u[1]])
+
+
 def crop_size_px(p: np.ndarray) -> float:
     """The crop's side in frame pixels."""
     return 2.0 * math.hypot(p[2], p[3])
@@ -155,6 +170,7 @@ class FaceTrack:
     age: int = 0            # frames since the track started
     points: np.ndarray | None = None  # [k, 2] flow points in detector pixels
     fit: tuple | None = None  # (M, M_inv) of the raw landmarks on the latest frame
+    motion: np.ndarray | None = None  # 2x3 image similarity since the previous frame (flow)
 
 
 @dataclass
@@ -264,6 +280,7 @@ class FaceTracker:
             m = a.astype(np.float64)
             m[:, 2] /= scale
             tr.landmarks = tr.landmarks @ m[:, :2].T + m[:, 2]
+            tr.motion = m
             corners = np.array([tr.box[:2], tr.box[:2] + tr.box[2:]])
             c = corners @ m[:, :2].T + m[:, 2]
             s = math.hypot(m[0, 0], m[1, 0])
@@ -344,7 +361,14 @@ class FaceTracker:
             tr.age += 1
             tr.fit = similarity_transform(tr.landmarks)
             raw = transform_params(tr.fit[1])
-            tr.params = tr.filter(raw, t, crop_size_px(raw)) if st.smooth else raw
+            if st.smooth:
+                if tr.motion is not None:  # smooth around the content's own motion
+                    motion = tr.motion
+                    tr.filter.move(lambda p: move_params(motion, p))
+                tr.params = tr.filter(raw, t, crop_size_px(raw))
+            else:
+                tr.params = raw
+            tr.motion = None
             if st.fade_s > 0 and not instant:
                 step = dt / st.fade_s
                 a = tr.alpha + (-step if tr.fading_out else step)
