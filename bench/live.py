@@ -1,7 +1,7 @@
 """Live path benchmark: the paced synthetic camera through the whole live path (working-size
 resize, model, upscale to the output size, fan-out sink) to the null sink.
 
-    python bench/live.py [--models DIR] [--seconds 60] [--work 144,216] [--fps 30]
+    python bench/live.py [--models DIR] [--seconds 60] [--work 144,224] [--fps 30]
                          [--camera-size 1280x720] [--device auto] [--precision fast]
 
 For each working size it prints capture-to-sink latency p50 / p95, output fps and drops,
@@ -20,6 +20,7 @@ import platform
 import resource
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -71,7 +72,13 @@ def run_one(settings: LiveSettings, cam_w: int, cam_h: int, fps: float, work, se
     src = SyntheticSource(cam_w, cam_h, fps, seconds=seconds)
     session = LiveSession(src, [NullSink()], toon, styles=STYLES, status_every=0,
                           log=lambda line: None)
+    settled: list[float] = []
+    # RSS once the first frames have filled the buffers and allocator arenas (5 s in)
+    timer = threading.Timer(min(5.0, seconds / 2), lambda: settled.append(rss_mb()))
+    timer.daemon = True
+    timer.start()
     result = session.run()
+    timer.cancel()
     rss_end = rss_mb()
     model_after = bare_model_ms(toon._current, *work_wh, runs)
     model_ms = statistics.median(model_before + model_after)
@@ -90,7 +97,9 @@ def run_one(settings: LiveSettings, cam_w: int, cam_h: int, fps: float, work, se
         "fps_in": result["fps_in"], "fps_out": result["fps_out"],
         "frames_in": result["frames_in"], "frames_out": result["frames_out"],
         "drops": result["drops"],
-        "rss_mb_start": round(rss_start, 1), "rss_mb_end": round(rss_end, 1),
+        "rss_mb_start": round(rss_start, 1),
+        "rss_mb_settled": round(settled[0], 1) if settled else None,
+        "rss_mb_end": round(rss_end, 1),
         "seconds": result["seconds"],
     }
 
@@ -99,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=None, help="model store (default $TOONSTREAM_MODELS)")
     p.add_argument("--seconds", type=float, default=60.0, help="per working size (60)")
-    p.add_argument("--work", default="144,216",
-                   help="working sizes: short sides or WxH, comma-separated (144,216)")
+    p.add_argument("--work", default="144,224",
+                   help="working sizes: short sides or WxH, comma-separated (144,224)")
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--camera-size", default="1280x720")
     p.add_argument("--device", default="auto")
@@ -125,16 +134,18 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(r)
         print(f"  {r['work']} done: {r['engine']}", flush=True)
     hdr = (f"{'work':>8} {'model ms':>8} {'p50 ms':>7} {'p95 ms':>7} {'goal p95':>8} "
-           f"{'p95/goal':>8} {'fps out':>7} {'drops toon/sink/src':>19} {'RSS MB start->end':>17}")
+           f"{'p95/goal':>8} {'fps out':>7} {'drops toon/sink/src':>19} "
+           f"{'RSS MB start/5s/end':>20}")
     print(hdr)
     for r in rows:
         d = r["drops"]
         print(f"{r['work']:>8} {r['model_ms']:8.1f} {r['p50_ms']:7.1f} {r['p95_ms']:7.1f} "
               f"{r['goal_p95_ms']:8.1f} {r['p95_over_goal']:8.2f} {r['fps_out']:7.1f} "
               f"{d['toon']:>9}/{d['sink']}/{d['source']:<5} "
-              f"{r['rss_mb_start']:8.0f}->{r['rss_mb_end']:.0f}")
+              f"{r['rss_mb_start']:8.0f}/{r['rss_mb_settled'] or 0:.0f}/{r['rss_mb_end']:.0f}")
     print("model ms: the bare stylise call at the working size (median of runs before and "
-          "after the live run); goal p95 = model + 1.5 frame intervals")
+          "after the live run); goal p95 = model + 1.5 frame intervals; RSS at the start of "
+          "the run, 5 s in (buffers and allocator arenas filled), and at the end")
     if a.json:
         Path(a.json).write_text(json.dumps({"rss_mb_process_start": round(rss0, 1),
                                             "fps": a.fps, "seconds": a.seconds,

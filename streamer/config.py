@@ -174,7 +174,7 @@ class LiveSettings:
     overlay: bool = True  # fps, latency and style drawn on the preview
     vcam_device: str | None = None
     vcam_backend: str | None = None
-    bitrate: int = 2500  # kbit/s for network streams and recordings
+    bitrate: int = 2500  # kbit/s for network streams (recordings use x264 crf 20)
     gop: float = 1.0  # seconds between key frames in network streams
     queue: int = 1  # frames each live queue holds (1-2: the toon stage takes the newest)
     status_every: float = 5.0  # seconds between status lines; 0: none

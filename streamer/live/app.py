@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--fps", type=float, help="output rate (default: the source's)")
     out.add_argument("--vcam-device", metavar="NAME", help="virtual camera device (/dev/video10)")
     out.add_argument("--vcam-backend", metavar="NAME", help="pyvirtualcam backend")
-    out.add_argument("--bitrate", type=int, metavar="KBPS", help="stream/recording bitrate (2500)")
+    out.add_argument("--bitrate", type=int, metavar="KBPS", help="network stream bitrate (2500)")
     out.add_argument("--gop", type=float, metavar="S", help="seconds between key frames (1)")
     out.add_argument("-y", "--overwrite", action="store_true", help="a recording may replace a file")
     run = p.add_argument_group("running")
