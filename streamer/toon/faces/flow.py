@@ -55,7 +55,8 @@ class FaceAwareFlow:
     - `detect_side`: the detector sees a copy whose long side is at most this (None: full
       size); `tracker`: detection interval, smoothing and fades (TrackerSettings.official()
       for the stateless official behaviour).
-    - `fps`: the frame rate used for time when `__call__` gets no timestamps.
+    - `fps`: the frame rate used for time when `__call__` gets no timestamps (pass the
+      frames' presentation times in seconds where known: smoothing and fades are timed).
 
     Frames must come in order: the flow keeps tracks between calls (`reset()` forgets them,
     e.g. on a seek). Results are views into the full-frame flow's ring of `ring` buffers.
@@ -76,6 +77,7 @@ class FaceAwareFlow:
         self.fps = fps
         self.timings = FaceTimings()
         self._index = 0
+        self._last_t: float | None = None
         self._crops = np.empty((0, CROP_SIZE, CROP_SIZE, 3), np.uint8)
         self._heads = np.empty_like(self._crops)
         self.last_faces: list[list[FaceRender]] = []  # per frame of the latest call
@@ -83,6 +85,7 @@ class FaceAwareFlow:
     def reset(self) -> None:
         """Forget all tracks (the next frame is treated like a first frame)."""
         self.tracker.reset()
+        self._last_t = None
 
     def __call__(self, frames: list[np.ndarray], times: list[float] | None = None) -> list[np.ndarray]:
         """Stylise same-size uint8 BGR frames (in order); `times` in seconds, optional."""
@@ -101,10 +104,18 @@ class FaceAwareFlow:
             raise ValueError("give one timestamp per frame")
         t0 = time.perf_counter()
         h, w = frames[0].shape[:2]
-        min_face_scale = work_size(h, w, self.short_side)[0] / h
+        # min_face counts pixels of the official working size (short side at most 720),
+        # whatever working size this flow's background model runs at: the head crop comes
+        # from the full frame, so a reduced bg size should not drop more faces.
+        min_face_scale = work_size(h, w, OFFICIAL_SHORT_SIDE)[0] / h
         faces: list[list[FaceRender]] = []
         for i, frame in enumerate(frames):
             t = times[i] if times is not None else self._index / self.fps
+            if self._last_t is not None and t <= self._last_t:
+                # Repeated or backward stamps (one stamp for a whole batch, a loop): keep time
+                # moving at the nominal rate so smoothing and fades still advance.
+                t = self._last_t + 1.0 / self.fps
+            self._last_t = t
             self._index += 1
             faces.append(self.tracker.update(frame, t, min_face_scale))
         n = sum(len(f) for f in faces)
