@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from .align import CROP_SIZE, invert_affine, similarity_transform
-from .detect import OFFICIAL_MAX_FACES, OFFICIAL_MIN_FACE, Detections, FaceDetector
+from .detect import OFFICIAL_MAX_FACES, OFFICIAL_MIN_FACE, FaceDetector
 
 _HALF = CROP_SIZE / 2.0
 
