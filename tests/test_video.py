@@ -534,3 +534,30 @@ def test_ctrl_c_stops_cleanly_and_leaves_no_file_that_looks_complete(tmp_path, m
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert list(out.iterdir()) == []
+
+
+# --- progress -------------------------------------------------------------------------------
+
+
+def test_progress_counts_stream_time_when_the_container_has_no_frame_count():
+    import io
+
+    from streamer.pipeline.core import PipelineStats
+    from streamer.pipeline.offline import Progress
+
+    buf = io.StringIO()
+    bar = Progress(0, 10.0, 1.0, "clip.mkv", True, file=buf)
+    bar(PipelineStats(frames_out=24, last_time=6.0, elapsed_s=2.0))
+    assert bar.by_time and bar.bar.total == 10.0 and bar.bar.n == pytest.approx(5.0)
+    bar.close()
+    frames = Progress(90, 3.0, 0.0, "clip.mp4", True, file=buf)
+    frames(PipelineStats(frames_out=24, last_time=0.8, elapsed_s=2.0))
+    assert not frames.by_time and frames.bar.total == 90 and frames.bar.n == 24
+    frames.close()
+
+
+def test_matroska_input_reports_no_frame_count_so_progress_goes_by_time(tmp_path):
+    from streamer.sources.video_file import VideoFileSource
+
+    with VideoFileSource(make_clip(tmp_path / "in.mkv", n=5)) as src:
+        assert src.info.frames == 0 and src.info.duration == pytest.approx(5 / 24, abs=0.01)

@@ -17,6 +17,7 @@ works: the queues lock only around their own bookkeeping.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -162,7 +163,11 @@ class Pipeline:
     """Run `source -> stage -> sink` on three threads; see the module docstring."""
 
     def __init__(self, source: Source, stage: Stage, sink: Sink, *, queue_size: int = 4,
-                 live: bool = False):
+                 live: bool = False, side_nice: int = 0):
+        """`side_nice`: raise the source and sink threads' nice value by this much (Linux:
+        per thread), so that on a CPU-bound machine the inference threads come first and
+        decoding / encoding fill the gaps."""
+        self.side_nice = side_nice
         self.source, self.stage, self.sink = source, stage, sink
         self.queue_size = queue_size
         self.live = live
@@ -270,8 +275,20 @@ class Pipeline:
         sink.finish()
         busy["sink"] += time.perf_counter() - t0
 
+    def _lower_priority(self) -> None:
+        if self.side_nice <= 0 or not hasattr(os, "setpriority"):
+            return
+        try:
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid,
+                           os.getpriority(os.PRIO_PROCESS, tid) + self.side_nice)
+        except OSError:
+            pass  # not permitted or not per-thread here: run at the normal priority
+
     def _guard(self, name: str, body: Callable[[], None]) -> None:
         try:
+            if name != "toon":
+                self._lower_priority()
             body()
         except Stopped:
             pass

@@ -23,7 +23,8 @@ from streamer.sinks.video_file import (CODECS, FORMATS, OutputError, VideoFileSi
                                        check_output_folder, container_format)
 from streamer.sources.image import IMAGE_SUFFIXES, is_image_path, read_image
 from streamer.sources.video_file import MediaError, VideoFileSource
-from streamer.toon.engine import DEVICES, Engine, EngineSettings, EngineUnavailable
+from streamer.toon.engine import (DEVICES, Engine, EngineSettings, EngineUnavailable,
+                                  auto_device)
 from streamer.toon.stage import ToonStage, full_frame, open_engine, ring_size
 
 from .core import Pipeline, PipelineError, PipelineStats
@@ -63,10 +64,10 @@ class Log:
 class Engines:
     """Start the engine once, on first use (a folder shares it), and say which runs."""
 
-    def __init__(self, settings: VideoSettings, log: Log):
+    def __init__(self, settings: VideoSettings, log: Log, engine: Engine | None = None):
         self.settings = settings
         self.log = log
-        self._engine: Engine | None = None
+        self._engine: Engine | None = engine  # an engine already started (benchmarks)
         self._store = None
 
     @property
@@ -115,22 +116,25 @@ class Progress:
     time (MKV, WebM), with fps and ETA either way."""
 
     def __init__(self, total_frames: int, duration: float | None, start: float | None,
-                 label: str, enabled: bool):
+                 label: str, enabled: bool, file: TextIO | None = None):
+        """`enabled`: show a bar (the caller decides; run_video shows one when stderr is a
+        terminal)."""
         self.bar = None
         self.by_time = total_frames <= 0
         self.start = start or 0.0
         if not enabled:
             return
         from tqdm import tqdm
+        out = file or sys.stderr
         if self.by_time:
             fmt = ("{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total_fmt} s "
                    "[{elapsed}<{remaining}{postfix}]")
             self.bar = tqdm(total=round(duration, 1) if duration else None, desc=label,
-                            unit="s", bar_format=fmt if duration else None, file=sys.stderr,
-                            disable=None, leave=False, dynamic_ncols=True)
+                            unit="s", bar_format=fmt if duration else None, file=out,
+                            leave=False, dynamic_ncols=True)
         else:
-            self.bar = tqdm(total=total_frames, desc=label, unit="frame", file=sys.stderr,
-                            disable=None, leave=False, dynamic_ncols=True)
+            self.bar = tqdm(total=total_frames, desc=label, unit="frame", file=out,
+                            leave=False, dynamic_ncols=True)
 
     def __call__(self, st: PipelineStats) -> None:
         bar = self.bar
@@ -165,27 +169,41 @@ def _check_target(src: Path, dst: Path, overwrite: bool) -> None:
     check_output_folder(dst)
 
 
+def _side_work(settings: VideoSettings) -> tuple[int, int]:
+    """(decoder/encoder threads, nice increment for the source and sink threads).
+
+    When the model runs on the CPU it is the bottleneck and needs every core: decoding and
+    encoding (a few percent of the work) then run on few threads at a lower priority, so
+    they fill the gaps instead of preempting inference threads mid-layer. With a GPU the
+    encoder may be the bottleneck, so FFmpeg picks its threads and nothing is reniced."""
+    device = auto_device() if settings.device == "auto" else settings.device
+    if device in ("cpu", "openvino"):
+        return max(1, (os.cpu_count() or 2) // 4), 10
+    return 0, 0
+
+
 def convert_video(src: Path, dst: Path, settings: VideoSettings, engines: Engines,
                   log: Log) -> Result:
     container_format(dst)  # a suffix we can write, before any work
     _check_target(src, dst, settings.overwrite)
-    source = VideoFileSource(src)
+    threads, nice = _side_work(settings)
+    source = VideoFileSource(src, threads=threads)
     sink = None
     progress = None
     try:
         info = source.info
         sink = VideoFileSink(dst, info, source.audio_packets, codec=settings.codec,
                              crf=settings.crf, preset=settings.preset,
-                             overwrite=settings.overwrite)
+                             overwrite=settings.overwrite, threads=threads)
         notes = info.notes + sink.notes
         for note in notes:
             log(f"note: {note}")
         engine = engines.get()
         flow = full_frame(engine, settings.size, ring_size(settings.queue, settings.batch))
         stage = ToonStage(flow, settings.batch)
-        pipe = Pipeline(source, stage, sink, queue_size=settings.queue)
+        pipe = Pipeline(source, stage, sink, queue_size=settings.queue, side_nice=nice)
         progress = Progress(info.frames, info.duration, info.start_time, src.name,
-                            settings.progress)
+                            settings.progress and sys.stderr.isatty())
         st = pipe.run(on_tick=progress)
         progress(st)
         if info.fixed_pts:

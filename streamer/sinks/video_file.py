@@ -193,8 +193,11 @@ class VideoFileSink:
 
     def __init__(self, final: str | os.PathLike[str], info: VideoInfo,
                  audio_packets: deque | None = None, *, codec: str | None = None,
-                 crf: int | None = None, preset: str | None = None, overwrite: bool = False):
+                 crf: int | None = None, preset: str | None = None, overwrite: bool = False,
+                 threads: int = 0):
+        """`threads`: encoder threads, 0 for the encoder's choice."""
         self.final = Path(final)
+        self._threads = threads
         self.overwrite = overwrite
         fmt = container_format(self.final)
         self.codec = codec or default_codec_for(self.final)
@@ -247,6 +250,7 @@ class VideoFileSink:
         cc = v.codec_context
         cc.time_base = info.time_base
         cc.framerate = rate
+        cc.thread_count = self._threads
         sar = info.sample_aspect_ratio
         if sar and sar != 1:
             turned = info.rotation in (90, 270) or info.flip in ("transpose", "antitranspose")

@@ -167,8 +167,11 @@ def _check_readable(path: Path) -> None:
 class VideoFileSource:
     """Frames of a video file's first video stream, decoded to uint8 BGR, upright."""
 
-    def __init__(self, path: str | os.PathLike[str], *, copy_audio: bool = True):
+    def __init__(self, path: str | os.PathLike[str], *, copy_audio: bool = True,
+                 threads: int = 0):
+        """`threads`: decoder threads, 0 for FFmpeg's choice (one per CPU)."""
         self.path = Path(path)
+        self._threads = threads
         _check_readable(self.path)
         try:
             self._container = av.open(str(self.path), "r")
@@ -191,13 +194,19 @@ class VideoFileSource:
         if not c.streams.video:
             kinds = ", ".join(sorted({s.type for s in c.streams})) or "no streams"
             raise MediaError(f"{self.path.name}: no video stream (it has {kinds})")
-        v = c.streams.video[0]
+        # The first real video stream: cover art is a one-picture "video" stream.
+        pictures = [s for s in c.streams.video
+                    if not s.disposition & av.stream.Disposition.attached_pic]
+        if not pictures:
+            raise MediaError(f"{self.path.name}: no video stream (only a cover picture)")
+        v = pictures[0]
         if v.codec_context is None:
             raise MediaError(f"{self.path.name}: the video codec is unknown to this FFmpeg "
                              f"build, so it cannot be decoded")
         self._stream = v
         cc = v.codec_context
         cc.thread_type = "AUTO"
+        cc.thread_count = self._threads
         audio, skipped = [], []
         for s in c.streams:
             if s is v:
