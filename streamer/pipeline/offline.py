@@ -183,7 +183,10 @@ def _side_work(settings: VideoSettings) -> tuple[int, int]:
 
 
 def convert_video(src: Path, dst: Path, settings: VideoSettings, engines: Engines,
-                  log: Log) -> Result:
+                  log: Log, progress_factory: Callable[..., Progress] | None = None) -> Result:
+    """Convert one video file. `progress_factory` (default Progress) is called with
+    (total_frames, duration, start_time, label, enabled) and then with the pipeline's
+    stats about every 0.2 s."""
     container_format(dst)  # a suffix we can write, before any work
     _check_target(src, dst, settings.overwrite)
     threads, nice = _side_work(settings)
@@ -202,8 +205,9 @@ def convert_video(src: Path, dst: Path, settings: VideoSettings, engines: Engine
         flow = full_frame(engine, settings.size, ring_size(settings.queue, settings.batch))
         stage = ToonStage(flow, settings.batch)
         pipe = Pipeline(source, stage, sink, queue_size=settings.queue, side_nice=nice)
-        progress = Progress(info.frames, info.duration, info.start_time, src.name,
-                            settings.progress and sys.stderr.isatty())
+        factory = progress_factory or Progress
+        progress = factory(info.frames, info.duration, info.start_time, src.name,
+                           settings.progress and sys.stderr.isatty())
         st = pipe.run(on_tick=progress)
         progress(st)
         if info.fixed_pts:
