@@ -207,3 +207,7 @@ def test_cli_serves_with_warning_and_password(models_dir):
             _, err = p.communicate()
     assert "warning: serving on 0.0.0.0" in err
     assert "engine:" in err
+    # SIGTERM stops it like Ctrl+C: cleanly, with its temporary files removed
+    assert p.returncode == 0, err
+    workdir = re.search(r"temporary files: (\S+)", err).group(1)
+    assert not Path(workdir).exists()

@@ -180,3 +180,30 @@ def test_webcam_streams_and_drops_frames(page, server, monkeypatch):
     after = len(calls) - n1
     assert after <= 3, (f"{after} frames stylised after stop ({n1 - n0} in 3 s while "
                         f"~{sent:.0f} were sent)")
+
+
+def test_upload_over_the_size_limit_is_refused(browser, models_dir, media_dir):
+    require_web()
+    from streamer.web import app as web_app
+
+    service = shared_service(models_dir)
+    old = service.limits
+    service.limits = dataclasses.replace(old, max_file_size="100kb")
+    try:
+        demo = web_app.build_app(service)
+        port = free_port()
+        web_app.launch(demo, service, host="127.0.0.1", port=port, block=False, quiet=True)
+    finally:
+        service.limits = old
+    ctx = browser.new_context()
+    try:
+        page = ctx.new_page()
+        page.goto(f"http://127.0.0.1:{port}/", timeout=WAIT_MS)
+        page.wait_for_selector("#photo-in", timeout=WAIT_MS)
+        page.locator("#photo-in input[type=file]").set_input_files(str(media_dir / "luciano.png"))
+        page.get_by_text(re.compile(r"exceed the maximum allowed size of 100")).first.wait_for(
+            timeout=WAIT_MS)
+        assert page.locator("#photo-in img").count() == 0
+    finally:
+        ctx.close()
+        demo.close()

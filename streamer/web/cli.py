@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import ipaddress
+import signal
 import sys
 
 from streamer.pipeline.offline import Log, one_line
@@ -53,6 +54,18 @@ def _positive(kind):
             raise argparse.ArgumentTypeError(f"must be positive, got {value}")
         return v
     return parse
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a service manager, `kill`) stops the server like Ctrl+C does, so the
+    temporary files go too."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, stop)
+    except (ValueError, OSError):  # not the main thread
+        pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,12 +130,14 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
     atexit.register(service.close)
     try:
         log(f"engine: {service.describe()}; styles: {', '.join(service.styles)}")
+        log(f"temporary files: {service.workdir} (removed on exit)")
         log("preparing style previews ...")
         demo = web_app.build_app(service, stream_every=args.stream_every)
     except _user_errors() as exc:
         service.close()
         log(f"error: {one_line(exc)}")
         return 1
+    _stop_on_sigterm()
     try:
         web_app.launch(demo, service, host=args.host, port=args.port, auth=args.auth)
     except OSError as exc:  # the port is taken
