@@ -104,8 +104,10 @@ def build_app(service: ToonService, *, stream_every: float = 0.2,
         with gr.Tabs():
             with gr.Tab("Photo", id="photo"):
                 with gr.Row(equal_height=True):
+                    # An uploaded file reaches run_video as it is (type="filepath" hands over
+                    # the upload itself); a pasted picture is saved losslessly (PNG).
                     photo_in = gr.Image(type="filepath", sources=["upload", "clipboard"],
-                                        label="Photo", elem_id="photo-in")
+                                        format="png", label="Photo", elem_id="photo-in")
                     photo_out = gr.Image(type="filepath", format="png", label="Cartoon",
                                          interactive=False, elem_id="photo-out")
                 photo_btn = gr.Button("Cartoonize photo", variant="primary",
