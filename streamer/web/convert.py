@@ -6,15 +6,12 @@ through `convert_video` from `streamer.pipeline.offline`, the very functions beh
 engine holder (`Engines`). So a photo converted on the page is byte-for-byte what the
 command line writes for the same file and settings.
 
-What the page needs on top is a progress callback for videos, which `convert_video` does not
-take (yet): the command line's tqdm `Progress` is swapped, for the duration of one call and
-under a lock, for a subclass that also reports the fraction done to the callback (the bar
-itself stays off: the page's settings say `progress=False`). Replace this with a real
-`on_progress` argument of `convert_video` once it has one.
+What the page needs on top is a progress callback for videos: `convert_video`'s
+`progress_factory` builds the command line's `Progress` (its tqdm bar stays off: the page's
+settings say `progress=False`) extended to report the fraction done to the callback.
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Callable
 
@@ -23,8 +20,6 @@ from streamer.pipeline.offline import Engines, Log, Result
 
 #: on_progress(fraction 0..1 or None when unknown, frames written, frames expected or 0)
 ProgressCallback = Callable[[float | None, int, int], None]
-
-_swap_lock = threading.Lock()
 
 
 def convert_still(src: Path, dst: Path, engines: Engines, log: Log) -> Result:
@@ -63,10 +58,5 @@ def convert_video(src: Path, dst: Path, engines: Engines, log: Log,
     settings = engines.settings
     if on_progress is None:
         return offline.convert_video(src, dst, settings, engines, log)
-    with _swap_lock:
-        original = offline.Progress
-        offline.Progress = _reporting_progress(on_progress)  # type: ignore[misc]
-        try:
-            return offline.convert_video(src, dst, settings, engines, log)
-        finally:
-            offline.Progress = original  # type: ignore[misc]
+    return offline.convert_video(src, dst, settings, engines, log,
+                                 progress_factory=_reporting_progress(on_progress))
