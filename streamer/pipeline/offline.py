@@ -170,12 +170,14 @@ def _check_target(src: Path, dst: Path, overwrite: bool) -> None:
 
 
 def _side_work(settings: VideoSettings) -> tuple[int, int]:
-    """(decoder/encoder threads, nice increment for the source and sink threads).
+    """(decoder threads, nice increment for the source and sink threads).
 
     When the model runs on the CPU it is the bottleneck and needs every core: decoding and
-    encoding (a few percent of the work) then run on few threads at a lower priority, so
-    they fill the gaps instead of preempting inference threads mid-layer. With a GPU the
-    encoder may be the bottleneck, so FFmpeg picks its threads and nothing is reniced."""
+    encoding (a few percent of the work) then run at a lower priority, so they fill the
+    gaps instead of preempting inference threads mid-layer. The encoder is opened by the
+    (reniced) sink thread so its worker threads inherit the priority; the decoder, opened
+    while probing, gets few threads. With a GPU the encoder may be the bottleneck: FFmpeg
+    picks the threads and nothing is reniced."""
     device = auto_device() if settings.device == "auto" else settings.device
     if device in ("cpu", "openvino"):
         return max(1, (os.cpu_count() or 2) // 4), 10
@@ -197,7 +199,7 @@ def convert_video(src: Path, dst: Path, settings: VideoSettings, engines: Engine
         info = source.info
         sink = VideoFileSink(dst, info, source.audio_packets, codec=settings.codec,
                              crf=settings.crf, preset=settings.preset,
-                             overwrite=settings.overwrite, threads=threads)
+                             overwrite=settings.overwrite, open_in_writer=nice > 0)
         notes = info.notes + sink.notes
         for note in notes:
             log(f"note: {note}")

@@ -194,10 +194,14 @@ class VideoFileSink:
     def __init__(self, final: str | os.PathLike[str], info: VideoInfo,
                  audio_packets: deque | None = None, *, codec: str | None = None,
                  crf: int | None = None, preset: str | None = None, overwrite: bool = False,
-                 threads: int = 0):
-        """`threads`: encoder threads, 0 for the encoder's choice."""
+                 threads: int = 0, open_in_writer: bool = False):
+        """`threads`: encoder threads, 0 for the encoder's choice. `open_in_writer`: open
+        the encoder on the first write instead of here, so its worker threads are created by
+        (and inherit the priority of) the thread that writes; the trial open below still
+        reports an encoder that cannot start before any work."""
         self.final = Path(final)
         self._threads = threads
+        self._open_in_writer = open_in_writer
         self.overwrite = overwrite
         fmt = container_format(self.final)
         self.codec = codec or default_codec_for(self.final)
@@ -278,11 +282,8 @@ class VideoFileSink:
             a.metadata.update({k: v_ for k, v_ in s.metadata.items() if _keep_key(k)})
             a.disposition = s.disposition
             self._audio_map[s.index] = a
-        try:
-            cc.open()
-        except av.error.FFmpegError as exc:
-            raise OutputError(f"encoder {self.codec!r} rejected the stream "
-                              f"({self.width}x{self.height}): {exc.strerror}") from None
+        if not self._open_in_writer:
+            self._open_encoder()
         self._mov = fmt in _MOV_FAMILY
         self._reformatter = VideoReformatter()
         self._pad_buf: np.ndarray | None = None
@@ -294,6 +295,16 @@ class VideoFileSink:
         self._first_pts: int | None = None
         self._first_dts: int | None = None
         self._held = None  # the last video packet, muxed one packet late (see _finish_mov)
+
+    def _open_encoder(self) -> None:
+        cc = self._video.codec_context
+        if cc.is_open:
+            return
+        try:
+            cc.open()
+        except av.error.FFmpegError as exc:
+            raise OutputError(f"encoder {self.codec!r} rejected the stream "
+                              f"({self.width}x{self.height}): {exc.strerror}") from None
 
     # --- per frame ---------------------------------------------------------------------
 
@@ -315,6 +326,8 @@ class VideoFileSink:
             raise OutputError(f"frame {frame.index} is {img.shape[1]}x{img.shape[0]}, the stream "
                               f"{self.info.width}x{self.info.height}; size changes mid-stream "
                               f"are not supported")
+        if self.stats.frames == 0:
+            self._open_encoder()
         if self.padded:
             img = self._even(img)
         if img.strides[1:] == (3, 1):
