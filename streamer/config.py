@@ -53,12 +53,7 @@ class VideoSettings:
             raise ConfigError(f"batch must be at least 1, got {self.batch}")
         if self.queue < 1:
             raise ConfigError(f"queue must be at least 1, got {self.queue}")
-        if self.device not in DEVICES:
-            raise ConfigError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {self.precision!r}; choose exact or fast")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads must be at least 1, got {self.threads}")
+        _check_engine_options(self.device, self.precision, self.threads)
         if self.crf is not None and not 0 <= self.crf <= 63:
             raise ConfigError(f"crf must be 0..63, got {self.crf}")
 
@@ -201,12 +196,7 @@ class LiveSettings:
             raise ConfigError("frame rates must be positive")
         if not 1 <= self.queue <= 2:
             raise ConfigError(f"queue must be 1 or 2 for live use, got {self.queue}")
-        if self.device not in DEVICES:
-            raise ConfigError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {self.precision!r}; choose exact or fast")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads must be at least 1, got {self.threads}")
+        _check_engine_options(self.device, self.precision, self.threads)
         if self.bitrate < 100:
             raise ConfigError(f"bitrate is in kbit/s and at least 100, got {self.bitrate}")
         if self.reconnect < 0:
@@ -220,3 +210,13 @@ class LiveSettings:
                 raise ConfigError(f"work must be at least 16 pixels, got {text}")
             return int(text)
         return parse_size(text, "work")
+
+
+def _check_engine_options(device: str, precision: str, threads: int | None) -> None:
+    """The engine settings both the offline and the live path take from the user."""
+    if device not in DEVICES:
+        raise ConfigError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose exact or fast")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads must be at least 1, got {threads}")
