@@ -34,6 +34,8 @@ from .stats import LiveStats, StatusReporter, summary
 from .toon import LiveToon, working_size
 
 EXIT_OK = 0
+from streamer.pipeline.offline import _fail  # noqa: E402  one-line error report, shared
+
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 GPU_DEVICES = ("cuda", "tensorrt", "coreml", "directml")
@@ -528,13 +530,3 @@ def main(argv: list[str] | None = None, log: Log | None = None,
                     pass
 
 
-def _fail(exc: BaseException, errors, log: Log, stage: str | None = None) -> int:
-    if isinstance(exc, errors):
-        log(f"error: {one_line(exc)}")
-    else:
-        where = f"{stage} stage: " if stage else ""
-        log(f"error: {where}{type(exc).__name__}: {one_line(exc)}")
-        if os.environ.get("TOONSTREAM_DEBUG"):
-            import traceback
-            traceback.print_exception(exc)
-    return EXIT_ERROR
