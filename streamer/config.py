@@ -9,6 +9,7 @@ settings object.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from dataclasses import dataclass, fields
@@ -18,6 +19,8 @@ from typing import Any, Mapping, TypeVar
 import yaml
 
 from streamer.toon.engine import DEVICES, PRECISIONS
+from streamer.toon.faces.detect import OFFICIAL_MAX_FACES, OFFICIAL_MIN_FACE
+from streamer.toon.faces.track import TrackerSettings
 from streamer.toon.flow import OFFICIAL_SHORT_SIDE
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -27,8 +30,64 @@ class ConfigError(ValueError):
     """A bad preset or setting, in one line for the user."""
 
 
+FACE_MODES = ("auto", "on", "off")
+
+
 @dataclass(frozen=True)
-class VideoSettings:
+class FaceSettings:
+    """The face-aware flow's settings, shared by run_video and run_stream.
+
+    `faces`: auto (on when the face detector and head mask are installed), on (missing
+    files are an error that names the fetch command) or off (the official full-frame flow
+    only). `tracking` off gives the official per-frame behaviour: detect every frame, no
+    smoothing or fades."""
+
+    faces: str = "auto"
+    max_faces: int = OFFICIAL_MAX_FACES  # largest first
+    min_face: int = OFFICIAL_MIN_FACE  # px (at the official 720 working size); 0: all faces
+    tracking: bool = True
+    detect_every: int = 5  # frames between detections while tracking
+    smooth_cutoff: float = 0.3  # One-Euro minimum cutoff (Hz): lower is steadier
+    smooth_beta: float = 0.5  # One-Euro speed gain: higher follows fast motion closer
+    fade: float = 0.2  # seconds a face takes to fade in or out
+
+    def _check_faces(self) -> None:
+        mode = self.faces
+        if isinstance(mode, bool) or str(mode).lower() in ("true", "false"):
+            # YAML reads `faces: on` as true
+            mode = "on" if str(mode).lower() == "true" else "off"
+        mode = str(mode).lower()
+        if mode not in FACE_MODES:
+            raise ConfigError(f"faces must be auto, on or off, got {self.faces!r}")
+        object.__setattr__(self, "faces", mode)
+        if self.max_faces < 1:
+            raise ConfigError(f"max-faces must be at least 1, got {self.max_faces}")
+        if self.min_face < 0:
+            raise ConfigError(f"min-face must be 0 or more pixels, got {self.min_face}")
+        if self.detect_every < 1:
+            raise ConfigError(f"detect-every must be at least 1, got {self.detect_every}")
+        if self.smooth_cutoff <= 0 or self.smooth_beta < 0:
+            raise ConfigError("smooth-cutoff must be above 0 and smooth-beta 0 or more")
+        if self.fade < 0:
+            raise ConfigError(f"fade must be 0 or more seconds, got {self.fade}")
+
+    def tracker_settings(self) -> TrackerSettings:
+        if not self.tracking:
+            return TrackerSettings.official(max_faces=self.max_faces, min_face=self.min_face)
+        return TrackerSettings(detect_every=self.detect_every, min_cutoff=self.smooth_cutoff,
+                               beta=self.smooth_beta, fade_s=self.fade,
+                               max_faces=self.max_faces, min_face=self.min_face)
+
+    def describe_faces(self) -> str:
+        """For the log line that says what runs."""
+        if not self.tracking:
+            return f"faces on (per-frame detection, official; up to {self.max_faces})"
+        return (f"faces on (detect every {self.detect_every} frames, tracked and smoothed; "
+                f"up to {self.max_faces})")
+
+
+@dataclass(frozen=True)
+class VideoSettings(FaceSettings):
     """Everything run_video needs besides the input and output paths."""
 
     style: str = "anime"
@@ -56,6 +115,7 @@ class VideoSettings:
         _check_engine_options(self.device, self.precision, self.threads)
         if self.crf is not None and not 0 <= self.crf <= 63:
             raise ConfigError(f"crf must be 0..63, got {self.crf}")
+        self._check_faces()
 
 
 S = TypeVar("S")
@@ -100,6 +160,10 @@ def _coerce(cls_field: dataclasses.Field, value: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: {name} must be true or false, got {value!r}")
         return value
+    if kind.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: {name} must be a number, got {value!r}")
+        return float(value)
     if kind.startswith("int"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: {name} must be a whole number, got {value!r}")
@@ -146,7 +210,7 @@ def parse_size(text: str, what: str) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class LiveSettings:
+class LiveSettings(FaceSettings):
     """Everything run_stream needs; presets in configs/live-*.yaml."""
 
     source: str = "0"  # camera index or device path, "synthetic", a video file, or a URL
@@ -201,6 +265,7 @@ class LiveSettings:
             raise ConfigError(f"bitrate is in kbit/s and at least 100, got {self.bitrate}")
         if self.reconnect < 0:
             raise ConfigError("reconnect must be 0 or more seconds")
+        self._check_faces()
 
     def work_spec(self) -> int | tuple[int, int]:
         """The working size: a short side, or (width, height)."""
@@ -220,3 +285,31 @@ def _check_engine_options(device: str, precision: str, threads: int | None) -> N
         raise ConfigError(f"unknown precision {precision!r}; choose exact or fast")
     if threads is not None and threads < 1:
         raise ConfigError(f"threads must be at least 1, got {threads}")
+
+
+def add_face_options(parser: argparse.ArgumentParser) -> None:
+    """The face-aware flow's options, the same for run_video and run_stream (no defaults
+    here: an option not given keeps the preset's value; see build_settings)."""
+    g = parser.add_argument_group(
+        "faces", "Each face is aligned, stylised by the head model and pasted over the "
+                 "whole-frame result, tracked over time so it does not wobble or pop.")
+    g.add_argument("--faces", choices=FACE_MODES,
+                   help="auto (default): on when the face detector is installed")
+    g.add_argument("--max-faces", type=int, metavar="N",
+                   help=f"faces per frame, largest first (default {OFFICIAL_MAX_FACES})")
+    g.add_argument("--min-face", type=int, metavar="PX",
+                   help=f"skip faces this small or smaller, in pixels of the 720 working "
+                        f"size (default {OFFICIAL_MIN_FACE}, as the official code; 0: all)")
+    g.add_argument("--no-tracking", dest="tracking", action="store_false",
+                   help="detect every frame with no smoothing or fades (the official "
+                        "behaviour; faces jitter)")
+    g.add_argument("--detect-every", type=int, metavar="N",
+                   help="frames between detections while tracking (default 5)")
+    g.add_argument("--smooth-cutoff", type=float, metavar="HZ",
+                   help="One-Euro minimum cutoff: lower is steadier, higher reacts sooner "
+                        "(default 0.3)")
+    g.add_argument("--smooth-beta", type=float, metavar="B",
+                   help="One-Euro speed gain: higher follows fast motion more closely "
+                        "(default 0.5)")
+    g.add_argument("--fade", type=float, metavar="S",
+                   help="seconds a face takes to fade in or out (default 0.2)")

@@ -61,7 +61,7 @@ class Sleepy:
     def __init__(self, seconds: float):
         self.seconds = seconds
 
-    def __call__(self, images):
+    def __call__(self, images, times=None):
         time.sleep(self.seconds)
         return [img.copy() for img in images]
 

@@ -46,7 +46,7 @@ class Invert:
         self.calls = []
         self.fail_at_call, self.delay = fail_at_call, delay
 
-    def __call__(self, images):
+    def __call__(self, images, times=None):
         self.calls.append(len(images))
         if self.fail_at_call is not None and len(self.calls) == self.fail_at_call:
             raise RuntimeError("engine exploded")

@@ -1,4 +1,5 @@
-"""Stills through run_video: the official full-frame flow, pixel for pixel (within 1)."""
+"""Stills through run_video with faces off: the official full-frame flow, pixel for pixel
+(within 1). With faces on see test_faces_cli.py."""
 from __future__ import annotations
 
 import cv2
@@ -21,9 +22,10 @@ def _models_env(models_dir, monkeypatch):
 @pytest.mark.parametrize("name", IMAGES)
 def test_still_through_the_cli_matches_the_official_full_frame_flow_within_1(
         golden_dir, tmp_path, capfd, style, name):
-    # python run_video.py photo.png -o out.png --style STYLE, with the default device
+    # python run_video.py photo.png -o out.png --style STYLE --faces off, default device
     dst = tmp_path / "out.png"
-    rc = main([str(golden_dir / "flow" / f"{name}.png"), "-o", str(dst), "--style", style])
+    rc = main([str(golden_dir / "flow" / f"{name}.png"), "-o", str(dst), "--style", style,
+               "--faces", "off"])
     _, err = capfd.readouterr()
     assert rc == 0, err
     assert "engine: " in err

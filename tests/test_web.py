@@ -28,12 +28,16 @@ def service(models_dir):
     return shared_service(models_dir)
 
 
-def test_photo_is_the_command_lines_output(service, models_dir, media_dir, tmp_path):
+@pytest.mark.parametrize("faces", [True, False])
+def test_photo_is_the_command_lines_output(service, models_dir, media_dir, tmp_path, faces):
     src = media_dir / "luciano.png"
-    cli = cv2.imread(str(run_cli(models_dir, src, tmp_path / "cli.png", "3d")))
-    web = cv2.imread(str(service.photo(src, "3d")))
+    cli = cv2.imread(str(run_cli(models_dir, src, tmp_path / "cli.png", "3d",
+                                 "--faces", "on" if faces else "off")))
+    web = cv2.imread(str(service.photo(src, "3d", faces)))
     assert web.shape == cli.shape
     assert int(np.abs(web.astype(np.int16) - cli).max()) <= 1
+    plain = cv2.imread(str(service.photo(src, "3d", not faces)))
+    assert np.abs(plain.astype(np.int16) - web).max() > 8  # the switch changes the face
 
 
 def test_installed_styles_and_previews(service, models_dir):

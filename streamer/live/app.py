@@ -25,7 +25,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable, TextIO
 
-from streamer.config import ConfigError, LiveSettings, build_settings, parse_size
+from streamer.config import (ConfigError, LiveSettings, add_face_options, build_settings,
+                             parse_size)
 from streamer.pipeline.core import Pipeline, PipelineError
 from streamer.toon.engine import DEVICES
 
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     toon.add_argument("--precision", choices=("exact", "fast"),
                       help="fast (default for live): bf16/fp16 where available; exact: fp32")
     toon.add_argument("--threads", type=int, help="engine threads")
+    add_face_options(p)
     out = p.add_argument_group("output")
     out.add_argument("--sink", dest="sinks", action="append", metavar="SINK",
                      help="vcam (default), preview, null, udp://HOST:PORT, rtmp://HOST/APP/KEY, "
@@ -283,17 +285,21 @@ def open_sinks(s: LiveSettings, width: int, height: int, fps: float, time_base: 
 
 
 class EngineFactory:
-    """style -> stylise callable at the working size (the official full-frame flow), through
-    the model store; remembers each style's engine so the status can name it."""
+    """style -> stylise callable at the working size, through the model store: the official
+    full-frame flow, or with faces on the face-aware flow (LiveToon pastes its heads at the
+    output size). Engines are kept per style so the status can name them."""
 
     def __init__(self, settings: LiveSettings, work_wh: tuple[int, int]):
         from streamer.models import open_store
         from streamer.toon.engine import EngineSettings
+        from streamer.toon.faces.flow import face_files
+        self.settings = settings
         self.store = open_store(settings.models)
         self.engine_settings = EngineSettings(device=settings.device,
                                               precision=settings.precision,
                                               threads=settings.threads)
         self.work_wh = work_wh
+        self.faces = face_files(self.store, settings.faces)
         self.engines: dict[str, object] = {}
 
     def styles(self) -> tuple[str, ...]:
@@ -305,11 +311,26 @@ class EngineFactory:
         self.store.catalog.style(style)
         engine = open_engine(self.store, style, self.engine_settings)
         self.engines[style] = engine
-        return FullFrameFlow(engine, short_side=min(self.work_wh), ring=2)
+        short = min(self.work_wh)
+        if self.faces is None:
+            return FullFrameFlow(engine, short_side=short, ring=2)
+        from streamer.toon.faces.flow import FaceAwareFlow, open_head_engine
+        s = self.settings
+        head = open_head_engine(self.store, style, self.engine_settings, engine)
+        return FaceAwareFlow(engine, head, *self.faces, tracker=s.tracker_settings(),
+                             short_side=short, ring=2, fps=s.fps or s.camera_fps)
 
     def describe(self, style: str) -> str:
         engine = self.engines.get(style)
         return engine.describe() if engine is not None else "?"
+
+    def describe_faces(self) -> str:
+        if self.faces is not None:
+            return self.settings.describe_faces()
+        if self.settings.faces == "auto":
+            return "faces off (the face detector is not installed: `python -m " \
+                   "streamer.models fetch face mask`)"
+        return "faces off"
 
 
 # --- running -----------------------------------------------------------------------------
@@ -429,6 +450,7 @@ class LiveSession:
         out["model_ms_median"] = None if model is None else round(model, 2)
         out["style"] = self.toon.style
         out["style_switches"] = list(self.toon.switches)
+        out["faces_pasted"] = self.toon.faces_pasted
         out["ended"] = self.quit_reason or getattr(self.source, "ended_reason", None) or "end"
         return out
 
@@ -476,7 +498,7 @@ def main(argv: list[str] | None = None, log: Log | None = None,
                         on_event=log)
         toon.warm_up()
         log(f"toon: {s.style} at {work_wh[0]}x{work_wh[1]} -> {out_w}x{out_h} @ {fps:g} fps, "
-            f"{factory.describe(s.style)}")
+            f"{factory.describe(s.style)}; {factory.describe_faces()}")
         commands = None
         if s.commands:
             commands = StdinCommands(styles, stdin).start()

@@ -1,7 +1,10 @@
 """The live toon callable: camera frames -> working size -> the current style -> output size.
 
 The working size is its own setting: the model can run at 256x144 while a 1280x720 virtual
-camera gets the result upscaled. Input frames are reduced (INTER_AREA) into a buffer made
+camera gets the result upscaled. With faces on, the style's callable is a face-aware flow:
+its background runs at the working size and its heads are cut from, and pasted onto, the
+frames at the output size, so a face keeps the camera's detail however small the working
+size. Input frames are reduced (INTER_AREA) into a buffer made
 once; the style's stylise callable (the official full-frame flow today, a face-aware one
 later: anything `style -> stylise` the factory returns) runs at that size; the result is
 enlarged (bilinear: the cartoon output is flat-shaded, bicubic buys nothing visible) into a
@@ -22,12 +25,27 @@ import statistics
 import threading
 import time
 from collections import OrderedDict, deque
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import cv2
 import numpy as np
 
-Stylise = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
+Stylise = Callable[..., Sequence[np.ndarray]]  # (images, times=None) -> images
+
+
+@runtime_checkable
+class FaceLayer(Protocol):
+    """A stylise callable in two halves (FaceAwareFlow): the background at the working
+    size, then heads pasted onto the enlarged result."""
+
+    def background(self, frames: list[np.ndarray]) -> Sequence[np.ndarray]: ...
+
+    def paste_faces(self, frames: Sequence[np.ndarray], outs: Sequence[np.ndarray],
+                    times: Sequence[float] | None = None) -> Sequence[np.ndarray]: ...
+
+    def warm_up(self) -> None: ...
+
+    last_faces: list  # per frame of the latest call: the faces pasted
 
 
 def working_size(frame_w: int, frame_h: int, spec: int | tuple[int, int]) -> tuple[int, int]:
@@ -63,6 +81,7 @@ class LiveToon:
         self._cache: OrderedDict[str, Stylise] = OrderedDict([(style, self._current)])
         self._work_buf: np.ndarray | None = None
         self._out_ring: list[np.ndarray] | None = None
+        self._src_buf: np.ndarray | None = None
         self._turn = 0
         self._lock = threading.Lock()  # guards the switch bookkeeping only
         self._wanted: str | None = None
@@ -73,6 +92,7 @@ class LiveToon:
         self.errors: list[str] = []
         self.model_s: deque = deque(maxlen=2048)  # seconds per stylise call (work size)
         self.calls = 0
+        self.faces_pasted = 0  # head crops pasted, over all styles
 
     # --- per batch (toon thread) -----------------------------------------------------
 
@@ -81,8 +101,22 @@ class LiveToon:
             self._work_buf = np.empty((n, self.work_h, self.work_w, 3), np.uint8)
             self._out_ring = [np.empty((n, self.out_h, self.out_w, 3), np.uint8)
                               for _ in range(self.ring)]
+            self._src_buf = None
 
-    def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
+    def _at_output_size(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """The input frames at the output size, for cutting heads (no copy when they are)."""
+        if all(img.shape[:2] == (self.out_h, self.out_w) for img in images):
+            return images
+        if self._src_buf is None:
+            self._src_buf = np.empty_like(self._out_ring[0])
+        for i, img in enumerate(images):
+            cv2.resize(img, (self.out_w, self.out_h), dst=self._src_buf[i],
+                       interpolation=cv2.INTER_AREA if img.shape[0] > self.out_h
+                       else cv2.INTER_LINEAR)
+        return [self._src_buf[i] for i in range(len(images))]
+
+    def __call__(self, images: list[np.ndarray], times: Sequence[float] | None = None
+                 ) -> list[np.ndarray]:
         n = len(images)
         if n == 0:
             return []
@@ -97,10 +131,9 @@ class LiveToon:
                 cv2.resize(img, (ww, wh), dst=work[i], interpolation=cv2.INTER_AREA)
             inputs.append(work[i])
         stylise = self._current  # one read: a switch lands between batches
+        layered = isinstance(stylise, FaceLayer)
         t0 = time.perf_counter()
-        results = stylise(inputs)
-        self.model_s.append(time.perf_counter() - t0)
-        self.calls += 1
+        results = stylise.background(inputs) if layered else stylise(inputs, times)
         turn = self._turn
         self._turn = (turn + 1) % self.ring
         out = self._out_ring[turn]
@@ -110,11 +143,17 @@ class LiveToon:
             else:
                 cv2.resize(res, (self.out_w, self.out_h), dst=out[i],
                            interpolation=cv2.INTER_LINEAR)
-        return [out[i] for i in range(n)]
+        outs = [out[i] for i in range(n)]
+        if layered:
+            stylise.paste_faces(self._at_output_size(images), outs, times)
+            self.faces_pasted += sum(len(f) for f in stylise.last_faces)
+        self.model_s.append(time.perf_counter() - t0)
+        self.calls += 1
+        return outs
 
     def warm_up(self) -> None:
         """Run the current style once on a blank frame (compiles kernels, sizes arenas)."""
-        self._current([np.full((self.work_h, self.work_w, 3), 255, np.uint8)])
+        _warm(self._current, self.work_w, self.work_h)
 
     def model_ms(self) -> float | None:
         """Median stylise time per call at the working size, over recent calls."""
@@ -168,7 +207,7 @@ class LiveToon:
                 stylise = cached if cached is not None else self.factory(style)
                 if cached is None:
                     # warm up at the working size so the first live frame is not slow
-                    stylise([np.full((self.work_h, self.work_w, 3), 255, np.uint8)])
+                    _warm(stylise, self.work_w, self.work_h)
             except Exception as exc:  # noqa: BLE001 - keep streaming the old style
                 msg = f"style {style!r} failed to load, keeping {self.style}: {' '.join(str(exc).split())}"
                 self.errors.append(msg)
@@ -190,3 +229,12 @@ class LiveToon:
             t.join(timeout)
             return not t.is_alive()
         return True
+
+
+def _warm(stylise: Stylise, w: int, h: int) -> None:
+    blank = np.full((h, w, 3), 255, np.uint8)
+    if isinstance(stylise, FaceLayer):
+        stylise.background([blank])
+        stylise.warm_up()
+    else:
+        stylise([blank])

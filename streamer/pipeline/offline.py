@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from streamer.config import ConfigError, VideoSettings, build_settings
+from streamer.config import ConfigError, VideoSettings, add_face_options, build_settings
 from streamer.sinks.image import write_image
 from streamer.sinks.video_file import (CODECS, FORMATS, OutputError, VideoFileSink,
                                        check_output_folder, container_format)
@@ -25,7 +25,7 @@ from streamer.sources.image import IMAGE_SUFFIXES, is_image_path, read_image
 from streamer.sources.video_file import MediaError, VideoFileSource
 from streamer.toon.engine import (DEVICES, Engine, EngineSettings, EngineUnavailable,
                                   auto_device)
-from streamer.toon.stage import ToonStage, full_frame, open_engine, ring_size
+from streamer.toon.stage import Stylise, ToonStage, full_frame, open_engine, ring_size
 
 from .core import Pipeline, PipelineError, PipelineStats
 
@@ -62,13 +62,19 @@ class Log:
 
 
 class Engines:
-    """Start the engine once, on first use (a folder shares it), and say which runs."""
+    """Start the engines once, on first use (a folder shares them), and say which run.
+
+    Holds the style's whole-frame engine, its head engine and the face files when the
+    faces setting turns the face-aware flow on; `stylise()` builds a fresh flow per video
+    (face tracks must not carry from one file to the next) on the shared engines."""
 
     def __init__(self, settings: VideoSettings, log: Log, engine: Engine | None = None):
         self.settings = settings
         self.log = log
         self._engine: Engine | None = engine  # an engine already started (benchmarks)
+        self._head: Engine | None = None
         self._store = None
+        self._faces: tuple[Path, Path] | None | bool = False  # False: not looked up yet
 
     @property
     def store(self):
@@ -80,15 +86,47 @@ class Engines:
     def check_style(self) -> None:
         self.store.catalog.style(self.settings.style)  # UnknownModel lists the styles
 
+    def _engine_settings(self) -> EngineSettings:
+        s = self.settings
+        return EngineSettings(device=s.device, precision=s.precision, threads=s.threads)
+
+    def face_files(self) -> tuple[Path, Path] | None:
+        """(detector, head mask) when faces are on, else None (see FaceSettings.faces)."""
+        if self._faces is False:
+            from streamer.toon.faces.flow import face_files
+            self._faces = face_files(self.store, self.settings.faces)
+            if self._faces is None and self.settings.faces == "auto":
+                self.log("note: faces off: the face detector is not installed (run "
+                         "`python -m streamer.models fetch face mask` to turn faces on)")
+        return self._faces  # type: ignore[return-value]
+
     def get(self) -> Engine:
         if self._engine is None:
             s = self.settings
-            self._engine = open_engine(self.store, s.style,
-                                       EngineSettings(device=s.device, precision=s.precision,
-                                                      threads=s.threads))
+            self._engine = open_engine(self.store, s.style, self._engine_settings())
+            faces = self.settings.describe_faces() if self.face_files() else "faces off"
             self.log(f"engine: {self._engine.describe()}; style {s.style}, "
-                     f"working short side {s.size}")
+                     f"working short side {s.size}, {faces}")
         return self._engine
+
+    def head(self) -> Engine:
+        if self._head is None:
+            from streamer.toon.faces.flow import open_head_engine
+            self._head = open_head_engine(self.store, self.settings.style,
+                                          self._engine_settings(), self.get())
+        return self._head
+
+    def stylise(self, ring: int, fps: float = 30.0) -> Stylise:
+        """A new stylise callable for one video or still: the face-aware flow when faces
+        are on, else the official full-frame flow."""
+        s = self.settings
+        engine = self.get()
+        files = self.face_files()
+        if files is None:
+            return full_frame(engine, s.size, ring)
+        from streamer.toon.faces.flow import FaceAwareFlow
+        return FaceAwareFlow(engine, self.head(), *files, tracker=s.tracker_settings(),
+                             short_side=s.size, ring=ring, fps=fps)
 
 
 @dataclass
@@ -102,6 +140,7 @@ class Result:
     notes: list[str] = field(default_factory=list)
     audio_packets: int = 0
     latency_mean_s: float | None = None
+    faces: dict[str, float] | None = None  # None: faces off
 
     @property
     def fps(self) -> float:
@@ -203,8 +242,8 @@ def convert_video(src: Path, dst: Path, settings: VideoSettings, engines: Engine
         notes = info.notes + sink.notes
         for note in notes:
             log(f"note: {note}")
-        engine = engines.get()
-        flow = full_frame(engine, settings.size, ring_size(settings.queue, settings.batch))
+        fps = float(info.average_rate) if info.average_rate else 30.0
+        flow = engines.stylise(ring_size(settings.queue, settings.batch), fps)
         stage = ToonStage(flow, settings.batch)
         pipe = Pipeline(source, stage, sink, queue_size=settings.queue, side_nice=nice)
         factory = progress_factory or Progress
@@ -221,7 +260,8 @@ def convert_video(src: Path, dst: Path, settings: VideoSettings, engines: Engine
         return Result("video", str(src), str(dst), st.frames_out, st.elapsed_s,
                       {"decode": st.busy_s["source"], "toon": st.busy_s["toon"],
                        "encode": st.busy_s["sink"]}, notes, sink.stats.audio_packets,
-                      st.latency_sum_s / st.frames_out if st.frames_out else None)
+                      st.latency_sum_s / st.frames_out if st.frames_out else None,
+                      _face_stats(flow))
     finally:
         if progress is not None:
             progress.close()
@@ -240,13 +280,22 @@ def convert_still(src: Path, dst: Path, settings: VideoSettings, engines: Engine
                           f"({', '.join(IMAGE_SUFFIXES)})")
     _check_target(src, dst, settings.overwrite)
     img = read_image(src)
-    engine = engines.get()
+    flow = engines.stylise(ring=1)
     t0 = time.perf_counter()
-    out = full_frame(engine, settings.size, ring=1)([img])[0]
+    out = flow([img], [0.0])[0]
     t1 = time.perf_counter()
     write_image(out, dst, settings.overwrite)
     return Result("image", str(src), str(dst), 1, time.perf_counter() - t0,
-                  {"toon": t1 - t0})
+                  {"toon": t1 - t0}, faces=_face_stats(flow))
+
+
+def _face_stats(flow: Stylise) -> dict[str, float] | None:
+    """Faces pasted and where the face path's time went, for the summary and stats JSON."""
+    timings = getattr(flow, "timings", None)
+    if timings is None:
+        return None
+    return {"faces": timings.faces, "head_s": round(timings.head_s, 4),
+            "face_path_s": round(timings.face_s, 4)}
 
 
 # --- dispatch -------------------------------------------------------------------------------
@@ -322,11 +371,12 @@ def convert_folder(src: Path, dst: Path, settings: VideoSettings, engines: Engin
 
 def _summary(r: Result, engines: Engines) -> str:
     engine = engines.get().describe()
+    faces = f", {r.faces['faces']} face(s) pasted" if r.faces is not None else ""
     if r.kind == "image":
-        return f"done: {r.input} -> {r.output} in {r.seconds:.2f} s with {engine}"
+        return f"done: {r.input} -> {r.output} in {r.seconds:.2f} s with {engine}{faces}"
     busy = ", ".join(f"{k} {v:.1f} s" for k, v in r.stage_busy_s.items())
-    return (f"done: {r.frames} frames in {r.seconds:.1f} s ({r.fps:.2f} fps) with {engine}; "
-            f"busy: {busy} -> {r.output}")
+    return (f"done: {r.frames} frames in {r.seconds:.1f} s ({r.fps:.2f} fps) with {engine}"
+            f"{faces}; busy: {busy} -> {r.output}")
 
 
 def _write_stats(path: str, results: list[Result], settings: VideoSettings,
@@ -383,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crf", type=int, help="quality, lower is better (default 18 for libx264)")
     p.add_argument("--preset", help="encoder speed preset (default medium; p5 for NVENC)")
     p.add_argument("--queue", type=int, help="frames per pipeline queue (default 4)")
+    add_face_options(p)
     p.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output")
     p.add_argument("--stats-json", metavar="PATH", help="write run statistics as JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false",

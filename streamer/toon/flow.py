@@ -6,6 +6,7 @@ reused, so the per-frame path allocates nothing once the size is known.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -74,8 +75,10 @@ class FullFrameFlow:
             buf = self._buf = _Buffers((h, w), (wh, ww), batch_in, outs, resized)
         return buf
 
-    def __call__(self, frames: list[np.ndarray]) -> list[np.ndarray]:
-        """Stylise same-size uint8 BGR frames in one batch."""
+    def __call__(self, frames: list[np.ndarray], times: Sequence[float] | None = None
+                 ) -> list[np.ndarray]:
+        """Stylise same-size uint8 BGR frames in one batch (`times` is not needed: the
+        full-frame flow keeps no state between frames)."""
         if not frames:
             return []
         h, w = frames[0].shape[:2]

@@ -1,15 +1,15 @@
 """The toon stage: batches of frames in, stylised frames out.
 
-The per-batch work is one swappable callable, `stylise(images) -> images`: today the
-official full-frame flow (FullFrameFlow); a face-aware compositor plugs in at the same
-place. Images a stylise callable returns may be views into buffers it reuses, so it must
-keep a ring of output buffers longer than the frames in flight after this stage
-(`ring_size`).
+The per-batch work is one swappable callable, `stylise(images, times) -> images`: the
+official full-frame flow (FullFrameFlow) or the face-aware one (FaceAwareFlow), which tracks
+faces over time and so needs each frame's time in seconds. Images a stylise callable
+returns may be views into buffers it reuses, so it must keep a ring of output buffers
+longer than the frames in flight after this stage (`ring_size`).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -20,8 +20,10 @@ from .flow import OFFICIAL_SHORT_SIDE, FullFrameFlow
 
 
 class Stylise(Protocol):
-    def __call__(self, images: list[np.ndarray]) -> Sequence[np.ndarray]:
-        """Stylise same-size uint8 BGR images; returns one image per input, same size."""
+    def __call__(self, images: list[np.ndarray], times: Sequence[float] | None = None
+                 ) -> Sequence[np.ndarray]:
+        """Stylise same-size uint8 BGR images, given in order with their times in seconds;
+        returns one image per input, same size."""
         ...
 
 
@@ -49,6 +51,13 @@ def full_frame(engine: Engine, short_side: int = OFFICIAL_SHORT_SIDE, ring: int 
     return FullFrameFlow(engine, short_side=short_side, ring=ring)
 
 
+def frame_time(frame: Frame) -> float:
+    """A frame's time in seconds for the face tracker: its presentation time, else (a
+    camera without timestamps) when it was captured."""
+    t = frame.time
+    return t if t is not None else frame.capture_time
+
+
 class ToonStage:
     """Batch frames for `stylise` and put the results back on the frames.
 
@@ -56,8 +65,7 @@ class ToonStage:
     change (rare: a stream that changes resolution) is split in two calls.
     """
 
-    def __init__(self, stylise: Callable[[list[np.ndarray]], Sequence[np.ndarray]],
-                 batch_size: int = 1):
+    def __init__(self, stylise: Stylise, batch_size: int = 1):
         if batch_size < 1:
             raise ValueError("batch size must be at least 1")
         self.stylise = stylise
@@ -74,7 +82,7 @@ class ToonStage:
             while end < n and frames[end].image.shape == shape:
                 end += 1
             run = frames[start:end] if (start, end) != (0, n) else frames
-            images = self.stylise([f.image for f in run])
+            images = self.stylise([f.image for f in run], [frame_time(f) for f in run])
             if len(images) != len(run):
                 raise RuntimeError(f"stylise returned {len(images)} images for {len(run)}")
             for f, img in zip(run, images):

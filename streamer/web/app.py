@@ -78,7 +78,6 @@ def build_app(service: ToonService, *, stream_every: float = 0.2,
     `launch(app, service, ...)` or Gradio's own `app.launch`)."""
     styles = service.styles
     previews = service.previews()
-    files_faces = service.files_faces
 
     with gr.Blocks(title="Toonstream", analytics_enabled=False,
                    delete_cache=(600, 3600)) as demo:
@@ -86,10 +85,12 @@ def build_app(service: ToonService, *, stream_every: float = 0.2,
         with gr.Row(equal_height=True):
             style = gr.Radio(choices=styles, value=service.default_style, label="Style",
                              elem_id="style", scale=4)
-            faces = gr.Checkbox(value=False, label="Faces: stylise each face with the head model",
-                                elem_id="faces", scale=1,
-                                info=None if files_faces else
-                                "photos and videos: not in this build yet (webcam only)")
+            faces = gr.Checkbox(value=service.faces_available,
+                                label="Faces: stylise each face with the head model",
+                                elem_id="faces", scale=1, interactive=service.faces_available,
+                                info=None if service.faces_available else
+                                "the face detector is not installed: python -m "
+                                "streamer.models fetch face mask")
         gallery = gr.Gallery(value=[(img, name) for name, img in previews], label="Styles",
                              columns=min(7, len(previews)), rows=1, height=180,
                              allow_preview=False, interactive=False, format="png",

@@ -33,7 +33,8 @@ from streamer.config import VideoSettings, build_settings
 from streamer.pipeline.offline import Engines, Log, one_line
 from streamer.sinks.video_file import OutputError
 from streamer.sources.video_file import MediaError, VideoFileSource
-from streamer.toon.engine import EngineSettings, create_engine
+from streamer.toon.engine import EngineSettings
+from streamer.toon.faces.flow import face_files, open_head_engine
 from streamer.toon.flow import FullFrameFlow
 
 from . import convert
@@ -107,9 +108,8 @@ class ToonService:
                 f"no style is installed in the model store {self.store.root}: run "
                 f"`python -m streamer.models fetch anime` (or pass --models DIR)")
         self.default_style = "anime" if "anime" in self.styles else self.styles[0]
-        names = {f.name for f in dataclasses.fields(VideoSettings)}
-        #: photos and videos with faces need run_video's face-aware mode
-        self.files_faces = "faces" in names
+        #: the page's faces switch starts on when the detector and head mask are installed
+        self.faces_available = face_files(self.store, "auto") is not None
         self.lock = threading.Lock()
         self.workdir = Path(tempfile.mkdtemp(prefix="toonstream-web-"))
         self._engines: dict[tuple[str, bool], Engines] = {}
@@ -127,12 +127,12 @@ class ToonService:
         return style
 
     def settings(self, style: str, faces: bool) -> VideoSettings:
-        """What `run_video.py --style STYLE [--faces]` would run with."""
-        extra = {"faces": bool(faces)} if self.files_faces else {}
-        return dataclasses.replace(self.base, style=self.check_style(style), **extra)
+        """What `run_video.py --style STYLE --faces on|off` would run with."""
+        return dataclasses.replace(self.base, style=self.check_style(style),
+                                   faces="on" if faces else "off")
 
     def engines(self, style: str, faces: bool = False) -> Engines:
-        key = (style, bool(faces) and self.files_faces)
+        key = (style, bool(faces))
         eng = self._engines.get(key)
         if eng is None:
             eng = self._engines[key] = Engines(self.settings(style, faces), self.log)
@@ -250,28 +250,23 @@ class ToonService:
     # --- webcam ----------------------------------------------------------------------------
 
     def _head_engine(self, style: str, bg):
-        if self.store.source_for(style, "h") is None:
-            return bg  # the official files hold the same weights for most styles
         eng = self._heads.get(style)
         if eng is None:
-            eng = self._heads[style] = create_engine(
-                lambda p: self.store.onnx_model_path(style, "h", p), self.engine_settings)
+            eng = self._heads[style] = open_head_engine(self.store, style,
+                                                        self.engine_settings, bg)
         return eng
 
     def _stylise(self, style: str, faces: bool, work_wh: tuple[int, int]) -> Callable:
         """style -> stylise callable at the working size, on the page's shared engines (the
-        live path's factory shape; FaceAwareFlow with faces on)."""
+        live path's factory shape; FaceAwareFlow with faces on, whose heads LiveToon pastes
+        at the frame's own size)."""
         bg = self.engines(style).get()
         short = min(work_wh)
         if not faces:
             return FullFrameFlow(bg, short_side=short, ring=2)
         from streamer.toon.faces.flow import FaceAwareFlow
-        flow = FaceAwareFlow(bg, self._head_engine(style, bg), self.store.file_path("yunet.onnx"),
+        return FaceAwareFlow(bg, self._head_engine(style, bg), self.store.file_path("yunet.onnx"),
                              self.store.file_path("alpha.jpg"), short_side=short, ring=2)
-
-        def stylise(images):  # the tracker smooths over real time, not a nominal rate
-            return flow(images, [time.monotonic()] * len(images))
-        return stylise
 
     def _live_toon(self, session: str, style: str, faces: bool, w: int, h: int):
         from streamer.live.toon import LiveToon, working_size
@@ -309,7 +304,8 @@ class ToonService:
             bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA)
         with self.lock:
             toon = self._live_toon(session, style, faces, w, h)
-            out = toon([bgr])[0]
+            # the tracker smooths over real time: webcam frames come when the browser sends
+            out = toon([bgr], [time.monotonic()])[0]
             return np.ascontiguousarray(out[..., ::-1])  # a copy: the ring is reused
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -87,19 +88,32 @@ class FaceAwareFlow:
         self.tracker.reset()
         self._last_t = None
 
-    def __call__(self, frames: list[np.ndarray], times: list[float] | None = None) -> list[np.ndarray]:
+    def __call__(self, frames: list[np.ndarray], times: Sequence[float] | None = None
+                 ) -> list[np.ndarray]:
         """Stylise same-size uint8 BGR frames (in order); `times` in seconds, optional."""
+        return self.paste_faces(frames, self.background(frames), times)
+
+    def background(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """The whole-frame half alone: the official full-frame flow."""
         if not frames:
             return []
         t0 = time.perf_counter()
         outs = self.bg(frames)
         self.timings.bg_s += time.perf_counter() - t0
-        return self.paste_faces(frames, outs, times)
+        return outs
 
-    def paste_faces(self, frames: list[np.ndarray], outs: list[np.ndarray],
-                    times: list[float] | None = None) -> list[np.ndarray]:
+    def warm_up(self) -> None:
+        """Run the head model once on a blank crop, so the first face does not stall the
+        stream while the runtime compiles or sizes its buffers (the background model warms
+        up on the first frame)."""
+        self.head_engine.run(np.full((1, CROP_SIZE, CROP_SIZE, 3), 255, np.uint8))
+
+    def paste_faces(self, frames: Sequence[np.ndarray], outs: Sequence[np.ndarray],
+                    times: Sequence[float] | None = None) -> Sequence[np.ndarray]:
         """The face half alone: track faces in `frames` and paste stylised heads onto the
-        matching full-frame results `outs`, in place. Returns `outs`."""
+        matching full-frame results `outs` (same size as `frames`), in place. Returns
+        `outs`. The live path calls this on camera-size frames after enlarging a
+        small-working-size background, so heads keep the camera's detail."""
         if times is not None and len(times) != len(frames):
             raise ValueError("give one timestamp per frame")
         t0 = time.perf_counter()
@@ -148,20 +162,40 @@ class FaceAwareFlow:
         return outs
 
 
+def face_files(store, mode: str = "on") -> tuple[Path, Path] | None:
+    """(detector, head mask) from the model store for a faces setting: None when `mode` is
+    "off", or "auto" and either is missing; with "on" a missing file raises the store's
+    ModelNotInstalled, which names the fetch command."""
+    if mode == "off":
+        return None
+    from streamer.models import ModelNotInstalled
+    try:
+        return store.file_path("yunet.onnx"), store.file_path("alpha.jpg")
+    except ModelNotInstalled:
+        if mode == "auto":
+            return None
+        raise
+
+
+def open_head_engine(store, style: str, settings: EngineSettings, bg: Engine) -> Engine:
+    """The engine for a style's head model: `bg` itself when the store holds no separate
+    head weights (the official files hold the same weights for most styles)."""
+    if store.source_for(style, "h") is None:
+        return bg
+    return create_engine(lambda p: store.onnx_model_path(style, "h", p), settings)
+
+
 def face_aware_flow(style: str, settings: EngineSettings, *, store=None,
                     tracker: TrackerSettings = TrackerSettings(), detect_side: int | None = 640,
                     short_side: int = OFFICIAL_SHORT_SIDE, ring: int = 4,
                     fps: float = 30.0) -> FaceAwareFlow:
     """A FaceAwareFlow for `style` from the model store (`store`: a streamer.models.Store,
-    default the one $TOONSTREAM_MODELS / the user cache names). The head engine is the
-    background engine itself when the store has no separate head model for the style."""
+    default the one $TOONSTREAM_MODELS / the user cache names)."""
     from streamer.models import open_store
 
     store = store if store is not None else open_store()
+    detector, mask = face_files(store, "on")
     bg = create_engine(lambda p: store.onnx_model_path(style, "bg", p), settings)
-    head = bg
-    if store.source_for(style, "h") is not None:
-        head = create_engine(lambda p: store.onnx_model_path(style, "h", p), settings)
-    return FaceAwareFlow(bg, head, store.file_path("yunet.onnx"), store.file_path("alpha.jpg"),
+    return FaceAwareFlow(bg, open_head_engine(store, style, settings, bg), detector, mask,
                          tracker=tracker, detect_side=detect_side, short_side=short_side,
                          ring=ring, fps=fps)
