@@ -3,6 +3,10 @@ resize, model, upscale to the output size, fan-out sink) to the null sink.
 
     python bench/live.py [--models DIR] [--seconds 60] [--work 144,224] [--fps 30]
                          [--camera-size 1280x720] [--device auto] [--precision fast]
+                         [--faces off|on] [--source CLIP]
+
+`--faces on --source ../shared/media/tears_640x360.mp4` measures the face-aware live path on
+a real clip played at its own rate (the synthetic camera has no faces).
 
 For each working size it prints capture-to-sink latency p50 / p95, output fps and drops,
 next to the bare per-frame model time measured in the same run (the same stylise callable
@@ -50,8 +54,9 @@ def rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def bare_model_ms(stylise, w: int, h: int, runs: int) -> list[float]:
-    img = SyntheticSource(w, h, 30.0).render(0)
+def bare_model_ms(stylise, w: int, h: int, runs: int, img: np.ndarray | None = None
+                  ) -> list[float]:
+    img = SyntheticSource(w, h, 30.0).render(0) if img is None else img
     stylise([img])  # warm
     times = []
     for _ in range(runs):
@@ -61,15 +66,34 @@ def bare_model_ms(stylise, w: int, h: int, runs: int) -> list[float]:
     return times
 
 
+def _first_frame(clip: str) -> np.ndarray:
+    import av
+    with av.open(clip) as c:
+        return next(c.decode(video=0)).to_ndarray(format="bgr24")
+
+
 def run_one(settings: LiveSettings, cam_w: int, cam_h: int, fps: float, work, seconds: float,
-            runs: int) -> dict:
+            runs: int, clip: str | None = None) -> dict:
     work_wh = working_size(cam_w, cam_h, work)
     factory = EngineFactory(settings, work_wh)
     toon = LiveToon(factory, settings.style, work_wh, (cam_w, cam_h), ring=ring_size(1, 1))
     toon.warm_up()
-    model_before = bare_model_ms(toon._current, *work_wh, runs)
+    if clip is None:
+        bare, img = toon._current, None
+    else:
+        # With a real clip the bare figure is the whole toon call on its first frame (at the
+        # working size, enlarged, heads pasted at the output size): faces are in it.
+        img = _first_frame(clip)
+        bare = lambda imgs: toon(imgs, [time.monotonic()])  # noqa: E731
+    model_before = bare_model_ms(bare, *work_wh, runs, img)
     rss_start = rss_mb()
-    src = SyntheticSource(cam_w, cam_h, fps, seconds=seconds)
+    if clip is None:
+        src = SyntheticSource(cam_w, cam_h, fps, seconds=seconds)
+    else:
+        from streamer.sources.playback import PlaybackSource
+        src = PlaybackSource(clip, loop=True)
+        fps = src.fps
+        threading.Timer(seconds, src.stop).start()
     session = LiveSession(src, [NullSink()], toon, styles=STYLES, status_every=0,
                           log=lambda line: None)
     settled: list[float] = []
@@ -80,7 +104,7 @@ def run_one(settings: LiveSettings, cam_w: int, cam_h: int, fps: float, work, se
     result = session.run()
     timer.cancel()
     rss_end = rss_mb()
-    model_after = bare_model_ms(toon._current, *work_wh, runs)
+    model_after = bare_model_ms(bare, *work_wh, runs, img)
     model_ms = statistics.median(model_before + model_after)
     interval_ms = 1000 / fps
     lat = result["latency_ms"]
@@ -101,6 +125,8 @@ def run_one(settings: LiveSettings, cam_w: int, cam_h: int, fps: float, work, se
         "rss_mb_settled": round(settled[0], 1) if settled else None,
         "rss_mb_end": round(rss_end, 1),
         "seconds": result["seconds"],
+        "faces_pasted": result["faces_pasted"],
+        "faces": factory.describe_faces(),
     }
 
 
@@ -117,22 +143,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--style", default="anime")
     p.add_argument("--runs", type=int, default=30, help="bare model runs before and after")
+    p.add_argument("--faces", default="off", choices=("auto", "on", "off"),
+                   help="face-aware flow (default off, as the live-cpu preset)")
+    p.add_argument("--source", metavar="CLIP",
+                   help="play this video file, looped at its own rate, instead of the "
+                        "synthetic camera (which has no faces); its size is the camera size")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     a = p.parse_args(argv)
     settings = LiveSettings(models=a.models, device=a.device, precision=a.precision,
-                            threads=a.threads, style=a.style, sinks=("null",))
+                            threads=a.threads, style=a.style, sinks=("null",), faces=a.faces)
     cam_w, cam_h = parse_size(a.camera_size, "camera-size")
+    if a.source:
+        cam_h, cam_w = _first_frame(a.source).shape[:2]
     works = [int(x) if x.strip().isdigit() else parse_size(x, "work")
              for x in a.work.split(",")]
     rss0 = rss_mb()
-    print(f"live benchmark: synthetic camera {cam_w}x{cam_h} @ {a.fps:g} fps -> null sink, "
+    camera = f"clip {a.source}" if a.source else "synthetic camera"
+    print(f"live benchmark: {camera} {cam_w}x{cam_h} @ {a.fps:g} fps -> null sink, "
           f"{a.seconds:g} s per working size; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores; process RSS at start {rss0:.0f} MB", flush=True)
     rows = []
     for work in works:
-        r = run_one(settings, cam_w, cam_h, a.fps, work, a.seconds, a.runs)
+        r = run_one(settings, cam_w, cam_h, a.fps, work, a.seconds, a.runs, a.source)
         rows.append(r)
-        print(f"  {r['work']} done: {r['engine']}", flush=True)
+        print(f"  {r['work']} done: {r['engine']}; {r['faces']}, {r['faces_pasted']} pasted",
+              flush=True)
     hdr = (f"{'work':>8} {'model ms':>8} {'in run':>6} {'p50 ms':>7} {'p95 ms':>7} {'goal p95':>8} "
            f"{'p95/goal':>8} {'fps out':>7} {'drops toon/sink/src':>19} "
            f"{'RSS MB start/5s/end':>20}")

@@ -330,7 +330,7 @@ class EngineFactory:
         if self.settings.faces == "auto":
             return "faces off (the face detector is not installed: `python -m " \
                    "streamer.models fetch face mask`)"
-        return "faces off"
+        return "faces off (--faces on turns them on)"
 
 
 # --- running -----------------------------------------------------------------------------

@@ -83,6 +83,11 @@ class Engines:
             self._store = open_store(self.settings.models)
         return self._store
 
+    @property
+    def started(self) -> Engine | None:
+        """The whole-frame engine if it has started (to share it), else None."""
+        return self._engine
+
     def check_style(self) -> None:
         self.store.catalog.style(self.settings.style)  # UnknownModel lists the styles
 

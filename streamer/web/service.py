@@ -135,7 +135,10 @@ class ToonService:
         key = (style, bool(faces))
         eng = self._engines.get(key)
         if eng is None:
-            eng = self._engines[key] = Engines(self.settings(style, faces), self.log)
+            # faces on and off share the style's whole-frame engine
+            sibling = self._engines.get((style, not key[1]))
+            eng = self._engines[key] = Engines(self.settings(style, faces), self.log,
+                                               engine=sibling.started if sibling else None)
         return eng
 
     def describe(self) -> str:

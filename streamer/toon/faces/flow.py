@@ -3,8 +3,8 @@ aligned face, pasted back with the soft head mask. Same call as FullFrameFlow.
 
 Per batch of frames: the full-frame flow (official 720 short side and white padding), then per
 frame the tracker's faces (see track.py), then ALL head crops of the batch through the head
-model in one `engine.run`, then the paste-back, largest face first, as the official code
-pastes them.
+model together (in power-of-two runs, see `head_batches`), then the paste-back, largest face
+first, as the official code pastes them.
 
 One choice differs from the official code for frames whose short side is over 720: the
 official code crops the heads from, and pastes them onto, the reduced working frame and then
@@ -147,8 +147,9 @@ class FaceAwareFlow:
                 warp_crop(frame, face.m, out=self._crops[k])
                 k += 1
         t1 = time.perf_counter()
-        # Every head of every frame of the batch in one run.
-        heads = self.head_engine.run(self._crops[:n], self._heads[:n])
+        heads = self._heads[:n]
+        for start, stop in head_batches(n):
+            self.head_engine.run(self._crops[start:stop], heads[start:stop])
         t2 = time.perf_counter()
         k = 0
         for out, frame_faces in zip(outs, faces):
@@ -160,6 +161,18 @@ class FaceAwareFlow:
         self.timings.head_s += t2 - t1
         self.timings.face_s += (t1 - t0) + (t3 - t2)
         return outs
+
+
+def head_batches(n: int, largest: int = 8) -> list[tuple[int, int]]:
+    """Split `n` head crops into runs of power-of-two sizes (at most `largest`): runtimes
+    that build per input shape (OpenVINO here, TensorRT) then meet at most four batch
+    sizes, so a face entering the shot does not stall the stream on a new compile."""
+    runs, start = [], 0
+    while start < n:
+        size = min(largest, 1 << ((n - start).bit_length() - 1))
+        runs.append((start, start + size))
+        start += size
+    return runs
 
 
 def face_files(store, mode: str = "on") -> tuple[Path, Path] | None:
