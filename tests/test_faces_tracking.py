@@ -190,3 +190,33 @@ def test_smoothing_removes_detector_noise_but_follows_a_moving_face_without_lag(
     # Following the motion: no lag behind a face that keeps moving (a One-Euro filter on
     # the position alone trails this face by ~10 px).
     assert np.abs(ours[10:, 0] - truth[10:, 0]).mean() < 1.5
+
+
+def _reference_blend(out, head, m_inv, mask, alpha):
+    """The official blend over the whole frame, float32, truncated (DCT-Net cartoonize.py)."""
+    h, w = out.shape[:2]
+    head_w = cv2.warpAffine(head, m_inv, (w, h), borderValue=(0, 0, 0)).astype(np.float32)
+    m = cv2.warpAffine(mask, m_inv, (w, h))[:, :, None] * np.float32(alpha)
+    return np.clip(m * head_w + (1 - m) * out.astype(np.float32), 0, 255).astype(np.uint8)
+
+
+def test_paste_matches_the_whole_frame_blend_and_reuses_its_buffers_once_warm():
+    from streamer.toon.faces.compose import PasteScratch, paste_head
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (360, 640, 3), dtype=np.uint8)
+    head = rng.integers(0, 256, (288, 288, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[0:288, 0:288]
+    mask = np.clip(1.2 - np.hypot(yy - 144, xx - 144) / 120, 0, 1).astype(np.float32)
+    scratch = PasteScratch()
+    for k, (scale, cx, cy, alpha) in enumerate([(0.8, 300, 180, 1.0), (0.5, 100, 90, 0.6),
+                                                 (0.7, 620, 350, 1.0)]):  # the last one clipped
+        a = scale * np.cos(0.2 * k)
+        b = scale * np.sin(0.2 * k)
+        m_inv = np.array([[a, -b, cx - 144 * (a - b)], [b, a, cy - 144 * (a + b)]])
+        out = frame.copy()
+        paste_head(out, head, m_inv, mask, alpha, scratch)
+        want = _reference_blend(frame, head, m_inv, mask, alpha)
+        assert np.abs(out.astype(np.int16) - want).max() <= 1
+        if k == 0:
+            warm = scratch.allocations
+    assert scratch.allocations == warm  # smaller faces reuse the first face's buffers

@@ -41,29 +41,51 @@ def paste_roi(m_inv: np.ndarray, frame_hw: tuple[int, int], size: int = CROP_SIZ
     return x0, y0, x1, y1
 
 
+class PasteScratch:
+    """Grow-only work buffers for the paste-back: each paste takes views of the size its
+    face needs, so once the largest face has been seen the paste allocates nothing."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, np.ndarray] = {}
+        self.allocations = 0
+
+    def view(self, name: str, h: int, w: int, channels: int, dtype) -> np.ndarray:
+        buf = self._bufs.get(name)
+        if buf is None or buf.shape[0] < h or buf.shape[1] < w:
+            hh = max(h, buf.shape[0] if buf is not None else 0)
+            ww = max(w, buf.shape[1] if buf is not None else 0)
+            buf = self._bufs[name] = np.empty((hh, ww, channels), dtype)
+            self.allocations += 1
+        return buf[:h, :w]
+
+
 def paste_head(out: np.ndarray, head: np.ndarray, m_inv: np.ndarray, mask: np.ndarray,
-               alpha: float = 1.0) -> None:
+               alpha: float = 1.0, scratch: PasteScratch | None = None) -> None:
     """Blend one stylised 288x288 `head` into the uint8 BGR image `out`, in place:
     `out = m * head + (1 - m) * out` with `m` the mask warped by `m_inv` (crop -> image,
-    bilinear, border 0) times `alpha` (the track's fade), truncated to uint8."""
+    bilinear, border 0) times `alpha` (the track's fade), truncated to uint8. `scratch`
+    holds the work buffers between calls (a fresh one per call when None)."""
     roi = paste_roi(m_inv, out.shape[:2], head.shape[0])
     if roi is None or alpha <= 0.0:
         return
+    scratch = scratch if scratch is not None else PasteScratch()
     x0, y0, x1, y1 = roi
     shifted = np.array(m_inv, np.float64, copy=True)
     shifted[0, 2] -= x0
     shifted[1, 2] -= y0
-    size = (x1 - x0, y1 - y0)
-    head_w = cv2.warpAffine(head, shifted, size, flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-    m = cv2.warpAffine(mask, shifted, size, flags=cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    w, h = x1 - x0, y1 - y0
+    head_w = cv2.warpAffine(head, shifted, (w, h), dst=scratch.view("head", h, w, 3, np.uint8),
+                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                            borderValue=(0, 0, 0))
+    m = cv2.warpAffine(mask, shifted, (w, h), dst=scratch.view("mask", h, w, 1, np.float32)[..., 0],
+                       flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     if alpha < 1.0:
         m *= np.float32(alpha)
     m = m[:, :, None]
     dst = out[y0:y1, x0:x1]
-    res = m * head_w
-    res += (np.float32(1.0) - m) * dst
+    res = np.multiply(m, head_w, out=scratch.view("res", h, w, 3, np.float32))
+    rest = np.subtract(np.float32(1.0), m, out=scratch.view("rest", h, w, 1, np.float32))
+    res += np.multiply(rest, dst, out=scratch.view("tmp", h, w, 3, np.float32))
     # The official result is clipped and cast (truncated) to uint8.
     np.clip(res, 0, 255, out=res)
-    dst[...] = res.astype(np.uint8)
+    dst[...] = res

@@ -70,6 +70,7 @@ class FaceDetector:
         self.score_threshold = score_threshold
         self._net = _quiet_create(str(path), (320, 320), score_threshold, nms_threshold, top_k)
         self._size: tuple[int, int] | None = None
+        self._small: np.ndarray | None = None  # the downscaled copy, reused frame to frame
 
     def scale_for(self, frame_hw: tuple[int, int]) -> float:
         """The factor from frame pixels to detector pixels (<= 1)."""
@@ -79,13 +80,16 @@ class FaceDetector:
         return self.max_side / long_side
 
     def downscale(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
-        """(the copy the detector sees, its scale)."""
+        """(the copy the detector sees, its scale). The copy is a buffer the detector
+        reuses: it is valid until the next call."""
         s = self.scale_for(frame.shape[:2])
         if s == 1.0:
             return frame, 1.0
         h, w = frame.shape[:2]
         size = (max(1, round(w * s)), max(1, round(h * s)))
-        return cv2.resize(frame, size, interpolation=cv2.INTER_AREA), s
+        if self._small is None or self._small.shape[:2] != (size[1], size[0]):
+            self._small = np.empty((size[1], size[0], 3), np.uint8)
+        return cv2.resize(frame, size, dst=self._small, interpolation=cv2.INTER_AREA), s
 
     def detect_scaled(self, small: np.ndarray, scale: float) -> Detections:
         """Detect on an already downscaled BGR image; results divided by `scale`."""

@@ -25,7 +25,7 @@ import numpy as np
 from ..engine import Engine, EngineSettings, create_engine
 from ..flow import OFFICIAL_SHORT_SIDE, FullFrameFlow, work_size
 from .align import CROP_SIZE, warp_crop
-from .compose import load_head_mask, paste_head
+from .compose import PasteScratch, load_head_mask, paste_head
 from .detect import FaceDetector
 from .track import FaceRender, FaceTracker, TrackerSettings
 
@@ -74,6 +74,7 @@ class FaceAwareFlow:
         self.detector = FaceDetector(detector_model, max_side=detect_side)
         self.tracker = FaceTracker(self.detector, tracker)
         self.mask = load_head_mask(head_mask)
+        self._scratch = PasteScratch()
         self.short_side = short_side
         self.fps = fps
         self.timings = FaceTimings()
@@ -154,7 +155,7 @@ class FaceAwareFlow:
         k = 0
         for out, frame_faces in zip(outs, faces):
             for face in frame_faces:  # largest first: smaller faces end up on top
-                paste_head(out, heads[k], face.m_inv, self.mask, face.alpha)
+                paste_head(out, heads[k], face.m_inv, self.mask, face.alpha, self._scratch)
                 k += 1
         t3 = time.perf_counter()
         self.timings.faces += n

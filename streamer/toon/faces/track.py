@@ -213,6 +213,8 @@ class FaceTracker:
         self._prev_gray: np.ndarray | None = None
         self._prev_thumb: np.ndarray | None = None
         self._last_t: float | None = None
+        self._gray_bufs: list[np.ndarray | None] = [None, None]
+        self._gray_turn = 0
 
     def reset(self) -> None:
         self.tracks = []
@@ -228,7 +230,7 @@ class FaceTracker:
         small, scale = self.detector.downscale(frame)
         first = self.frames == 0
         self.frames += 1
-        gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if st.propagate else None
+        gray = self._gray_of(small) if st.propagate else None
         cut = self._scene_cut(small)
         if cut:
             self.cuts += 1
@@ -245,7 +247,17 @@ class FaceTracker:
             self._since_detect += 1
         return self._render(t, instant)
 
+    def _gray_of(self, small: np.ndarray) -> np.ndarray:
+        """The grey image for the flow, in one of two buffers: the previous frame's grey
+        stays valid for one more frame, which is all the flow needs."""
+        self._gray_turn ^= 1
+        buf = self._gray_bufs[self._gray_turn]
+        if buf is None or buf.shape != small.shape[:2]:
+            buf = self._gray_bufs[self._gray_turn] = np.empty(small.shape[:2], np.uint8)
+        return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY, dst=buf)
+
     def _scene_cut(self, small: np.ndarray) -> bool:
+        # A 32x18 thumbnail per frame: too small to be worth a buffer.
         thumb = cv2.cvtColor(cv2.resize(small, (32, 18), interpolation=cv2.INTER_AREA),
                              cv2.COLOR_BGR2GRAY).astype(np.float32)
         prev, self._prev_thumb = self._prev_thumb, thumb
