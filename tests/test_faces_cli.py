@@ -254,3 +254,15 @@ def test_run_stream_pastes_faces_when_on_and_not_when_off(models_dir, event_clip
     assert rc == 0, lines
     assert any("; faces off" in line for line in lines), lines
     assert data["faces_pasted"] == 0
+
+
+def test_a_stream_that_changes_size_starts_its_face_tracks_again(models_dir, golden_dir):
+    flow = face_aware_flow("anime", EngineSettings(device="cpu", precision="exact"),
+                           store=open_store(models_dir), ring=2)
+    img = cv2.imread(str(golden_dir / "flow" / "luciano.png"))
+    small = cv2.resize(img, (img.shape[1] * 3 // 4, img.shape[0] * 3 // 4),
+                       interpolation=cv2.INTER_AREA)
+    for i, frame in enumerate([img, img, small, small, img]):
+        out = flow([frame], [i / 30])[0]
+        assert out.shape == frame.shape
+        assert len(flow.last_faces[0]) == 1

@@ -80,6 +80,7 @@ class FaceAwareFlow:
         self.timings = FaceTimings()
         self._index = 0
         self._last_t: float | None = None
+        self._frame_hw: tuple[int, int] | None = None
         self._crops = np.empty((0, CROP_SIZE, CROP_SIZE, 3), np.uint8)
         self._heads = np.empty_like(self._crops)
         self.last_faces: list[list[FaceRender]] = []  # per frame of the latest call
@@ -119,6 +120,11 @@ class FaceAwareFlow:
             raise ValueError("give one timestamp per frame")
         t0 = time.perf_counter()
         h, w = frames[0].shape[:2]
+        if self._frame_hw != (h, w):
+            # A stream that changes size: the tracks and the flow's previous frame no longer
+            # fit, so start again as after a cut.
+            self.tracker.reset()
+            self._frame_hw = (h, w)
         # min_face counts pixels of the official working size (short side at most 720),
         # whatever working size this flow's background model runs at: the head crop comes
         # from the full frame, so a reduced bg size should not drop more faces.
