@@ -41,7 +41,7 @@ def _store_errors() -> tuple[type[BaseException], ...]:
     return (StoreError,)
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
+def user_errors() -> tuple[type[BaseException], ...]:
     from streamer.toon.weights import ModelFormatError
     return (ConfigError, MediaError, OutputError, EngineUnavailable, ModelFormatError,
             *_store_errors())
@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
     """The run_video.py command; returns the exit status."""
     log = log or Log()
     args = build_parser().parse_args(argv)
-    errors = _user_errors()
+    errors = user_errors()
     try:
         settings = settings_from_args(args)
         engines = Engines(settings, log)

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
         log(f"error: the web page needs Gradio ({one_line(exc)}): "
             f"pip install 'toonstream[web]'")
         return 1
-    from streamer.pipeline.offline import _user_errors
+    from streamer.pipeline.offline import user_errors as offline_errors
 
     from .service import Limits, ToonService
 
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
             threads=args.threads, live_size=args.live_size,
             limits=Limits(max_file_size=args.max_file_size,
                           max_video_seconds=args.max_video_seconds))
-    except _user_errors() as exc:
+    except offline_errors() as exc:
         log(f"error: {one_line(exc)}")
         return 1
     atexit.register(service.close)
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
         log(f"temporary files: {service.workdir} (removed on exit)")
         log("preparing style previews ...")
         demo = web_app.build_app(service, stream_every=args.stream_every)
-    except _user_errors() as exc:
+    except offline_errors() as exc:
         service.close()
         log(f"error: {one_line(exc)}")
         return 1

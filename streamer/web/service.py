@@ -67,8 +67,8 @@ class Limits:
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """The errors whose message the page shows as it is (the command line's user errors)."""
-    from streamer.pipeline.offline import _user_errors
-    return (WebError, *_user_errors())
+    from streamer.pipeline.offline import user_errors as offline_errors
+    return (WebError, *offline_errors())
 
 
 def _safe_stem(name: str, fallback: str) -> str:
