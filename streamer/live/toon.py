@@ -1,14 +1,14 @@
 """The live toon callable: camera frames -> working size -> the current style -> output size.
 
 The working size is its own setting: the model can run at 256x144 while a 1280x720 virtual
-camera gets the result upscaled. With faces on, the style's callable is a face-aware flow:
-its background runs at the working size and its heads are cut from, and pasted onto, the
-frames at the output size, so a face keeps the camera's detail however small the working
-size. Input frames are reduced (INTER_AREA) into a buffer made
-once; the style's stylise callable (the official full-frame flow today, a face-aware one
-later: anything `style -> stylise` the factory returns) runs at that size; the result is
-enlarged (bilinear: the cartoon output is flat-shaded, bicubic buys nothing visible) into a
-ring of output buffers made once. Returned images are views into that ring and stay valid
+camera gets the result upscaled. Input frames are reduced (INTER_AREA) into a buffer made
+once; the style's stylise callable (whatever `style -> stylise` the factory returns: the
+official full-frame flow, or the face-aware flow) runs at that size; the result is enlarged
+(bilinear: the cartoon output is flat-shaded, bicubic buys nothing visible) into a ring of
+output buffers made once. With faces on, the face-aware flow runs in two halves
+(`FaceLayer`): its background at the working size, then its heads cut from, and pasted onto,
+the frames at the output size, so a face keeps the camera's detail however small the
+working size. Returned images are views into that ring and stay valid
 for `ring` calls, more than the frames in flight after the toon stage.
 
 Switching style never stops the stream and never blocks the toon thread: `switch()` starts
