@@ -79,7 +79,7 @@ def run_one(settings: LiveSettings, cam_w: int, cam_h: int, fps: float, work, se
     toon = LiveToon(factory, settings.style, work_wh, (cam_w, cam_h), ring=ring_size(1, 1))
     toon.warm_up()
     if clip is None:
-        bare, img = toon._current, None
+        bare, img = toon.current, None
     else:
         # With a real clip the bare figure is the whole toon call on its first frame (at the
         # working size, enlarged, heads pasted at the output size): faces are in it.

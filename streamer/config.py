@@ -52,14 +52,8 @@ class FaceSettings:
     fade: float = 0.2  # seconds a face takes to fade in or out
 
     def _check_faces(self) -> None:
-        mode = self.faces
-        if isinstance(mode, bool) or str(mode).lower() in ("true", "false"):
-            # YAML reads `faces: on` as true
-            mode = "on" if str(mode).lower() == "true" else "off"
-        mode = str(mode).lower()
-        if mode not in FACE_MODES:
+        if self.faces not in FACE_MODES:
             raise ConfigError(f"faces must be auto, on or off, got {self.faces!r}")
-        object.__setattr__(self, "faces", mode)
         if self.max_faces < 1:
             raise ConfigError(f"max-faces must be at least 1, got {self.max_faces}")
         if self.min_face < 0:
@@ -169,6 +163,10 @@ def _coerce(cls_field: dataclasses.Field, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: {name} must be a whole number, got {value!r}")
         return value
     if kind.startswith("str"):
+        if isinstance(value, bool):
+            # YAML 1.1 reads on/off/yes/no as booleans; the text settings that take
+            # on/off (faces) mean the words
+            return "on" if value else "off"
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{where}: {name} must be text, got {value!r}")
         return str(value)

@@ -306,19 +306,16 @@ class EngineFactory:
         return tuple(self.store.catalog.styles)
 
     def __call__(self, style: str):
-        from streamer.toon.flow import FullFrameFlow
+        from streamer.toon.faces.flow import build_flow, open_head_engine
         from streamer.toon.stage import open_engine
         self.store.catalog.style(style)
         engine = open_engine(self.store, style, self.engine_settings)
         self.engines[style] = engine
-        short = min(self.work_wh)
-        if self.faces is None:
-            return FullFrameFlow(engine, short_side=short, ring=2)
-        from streamer.toon.faces.flow import FaceAwareFlow, open_head_engine
         s = self.settings
-        head = open_head_engine(self.store, style, self.engine_settings, engine)
-        return FaceAwareFlow(engine, head, *self.faces, tracker=s.tracker_settings(),
-                             short_side=short, ring=2, fps=s.fps or s.camera_fps)
+        return build_flow(engine,
+                          lambda: open_head_engine(self.store, style, self.engine_settings, engine),
+                          self.faces, tracker=s.tracker_settings(), short_side=min(self.work_wh),
+                          ring=2, fps=s.fps or s.camera_fps)
 
     def describe(self, style: str) -> str:
         engine = self.engines.get(style)

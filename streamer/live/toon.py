@@ -30,7 +30,8 @@ from typing import Callable, Protocol, Sequence, runtime_checkable
 import cv2
 import numpy as np
 
-Stylise = Callable[..., Sequence[np.ndarray]]  # (images, times=None) -> images
+from streamer.toon.stage import Stylise
+
 
 
 @runtime_checkable
@@ -77,8 +78,11 @@ class LiveToon:
         self.cache_size = max(1, cache_size)
         self.on_event = on_event
         self.style = style
-        self._current: Stylise = initial if initial is not None else factory(style)
-        self._cache: OrderedDict[str, Stylise] = OrderedDict([(style, self._current)])
+        first = initial if initial is not None else factory(style)
+        # (stylise, whether it is a FaceLayer): one reference, so the toon thread reads a
+        # consistent pair in one step, and the type check runs per switch, not per frame
+        self._active: tuple[Stylise, bool] = (first, isinstance(first, FaceLayer))
+        self._cache: OrderedDict[str, Stylise] = OrderedDict([(style, first)])
         self._work_buf: np.ndarray | None = None
         self._out_ring: list[np.ndarray] | None = None
         self._src_buf: np.ndarray | None = None
@@ -130,8 +134,7 @@ class LiveToon:
             else:
                 cv2.resize(img, (ww, wh), dst=work[i], interpolation=cv2.INTER_AREA)
             inputs.append(work[i])
-        stylise = self._current  # one read: a switch lands between batches
-        layered = isinstance(stylise, FaceLayer)
+        stylise, layered = self._active  # one read: a switch lands between batches
         t0 = time.perf_counter()
         results = stylise.background(inputs) if layered else stylise(inputs, times)
         turn = self._turn
@@ -153,7 +156,12 @@ class LiveToon:
 
     def warm_up(self) -> None:
         """Run the current style once on a blank frame (compiles kernels, sizes arenas)."""
-        _warm(self._current, self.work_w, self.work_h)
+        _warm(self.current, self.work_w, self.work_h)
+
+    @property
+    def current(self) -> Stylise:
+        """The stylise callable of the current style."""
+        return self._active[0]
 
     def model_ms(self) -> float | None:
         """Median stylise time per call at the working size, over recent calls."""
@@ -180,7 +188,7 @@ class LiveToon:
 
     def _swap(self, style: str, stylise: Stylise, load_s: float) -> None:
         previous = self.style
-        self._current = stylise
+        self._active = (stylise, isinstance(stylise, FaceLayer))
         self.style = style
         self._cache[style] = stylise
         self._cache.move_to_end(style)

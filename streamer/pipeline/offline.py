@@ -9,6 +9,7 @@ with 130.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -25,7 +26,7 @@ from streamer.sources.image import IMAGE_SUFFIXES, is_image_path, read_image
 from streamer.sources.video_file import MediaError, VideoFileSource
 from streamer.toon.engine import (DEVICES, Engine, EngineSettings, EngineUnavailable,
                                   auto_device)
-from streamer.toon.stage import Stylise, ToonStage, full_frame, open_engine, ring_size
+from streamer.toon.stage import Stylise, ToonStage, open_engine, ring_size
 
 from .core import Pipeline, PipelineError, PipelineStats
 
@@ -74,7 +75,6 @@ class Engines:
         self._engine: Engine | None = engine  # an engine already started (benchmarks)
         self._head: Engine | None = None
         self._store = None
-        self._faces: tuple[Path, Path] | None | bool = False  # False: not looked up yet
 
     @property
     def store(self):
@@ -95,21 +95,21 @@ class Engines:
         s = self.settings
         return EngineSettings(device=s.device, precision=s.precision, threads=s.threads)
 
+    @functools.cached_property
     def face_files(self) -> tuple[Path, Path] | None:
         """(detector, head mask) when faces are on, else None (see FaceSettings.faces)."""
-        if self._faces is False:
-            from streamer.toon.faces.flow import face_files
-            self._faces = face_files(self.store, self.settings.faces)
-            if self._faces is None and self.settings.faces == "auto":
-                self.log("note: faces off: the face detector is not installed (run "
-                         "`python -m streamer.models fetch face mask` to turn faces on)")
-        return self._faces  # type: ignore[return-value]
+        from streamer.toon.faces.flow import face_files
+        files = face_files(self.store, self.settings.faces)
+        if files is None and self.settings.faces == "auto":
+            self.log("note: faces off: the face detector is not installed (run "
+                     "`python -m streamer.models fetch face mask` to turn faces on)")
+        return files
 
     def get(self) -> Engine:
         if self._engine is None:
             s = self.settings
             self._engine = open_engine(self.store, s.style, self._engine_settings())
-            faces = self.settings.describe_faces() if self.face_files() else "faces off"
+            faces = self.settings.describe_faces() if self.face_files else "faces off"
             self.log(f"engine: {self._engine.describe()}; style {s.style}, "
                      f"working short side {s.size}, {faces}")
         return self._engine
@@ -124,14 +124,10 @@ class Engines:
     def stylise(self, ring: int, fps: float = 30.0) -> Stylise:
         """A new stylise callable for one video or still: the face-aware flow when faces
         are on, else the official full-frame flow."""
+        from streamer.toon.faces.flow import build_flow
         s = self.settings
-        engine = self.get()
-        files = self.face_files()
-        if files is None:
-            return full_frame(engine, s.size, ring)
-        from streamer.toon.faces.flow import FaceAwareFlow
-        return FaceAwareFlow(engine, self.head(), *files, tracker=s.tracker_settings(),
-                             short_side=s.size, ring=ring, fps=fps)
+        return build_flow(self.get(), self.head, self.face_files, tracker=s.tracker_settings(),
+                          short_side=s.size, ring=ring, fps=fps)
 
 
 @dataclass

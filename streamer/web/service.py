@@ -34,7 +34,7 @@ from streamer.pipeline.offline import Engines, Log, one_line
 from streamer.sinks.video_file import OutputError
 from streamer.sources.video_file import MediaError, VideoFileSource
 from streamer.toon.engine import EngineSettings
-from streamer.toon.faces.flow import face_files, open_head_engine
+from streamer.toon.faces.flow import build_flow, face_files, open_head_engine
 from streamer.toon.flow import FullFrameFlow
 
 from . import convert
@@ -264,12 +264,9 @@ class ToonService:
         live path's factory shape; FaceAwareFlow with faces on, whose heads LiveToon pastes
         at the frame's own size)."""
         bg = self.engines(style).get()
-        short = min(work_wh)
-        if not faces:
-            return FullFrameFlow(bg, short_side=short, ring=2)
-        from streamer.toon.faces.flow import FaceAwareFlow
-        return FaceAwareFlow(bg, self._head_engine(style, bg), self.store.file_path("yunet.onnx"),
-                             self.store.file_path("alpha.jpg"), short_side=short, ring=2)
+        return build_flow(bg, lambda: self._head_engine(style, bg),
+                          face_files(self.store, "on" if faces else "off"),
+                          short_side=min(work_wh), ring=2)
 
     def _live_toon(self, session: str, style: str, faces: bool, w: int, h: int):
         from streamer.live.toon import LiveToon, working_size

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -80,7 +80,6 @@ class FaceAwareFlow:
         self.timings = FaceTimings()
         self._index = 0
         self._last_t: float | None = None
-        self._frame_hw: tuple[int, int] | None = None
         self._crops = np.empty((0, CROP_SIZE, CROP_SIZE, 3), np.uint8)
         self._heads = np.empty_like(self._crops)
         self.last_faces: list[list[FaceRender]] = []  # per frame of the latest call
@@ -120,11 +119,6 @@ class FaceAwareFlow:
             raise ValueError("give one timestamp per frame")
         t0 = time.perf_counter()
         h, w = frames[0].shape[:2]
-        if self._frame_hw != (h, w):
-            # A stream that changes size: the tracks and the flow's previous frame no longer
-            # fit, so start again as after a cut.
-            self.tracker.reset()
-            self._frame_hw = (h, w)
         # min_face counts pixels of the official working size (short side at most 720),
         # whatever working size this flow's background model runs at: the head crop comes
         # from the full frame, so a reduced bg size should not drop more faces.
@@ -203,6 +197,18 @@ def open_head_engine(store, style: str, settings: EngineSettings, bg: Engine) ->
     if store.source_for(style, "h") is None:
         return bg
     return create_engine(lambda p: store.onnx_model_path(style, "h", p), settings)
+
+
+def build_flow(bg: Engine, head: Callable[[], Engine], files: tuple[Path, Path] | None, *,
+               tracker: TrackerSettings = TrackerSettings(), short_side: int = OFFICIAL_SHORT_SIDE,
+               ring: int = 4, fps: float = 30.0) -> FullFrameFlow | FaceAwareFlow:
+    """The stylise callable a faces setting asks for: the official full-frame flow when
+    `files` (see `face_files`) is None, else the face-aware flow, whose head engine `head()`
+    opens only then."""
+    if files is None:
+        return FullFrameFlow(bg, short_side=short_side, ring=ring)
+    return FaceAwareFlow(bg, head(), *files, tracker=tracker, short_side=short_side,
+                         ring=ring, fps=fps)
 
 
 def face_aware_flow(style: str, settings: EngineSettings, *, store=None,

@@ -215,6 +215,7 @@ class FaceTracker:
         self._last_t: float | None = None
         self._gray_bufs: list[np.ndarray | None] = [None, None]
         self._gray_turn = 0
+        self._frame_hw: tuple[int, ...] | None = None
 
     def reset(self) -> None:
         self.tracks = []
@@ -227,6 +228,11 @@ class FaceTracker:
 
     def update(self, frame: np.ndarray, t: float, min_face_scale: float = 1.0) -> list[FaceRender]:
         st = self.settings
+        if self._frame_hw != frame.shape[:2]:
+            # A stream that changes size: the tracks and the previous grey frame no longer
+            # fit, so start again as on a first frame.
+            self.reset()
+            self._frame_hw = frame.shape[:2]
         small, scale = self.detector.downscale(frame)
         first = self.frames == 0
         self.frames += 1
