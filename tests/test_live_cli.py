@@ -77,7 +77,8 @@ def test_no_virtual_camera_is_one_line_with_the_modprobe_command(models_dir):
     if not _no_video_devices():
         pytest.skip("this machine has video devices (maybe a v4l2loopback)")
     t0 = time.monotonic()
-    rc, lines = _run(_tiny(models_dir, "--no-commands", "--sink", "vcam"))
+    # --seconds: a virtual camera that opened after all ends the run instead of hanging it
+    rc, lines = _run(_tiny(models_dir, "--no-commands", "--sink", "vcam", "--seconds", "5"))
     assert rc == 1
     assert lines[-1].startswith("error: no virtual camera")
     if "v4l2loopback" in BACKENDS:

@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import pytest
-import pyvirtualcam
 
 from streamer.config import LiveSettings
 from streamer.live.app import EngineFactory, LiveSession
@@ -49,9 +48,11 @@ class FakeCam:
 
 
 @pytest.fixture
-def fake_vcam():
+def fake_vcam(monkeypatch):
+    from pyvirtualcam.camera import BACKENDS
     FakeCam.instances = []
-    pyvirtualcam.register_backend("toonstream-test", FakeCam)
+    # registered for this test only: a later test must still find no virtual camera
+    monkeypatch.setitem(BACKENDS, "toonstream-test", FakeCam)
     return FakeCam
 
 

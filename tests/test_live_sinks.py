@@ -1,5 +1,5 @@
-"""Live sinks with no virtual camera device: a fake pyvirtualcam backend registered with
-`pyvirtualcam.register_backend`, the UDP stream read back by PyAV on 127.0.0.1, fan-out,
+"""Live sinks with no virtual camera device: a fake pyvirtualcam backend registered in
+its backend table for one test at a time, the UDP stream read back by PyAV on 127.0.0.1, fan-out,
 null, and the preview's GUI check."""
 from __future__ import annotations
 
@@ -59,10 +59,12 @@ class RgbOnlyCam(FakeCam):
 
 
 @pytest.fixture
-def fake_vcam():
+def fake_vcam(monkeypatch):
+    from pyvirtualcam.camera import BACKENDS
     FakeCam.instances = []
-    pyvirtualcam.register_backend("toonstream-fake", FakeCam)
-    pyvirtualcam.register_backend("toonstream-fake-rgb", RgbOnlyCam)
+    # registered for this test only: a later test must still find no virtual camera
+    monkeypatch.setitem(BACKENDS, "toonstream-fake", FakeCam)
+    monkeypatch.setitem(BACKENDS, "toonstream-fake-rgb", RgbOnlyCam)
     return FakeCam
 
 
@@ -94,7 +96,7 @@ def test_virtual_camera_falls_back_to_rgb_for_a_backend_without_bgr(fake_vcam):
     sink.close()
 
 
-def test_virtual_camera_is_paced_at_the_output_fps():
+def test_virtual_camera_is_paced_at_the_output_fps(fake_vcam):
     t = [0.0]
     sleeps = []
 
@@ -102,8 +104,6 @@ def test_virtual_camera_is_paced_at_the_output_fps():
         sleeps.append(s)
         t[0] += s
 
-    FakeCam.instances = []
-    pyvirtualcam.register_backend("toonstream-fake", FakeCam)
     sink = VirtualCamSink(32, 32, 30, backend="toonstream-fake", clock=lambda: t[0], sleep=sleep)
     img = np.zeros((32, 32, 3), np.uint8)
     sent_at = []
