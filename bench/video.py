@@ -3,6 +3,7 @@ plain one-frame-at-a-time loop, on one clip at one working size, in one run.
 
     python bench/video.py [CLIP] [--frames 24] [--size 720] [--device auto]
                           [--precision exact] [--batch 1] [--repeat 5] [--models DIR]
+                          [--faces off|on]
 
 (a) model only: the frames are decoded beforehand; the official full-frame flow (resize,
     white padding, engine, crop) runs on them one call at a time; nothing is encoded.
@@ -12,7 +13,9 @@ plain one-frame-at-a-time loop, on one clip at one working size, in one run.
 (c) the run_video pipeline (streamer.pipeline.offline.convert_video): three threads,
     audio remux, timestamps, temporary file and rename.
 
-All three share one engine, warmed up first, and the first --frames frames of the clip
+All three run the same stylise callable that run_video builds (`Engines.stylise`): the
+official full-frame flow with --faces off (the default), the face-aware flow with --faces on
+(a fresh one per run, so face tracks start alike). All three share one engine, warmed up first, and the first --frames frames of the clip
 (re-encoded once to a temporary clip so (c) reads exactly those). Each variant runs --repeat
 times, interleaved (the order rotating) so machine noise hits them alike; medians and ratios are printed. The
 goal: (c) >= 90% of (a), and (c) faster than (b).
@@ -37,7 +40,7 @@ from streamer.models import open_store  # noqa: E402
 from streamer.pipeline.offline import Engines, Log, convert_video  # noqa: E402
 from streamer.toon.engine import EngineSettings  # noqa: E402
 from streamer.toon.flow import padded_size, work_size  # noqa: E402
-from streamer.toon.stage import full_frame, open_engine  # noqa: E402
+from streamer.toon.stage import open_engine  # noqa: E402
 
 
 def cut_clip(src: Path, dst: Path, frames: int) -> int:
@@ -115,13 +118,15 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--style", default="anime")
     p.add_argument("--models", default=None)
+    p.add_argument("--faces", default="off", choices=("off", "on"),
+                   help="the face-aware flow in all three variants (default off)")
     args = p.parse_args()
 
     store = open_store(args.models)
     clip = Path(args.clip) if args.clip else store.root.parent / "media" / "tears_640x360.mp4"
     settings = VideoSettings(style=args.style, models=args.models, size=args.size,
                              batch=args.batch, device=args.device, precision=args.precision,
-                             overwrite=True, progress=False)
+                             overwrite=True, progress=False, faces=args.faces)
     engine = open_engine(store, args.style, EngineSettings(device=args.device,
                                                            precision=args.precision))
     engines = Engines(settings, Log(open(os.devnull, "w")), engine=engine)
@@ -136,18 +141,18 @@ def main() -> int:
         wh, ww = work_size(h, w, args.size)
         ph, pw = padded_size(wh, ww)
         print(f"clip: {clip.name}, first {n} frames, {w}x{h} -> model {pw}x{ph}; "
-              f"engine: {engine.describe()}; batch {args.batch}; {os.cpu_count()} CPUs")
-        flow = full_frame(engine, args.size, ring=2)
-        flow(images[: args.batch])  # warm-up: compiles kernels for this shape
+              f"engine: {engine.describe()}; batch {args.batch}; faces {args.faces}; "
+              f"{os.cpu_count()} CPUs")
+        engines.stylise(ring=2)(images[: args.batch])  # warm-up: compiles for this shape
         a, a_ms, b, c = [], [], [], []
 
         def run_a():
-            fps, ms = model_only(flow, images, args.batch)
+            fps, ms = model_only(engines.stylise(ring=2), images, args.batch)
             a.append(fps)
             a_ms.append(ms)
 
         def run_b():
-            b.append(plain_loop(flow, short, tmp / "plain.mp4", crf, preset))
+            b.append(plain_loop(engines.stylise(ring=2), short, tmp / "plain.mp4", crf, preset))
 
         def run_c():
             c.append(pipeline(settings, engines, short, tmp / "pipeline.mp4"))

@@ -164,6 +164,7 @@ def test_tracker_keeps_one_id_on_a_real_close_up_and_detects_only_every_k_frames
 class CountingEngine:
     def __init__(self, engine):
         self.engine, self.batches = engine, []
+        self.shape_bound = engine.shape_bound
 
     def run(self, batch, out=None):
         self.batches.append(batch.shape)

@@ -220,3 +220,13 @@ def test_paste_matches_the_whole_frame_blend_and_reuses_its_buffers_once_warm():
         if k == 0:
             warm = scratch.allocations
     assert scratch.allocations == warm  # smaller faces reuse the first face's buffers
+
+
+def test_head_batches_meet_few_shapes_on_engines_that_compile_per_shape():
+    from streamer.toon.faces.flow import head_batches
+    assert head_batches(1) == [(0, 1)]
+    assert head_batches(3) == [(0, 2), (2, 3)]
+    assert head_batches(8) == [(0, 8)]
+    assert head_batches(13) == [(0, 8), (8, 12), (12, 13)]
+    sizes = {stop - start for n in range(1, 41) for start, stop in head_batches(n)}
+    assert sizes == {1, 2, 4, 8}

@@ -54,6 +54,7 @@ class Engine(Protocol):
     backend: str  # "onnxruntime" or "openvino"
     device: str  # what actually runs, e.g. "cpu", "cuda", "openvino-cpu"
     precision: str  # numeric precision actually used: "fp32", "fp16", "bf16"
+    shape_bound: bool  # builds for each input shape: a new batch size costs a compile
 
     def run(self, batch: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Stylise a contiguous uint8 `[N, H, W, 3]` BGR batch (H, W multiples of 4)."""
@@ -117,6 +118,7 @@ class OrtEngine:
             raise EngineUnavailable(f"device {device!r} could not start ({provider} fell back to "
                                     f"{active}): {install}")
         self.device = device
+        self.shape_bound = device == "tensorrt"  # one engine per shape profile
         self.precision = "fp16" if graph_precision == "fp16" or options.get("trt_fp16_enable") else "fp32"
         self._binding = self.session.io_binding()
         self._on_cpu = device == "cpu"
@@ -159,6 +161,7 @@ class OpenVinoEngine:
         self._core, self._config = core, config
         self._model = core.read_model(str(model_for("fp32")))
         self._compiled: dict[tuple[int, ...], object] = {}
+        self.shape_bound = True  # compiled per shape, see _request
         self.device = "openvino-cpu"
         # Exact mode pins f32: recent OpenVINO picks bf16 by itself on CPUs that have it.
         self.precision = "bf16" if want == "bf16" else "fp32"

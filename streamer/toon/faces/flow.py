@@ -3,8 +3,8 @@ aligned face, pasted back with the soft head mask. Same call as FullFrameFlow.
 
 Per batch of frames: the full-frame flow (official 720 short side and white padding), then per
 frame the tracker's faces (see track.py), then ALL head crops of the batch through the head
-model together (in power-of-two runs, see `head_batches`), then the paste-back, largest face
-first, as the official code pastes them.
+model in one run (in a few power-of-two runs on engines that compile per shape, see
+`head_batches`), then the paste-back, largest face first, as the official code pastes them.
 
 One choice differs from the official code for frames whose short side is over 720: the
 official code crops the heads from, and pastes them onto, the reduced working frame and then
@@ -149,7 +149,8 @@ class FaceAwareFlow:
                 k += 1
         t1 = time.perf_counter()
         heads = self._heads[:n]
-        for start, stop in head_batches(n):
+        runs = head_batches(n) if self.head_engine.shape_bound else [(0, n)]
+        for start, stop in runs:
             self.head_engine.run(self._crops[start:stop], heads[start:stop])
         t2 = time.perf_counter()
         k = 0
@@ -165,9 +166,10 @@ class FaceAwareFlow:
 
 
 def head_batches(n: int, largest: int = 8) -> list[tuple[int, int]]:
-    """Split `n` head crops into runs of power-of-two sizes (at most `largest`): runtimes
-    that build per input shape (OpenVINO here, TensorRT) then meet at most four batch
-    sizes, so a face entering the shot does not stall the stream on a new compile."""
+    """Split `n` head crops into runs of power-of-two sizes (at most `largest`), for an
+    engine that builds per input shape (OpenVINO, TensorRT): it then meets at most four
+    batch sizes, so a face entering the shot does not stall the stream on a new compile.
+    Other engines take all the crops in one run."""
     runs, start = [], 0
     while start < n:
         size = min(largest, 1 << ((n - start).bit_length() - 1))
