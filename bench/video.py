@@ -10,7 +10,7 @@ plain one-frame-at-a-time loop, on one clip at one working size, in one run.
 (b) plain loop: decode a frame, stylise it, encode it, in sequence on one thread (what the
     official video script does with cv2.VideoCapture / cv2.VideoWriter), written with the
     same encoder settings as run_video.
-(c) the run_video pipeline (streamer.pipeline.offline.convert_video): three threads,
+(c) the run_video pipeline (streamer.video.app.convert_video): three threads,
     audio remux, timestamps, temporary file and rename.
 
 All three run the same stylise callable that run_video builds (`Engines.stylise`): the
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streamer.config import VideoSettings  # noqa: E402
 from streamer.models import open_store  # noqa: E402
-from streamer.pipeline.offline import Engines, Log, convert_video  # noqa: E402
+from streamer.video.app import Engines, Log, convert_video  # noqa: E402
 from streamer.toon.engine import EngineSettings  # noqa: E402
 from streamer.toon.flow import padded_size, work_size  # noqa: E402
 from streamer.toon.stage import open_engine  # noqa: E402

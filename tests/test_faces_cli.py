@@ -15,7 +15,7 @@ import pytest
 from streamer.config import ConfigError, LiveSettings, VideoSettings, build_settings
 from streamer.live import app as live_app
 from streamer.live.toon import LiveToon, working_size
-from streamer.pipeline.offline import main
+from streamer.video.app import main
 from streamer.toon.engine import EngineSettings
 from streamer.toon.faces.compose import load_head_mask
 from streamer.toon.faces.flow import FaceAwareFlow, face_aware_flow

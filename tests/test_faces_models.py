@@ -17,8 +17,8 @@ from streamer.toon.faces.detect import FaceDetector
 from streamer.toon.faces.flow import FaceAwareFlow
 from streamer.toon.faces.track import FaceTracker, TrackerSettings, box_iou
 from streamer.toon.flow import FullFrameFlow
-from streamer.toon.onnx_graph import build_onnx
-from streamer.toon.weights import load_weights
+from streamer.models.dctnet.onnx_graph import build_onnx
+from streamer.models.dctnet.weights import load_weights
 
 COMPOUND_STYLES = ("anime", "3d", "sketch")
 IMAGES = ("astronaut", "luciano", "event", "tears")

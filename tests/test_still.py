@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from streamer.pipeline.offline import main
+from streamer.video.app import main
 
 STYLES = ("anime", "3d", "handdrawn", "sketch", "artstyle", "sd-design", "sd-illustration")
 IMAGES = ("astronaut", "event", "luciano", "tears")

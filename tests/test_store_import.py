@@ -10,7 +10,7 @@ import pytest
 
 from streamer.models import ModelNotInstalled, Store, UnknownModel
 from streamer.models.cli import main
-from streamer.toon.onnx_graph import CONVERTER_VERSION
+from streamer.models.dctnet.onnx_graph import CONVERTER_VERSION
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import pytest
 
 from streamer.models.store import Store
 from streamer.toon.engine import EngineSettings, EngineUnavailable, create_engine
-from streamer.toon.weights import GENERATOR_CONVS, PARAMETER_COUNT, ModelFormatError, load_weights
+from streamer.models.dctnet.weights import GENERATOR_CONVS, PARAMETER_COUNT, ModelFormatError, load_weights
 
 STYLES = ("anime", "3d", "handdrawn", "sketch", "artstyle", "sd-design", "sd-illustration")
 IMAGES = ("astronaut", "luciano", "event", "tears")

@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 
-from streamer.pipeline.offline import main
+from streamer.video.app import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = "64"  # working short side: tiny, so CI stays fast on two cores
@@ -543,7 +543,7 @@ def test_progress_counts_stream_time_when_the_container_has_no_frame_count():
     import io
 
     from streamer.pipeline.core import PipelineStats
-    from streamer.pipeline.offline import Progress
+    from streamer.video.app import Progress
 
     buf = io.StringIO()
     bar = Progress(0, 10.0, 1.0, "clip.mkv", True, file=buf)

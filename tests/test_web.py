@@ -69,7 +69,7 @@ def test_video_keeps_frames_and_audio_and_reports_progress(service, tmp_path):
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
     assert calls[-1][1:] == (frames, frames)
     # the command line's tqdm class is back in place
-    from streamer.pipeline import offline
+    from streamer.video import app as offline
     assert offline.Progress.__name__ == "Progress"
 
 

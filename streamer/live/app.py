@@ -35,7 +35,7 @@ from .stats import LiveStats, StatusReporter, summary
 from .toon import LiveToon, working_size
 
 EXIT_OK = 0
-from streamer.pipeline.offline import _fail  # noqa: E402  one-line error report, shared
+from streamer.video.app import _fail  # noqa: E402  one-line error report, shared
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -71,7 +71,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from streamer.sources.camera import CameraError
     from streamer.sources.video_file import MediaError
     from streamer.toon.engine import EngineUnavailable
-    from streamer.toon.weights import ModelFormatError
+    from streamer.models.dctnet.weights import ModelFormatError
     return (LiveError, ConfigError, CameraError, MediaError, VirtualCameraError, PreviewError,
             StreamError, OutputError, EngineUnavailable, StoreError, ModelFormatError)
 

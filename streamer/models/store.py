@@ -94,7 +94,7 @@ def _check_structure(path: Path, fmt: str | None = None) -> str | None:
     will load."""
     fmt = fmt or _fmt_of(path)
     if fmt in ("pb", "tflite"):
-        from streamer.toon.weights import ModelFormatError, load_weights
+        from streamer.models.dctnet.weights import ModelFormatError, load_weights
 
         try:
             got = load_weights(path).source_format
@@ -215,8 +215,8 @@ class Store:
         return f"{style}_{part}{suffix}.onnx"
 
     def _build(self, style: str, part: str, precision: str, src: Path) -> Path:
-        from streamer.toon.onnx_graph import CONVERTER_VERSION, build_onnx
-        from streamer.toon.weights import ModelFormatError, load_weights
+        from streamer.models.dctnet.onnx_graph import CONVERTER_VERSION, build_onnx
+        from streamer.models.dctnet.weights import ModelFormatError, load_weights
 
         out = self.onnx_dir / self._onnx_name(style, part, precision)
         meta_path = out.with_suffix(".json")
@@ -279,7 +279,7 @@ class Store:
     def import_file(self, src: Path | str, style: str, part: str = "bg",
                     precision: str = "fp32") -> ImportResult:
         """Add a hand-downloaded official .pb or .tflite conversion, then build its ONNX."""
-        from streamer.toon.weights import ModelFormatError, load_weights
+        from streamer.models.dctnet.weights import ModelFormatError, load_weights
 
         src = Path(src).expanduser()
         rec = self._style_file(style, part)

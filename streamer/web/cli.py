@@ -11,7 +11,7 @@ import ipaddress
 import signal
 import sys
 
-from streamer.pipeline.offline import Log, one_line
+from streamer.video.app import Log, one_line
 from streamer.toon.engine import DEVICES
 
 DEFAULT_HOST = "127.0.0.1"
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
         log(f"error: the web page needs Gradio ({one_line(exc)}): "
             f"pip install 'toonstream[web]'")
         return 1
-    from streamer.pipeline.offline import user_errors as offline_errors
+    from streamer.video.app import user_errors as offline_errors
 
     from .service import Limits, ToonService
 

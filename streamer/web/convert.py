@@ -1,7 +1,7 @@
 """The web page's bridge to the offline conversion that `run_video.py` runs.
 
 Nothing here converts anything itself: a photo goes through `convert_still` and a video
-through `convert_video` from `streamer.pipeline.offline`, the very functions behind
+through `convert_video` from `streamer.video.app`, the very functions behind
 `python run_video.py IN -o OUT`, with the same settings object (`VideoSettings`) and the same
 engine holder (`Engines`). So a photo converted on the page is byte-for-byte what the
 command line writes for the same file and settings.
@@ -15,8 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from streamer.pipeline import offline
-from streamer.pipeline.offline import Engines, Log, Result
+from streamer.video import app as offline
+from streamer.video.app import Engines, Log, Result
 
 #: on_progress(fraction 0..1 or None when unknown, frames written, frames expected or 0)
 ProgressCallback = Callable[[float | None, int, int], None]

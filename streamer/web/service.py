@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from streamer.config import VideoSettings, build_settings
-from streamer.pipeline.offline import Engines, Log, one_line
+from streamer.video.app import Engines, Log, one_line
 from streamer.sinks.video_file import OutputError
 from streamer.sources.video_file import MediaError, VideoFileSource
 from streamer.toon.engine import EngineSettings
@@ -67,7 +67,7 @@ class Limits:
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """The errors whose message the page shows as it is (the command line's user errors)."""
-    from streamer.pipeline.offline import user_errors as offline_errors
+    from streamer.video.app import user_errors as offline_errors
     return (WebError, *offline_errors())
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .flatbuf import FlatBufferError, Table, root_table
-from .graphdef import GraphDefError, read_graphdef
+from streamer.models.formats.flatbuf import FlatBufferError, Table, root_table
+from streamer.models.formats.graphdef import GraphDefError, read_graphdef
 
 
 class ModelFormatError(ValueError):

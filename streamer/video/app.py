@@ -28,7 +28,7 @@ from streamer.toon.engine import (DEVICES, Engine, EngineSettings, EngineUnavail
                                   auto_device)
 from streamer.toon.stage import Stylise, ToonStage, open_engine, ring_size
 
-from .core import Pipeline, PipelineError, PipelineStats
+from streamer.pipeline.core import Pipeline, PipelineError, PipelineStats
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -43,7 +43,7 @@ def _store_errors() -> tuple[type[BaseException], ...]:
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    from streamer.toon.weights import ModelFormatError
+    from streamer.models.dctnet.weights import ModelFormatError
     return (ConfigError, MediaError, OutputError, EngineUnavailable, ModelFormatError,
             *_store_errors())
 

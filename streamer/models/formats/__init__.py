@@ -1,0 +1,2 @@
+"""Readers for the file formats model weights come in, without their frameworks: protobuf
+wire format (protowire), TensorFlow GraphDef (graphdef) and FlatBuffers (flatbuf, TFLite)."""

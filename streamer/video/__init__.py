@@ -1,0 +1,1 @@
+"""run_video.py: offline conversion of video files, stills and folders."""
