@@ -33,8 +33,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streamer.config import LiveSettings, parse_size  # noqa: E402
-from streamer.live.app import EngineFactory, LiveSession  # noqa: E402
-from streamer.live.toon import LiveToon, working_size  # noqa: E402
+from streamer.live.session import LiveSession  # noqa: E402
+from streamer.toon.styles import StyleFlows  # noqa: E402
+from streamer.live.toon import LiveToon, style_factory, working_size  # noqa: E402
 from streamer.sinks.null import NullSink  # noqa: E402
 from streamer.sources.synthetic import SyntheticSource  # noqa: E402
 from streamer.toon.stage import ring_size  # noqa: E402
@@ -75,8 +76,8 @@ def _first_frame(clip: str) -> np.ndarray:
 def run_one(settings: LiveSettings, cam_w: int, cam_h: int, fps: float, work, seconds: float,
             runs: int, clip: str | None = None) -> dict:
     work_wh = working_size(cam_w, cam_h, work)
-    factory = EngineFactory(settings, work_wh)
-    toon = LiveToon(factory, settings.style, work_wh, (cam_w, cam_h), ring=ring_size(1, 1))
+    flows = StyleFlows.from_settings(settings)
+    toon = LiveToon(style_factory(flows, work_wh, fps), settings.style, work_wh, (cam_w, cam_h), ring=ring_size(1, 1))
     toon.warm_up()
     if clip is None:
         bare, img = toon.current, None
@@ -110,7 +111,7 @@ def run_one(settings: LiveSettings, cam_w: int, cam_h: int, fps: float, work, se
     lat = result["latency_ms"]
     return {
         "work": f"{work_wh[0]}x{work_wh[1]}", "output": f"{cam_w}x{cam_h}",
-        "engine": factory.describe(settings.style),
+        "engine": flows.describe(settings.style),
         "model_ms": round(model_ms, 1),
         "model_ms_before_after": [round(statistics.median(model_before), 1),
                                   round(statistics.median(model_after), 1)],
@@ -126,7 +127,7 @@ def run_one(settings: LiveSettings, cam_w: int, cam_h: int, fps: float, work, se
         "rss_mb_end": round(rss_end, 1),
         "seconds": result["seconds"],
         "faces_pasted": result["faces_pasted"],
-        "faces": factory.describe_faces(),
+        "faces": flows.describe_faces(),
     }
 
 

@@ -13,7 +13,7 @@ plain one-frame-at-a-time loop, on one clip at one working size, in one run.
 (c) the run_video pipeline (streamer.video.app.convert_video): three threads,
     audio remux, timestamps, temporary file and rename.
 
-All three run the same stylise callable that run_video builds (`Engines.stylise`): the
+All three run the same stylise callable that run_video builds (`Job.stylise`): the
 official full-frame flow with --faces off (the default), the face-aware flow with --faces on
 (a fresh one per run, so face tracks start alike). All three share one engine, warmed up first, and the first --frames frames of the clip
 (re-encoded once to a temporary clip so (c) reads exactly those). Each variant runs --repeat
@@ -37,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streamer.config import VideoSettings  # noqa: E402
 from streamer.models import open_store  # noqa: E402
-from streamer.video.app import Engines, Log, convert_video  # noqa: E402
-from streamer.toon.engine import EngineSettings  # noqa: E402
+from streamer.report import Log  # noqa: E402
 from streamer.toon.flow import padded_size, work_size  # noqa: E402
-from streamer.toon.stage import open_engine  # noqa: E402
+from streamer.toon.styles import StyleFlows  # noqa: E402
+from streamer.video.convert import Job, convert_video  # noqa: E402
 
 
 def cut_clip(src: Path, dst: Path, frames: int) -> int:
@@ -101,9 +101,8 @@ def plain_loop(flow, src: Path, dst: Path, crf: str, preset: str) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def pipeline(settings: VideoSettings, engines: Engines, src: Path, dst: Path) -> float:
-    r = convert_video(src, dst, settings, engines, Log(open(os.devnull, "w")))
-    return r.fps
+def pipeline(job: Job, src: Path, dst: Path) -> float:
+    return convert_video(src, dst, job).fps
 
 
 def main() -> int:
@@ -127,9 +126,8 @@ def main() -> int:
     settings = VideoSettings(style=args.style, models=args.models, size=args.size,
                              batch=args.batch, device=args.device, precision=args.precision,
                              overwrite=True, progress=False, faces=args.faces)
-    engine = open_engine(store, args.style, EngineSettings(device=args.device,
-                                                           precision=args.precision))
-    engines = Engines(settings, Log(open(os.devnull, "w")), engine=engine)
+    job = Job(settings, Log(open(os.devnull, "w")), StyleFlows.from_settings(settings, store=store))
+    engine = job.engine()
     crf, preset = "18", "medium"  # run_video's libx264 defaults
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -143,19 +141,19 @@ def main() -> int:
         print(f"clip: {clip.name}, first {n} frames, {w}x{h} -> model {pw}x{ph}; "
               f"engine: {engine.describe()}; batch {args.batch}; faces {args.faces}; "
               f"{os.cpu_count()} CPUs")
-        engines.stylise(ring=2)(images[: args.batch])  # warm-up: compiles for this shape
+        job.stylise(ring=2)(images[: args.batch])  # warm-up: compiles for this shape
         a, a_ms, b, c = [], [], [], []
 
         def run_a():
-            fps, ms = model_only(engines.stylise(ring=2), images, args.batch)
+            fps, ms = model_only(job.stylise(ring=2), images, args.batch)
             a.append(fps)
             a_ms.append(ms)
 
         def run_b():
-            b.append(plain_loop(engines.stylise(ring=2), short, tmp / "plain.mp4", crf, preset))
+            b.append(plain_loop(job.stylise(ring=2), short, tmp / "plain.mp4", crf, preset))
 
         def run_c():
-            c.append(pipeline(settings, engines, short, tmp / "pipeline.mp4"))
+            c.append(pipeline(job, short, tmp / "pipeline.mp4"))
 
         order = [run_a, run_b, run_c]
         for r in range(args.repeat):

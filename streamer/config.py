@@ -14,10 +14,11 @@ import dataclasses
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 import yaml
 
+from streamer.errors import UserError
 from streamer.toon.engine import DEVICES, PRECISIONS
 from streamer.toon.faces.detect import OFFICIAL_MAX_FACES, OFFICIAL_MIN_FACE
 from streamer.toon.faces.track import TrackerSettings
@@ -26,7 +27,7 @@ from streamer.toon.flow import OFFICIAL_SHORT_SIDE
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A bad preset or setting, in one line for the user."""
 
 
@@ -71,13 +72,6 @@ class FaceSettings:
         return TrackerSettings(detect_every=self.detect_every, min_cutoff=self.smooth_cutoff,
                                beta=self.smooth_beta, fade_s=self.fade,
                                max_faces=self.max_faces, min_face=self.min_face)
-
-    def describe_faces(self) -> str:
-        """For the log line that says what runs."""
-        if not self.tracking:
-            return f"faces on (per-frame detection, official; up to {self.max_faces})"
-        return (f"faces on (detect every {self.detect_every} frames, tracked and smoothed; "
-                f"up to {self.max_faces})")
 
 
 @dataclass(frozen=True)
@@ -285,29 +279,43 @@ def _check_engine_options(device: str, precision: str, threads: int | None) -> N
         raise ConfigError(f"threads must be at least 1, got {threads}")
 
 
+def default_help(cls: type) -> Callable[[str], str]:
+    """`d(name)` -> "(default VALUE)" from the settings dataclass itself, so a help text
+    never repeats a default by hand (and never drifts from it)."""
+    defaults = {f.name: f.default for f in fields(cls)}
+
+    def d(name: str) -> str:
+        value = defaults[name]
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        return f"(default {value})"
+    return d
+
+
 def add_face_options(parser: argparse.ArgumentParser) -> None:
     """The face-aware flow's options, the same for run_video and run_stream (no defaults
     here: an option not given keeps the preset's value; see build_settings)."""
+    d = default_help(FaceSettings)
     g = parser.add_argument_group(
         "faces", "Each face is aligned, stylised by the head model and pasted over the "
                  "whole-frame result, tracked over time so it does not wobble or pop.")
     g.add_argument("--faces", choices=FACE_MODES,
-                   help="auto (default): on when the face detector is installed")
+                   help=f"auto: on when the face detector is installed {d('faces')}")
     g.add_argument("--max-faces", type=int, metavar="N",
-                   help=f"faces per frame, largest first (default {OFFICIAL_MAX_FACES})")
+                   help=f"faces per frame, largest first {d('max_faces')}")
     g.add_argument("--min-face", type=int, metavar="PX",
                    help=f"skip faces this small or smaller, in pixels of the 720 working "
-                        f"size (default {OFFICIAL_MIN_FACE}, as the official code; 0: all)")
+                        f"size, as the official code; 0: all {d('min_face')}")
     g.add_argument("--no-tracking", dest="tracking", action="store_false",
                    help="detect every frame with no smoothing or fades (the official "
                         "behaviour; faces jitter)")
     g.add_argument("--detect-every", type=int, metavar="N",
-                   help="frames between detections while tracking (default 5)")
+                   help=f"frames between detections while tracking {d('detect_every')}")
     g.add_argument("--smooth-cutoff", type=float, metavar="HZ",
-                   help="One-Euro minimum cutoff: lower is steadier, higher reacts sooner "
-                        "(default 0.3)")
+                   help=f"One-Euro minimum cutoff: lower is steadier, higher reacts sooner "
+                        f"{d('smooth_cutoff')}")
     g.add_argument("--smooth-beta", type=float, metavar="B",
-                   help="One-Euro speed gain: higher follows fast motion more closely "
-                        "(default 0.5)")
+                   help=f"One-Euro speed gain: higher follows fast motion more closely "
+                        f"{d('smooth_beta')}")
     g.add_argument("--fade", type=float, metavar="S",
-                   help="seconds a face takes to fade in or out (default 0.2)")
+                   help=f"seconds a face takes to fade in or out {d('fade')}")

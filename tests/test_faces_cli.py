@@ -18,7 +18,8 @@ from streamer.live.toon import LiveToon, working_size
 from streamer.video.app import main
 from streamer.toon.engine import EngineSettings
 from streamer.toon.faces.compose import load_head_mask
-from streamer.toon.faces.flow import FaceAwareFlow, face_aware_flow
+from streamer.toon.faces.flow import FaceAwareFlow
+from streamer.toon.styles import StyleFlows
 from streamer.toon.flow import FullFrameFlow
 from streamer.models import open_store
 
@@ -214,7 +215,7 @@ def test_live_heads_are_cut_from_and_pasted_at_the_output_size(models_dir, golde
     output-size frame, so inside the head mask the live result is the full-size one."""
     store = open_store(models_dir)
     settings = EngineSettings(device="cpu", precision="exact")
-    full = face_aware_flow("anime", settings, store=store, ring=2)
+    full = StyleFlows(store, settings, faces="on").flow("anime", ring=2)
     live_flow = FaceAwareFlow(full.bg.engine, full.head_engine, store.file_path("yunet.onnx"),
                               store.file_path("alpha.jpg"), short_side=144, ring=2)
     img = cv2.imread(str(golden_dir / "flow" / "luciano.png"))
@@ -257,8 +258,8 @@ def test_run_stream_pastes_faces_when_on_and_not_when_off(models_dir, event_clip
 
 
 def test_a_stream_that_changes_size_starts_its_face_tracks_again(models_dir, golden_dir):
-    flow = face_aware_flow("anime", EngineSettings(device="cpu", precision="exact"),
-                           store=open_store(models_dir), ring=2)
+    flow = StyleFlows(open_store(models_dir), EngineSettings(device="cpu", precision="exact"),
+                      faces="on").flow("anime", ring=2)
     img = cv2.imread(str(golden_dir / "flow" / "luciano.png"))
     small = cv2.resize(img, (img.shape[1] * 3 // 4, img.shape[0] * 3 // 4),
                        interpolation=cv2.INTER_AREA)

@@ -83,7 +83,9 @@ def test_alignment_reproduces_the_official_transforms(faces_json):
             np.testing.assert_allclose(m, face["M"], atol=1e-3, rtol=0, err_msg=name)
             np.testing.assert_allclose(m_inv, face["M_inv"], atol=1e-3, rtol=0, err_msg=name)
             # In fact they are the same numbers, not just close.
-            assert np.abs(m - np.array(face["M"])).max() < 1e-9
+            # A wrong transform is off by pixels; the same least squares on another x86
+            # CPU differs in the last bits (1.3e-9 seen), so compare at 1e-6 of a pixel.
+            np.testing.assert_allclose(m, np.array(face["M"]), rtol=0, atol=1e-6)
             n += 1
     assert n == 8
 

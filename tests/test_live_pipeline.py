@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from streamer.config import LiveSettings
-from streamer.live.app import EngineFactory, LiveSession
+from streamer.live.session import LiveSession
+from streamer.toon.styles import StyleFlows
 from streamer.live.controls import Command
-from streamer.live.toon import LiveToon, working_size
+from streamer.live.toon import LiveToon, style_factory, working_size
 from streamer.sinks.null import NullSink
 from streamer.sinks.virtualcam import VirtualCamSink
 from streamer.sources.synthetic import SyntheticSource
@@ -72,6 +73,11 @@ def _session(source, sinks, toon, **kw) -> LiveSession:
     return LiveSession(source, sinks, toon, styles=STYLES, log=lambda line: None, **kw)
 
 
+def live_factory(settings: LiveSettings, work_wh):
+    """style -> stylise at the working size, as run_stream builds it."""
+    return style_factory(StyleFlows.from_settings(settings), work_wh)
+
+
 def _toon(factory, work=(112, 64), out=(320, 180), style="anime"):
     return LiveToon(factory, style, work, out, ring=ring_size(1, 1))
 
@@ -80,7 +86,7 @@ def _toon(factory, work=(112, 64), out=(320, 180), style="anime"):
 def real_factory(models_dir):
     settings = LiveSettings(models=str(models_dir), device="auto", precision="fast",
                             sinks=("null",))
-    return EngineFactory(settings, (112, 64))
+    return live_factory(settings, (112, 64))
 
 
 def test_working_size_keeps_the_aspect_on_multiples_of_16():
@@ -138,7 +144,7 @@ def test_latency_stays_bounded_with_the_real_model_slower_than_the_camera(models
     """The real model at a working size where it is slower than a 60 fps camera."""
     settings = LiveSettings(models=str(models_dir), device="auto", precision="fast",
                             sinks=("null",))
-    factory = EngineFactory(settings, (448, 256))
+    factory = live_factory(settings, (448, 256))
     toon = LiveToon(factory, "anime", (448, 256), (640, 360), ring=ring_size(1, 1))
     toon.warm_up()
     fps = 60.0

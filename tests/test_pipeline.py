@@ -15,7 +15,9 @@ import pytest
 from streamer.config import ConfigError, VideoSettings, build_settings
 from streamer.frame import Frame
 from streamer.pipeline import END, FrameQueue, Pipeline, PipelineError, Stopped
-from streamer.toon.stage import ToonStage, full_frame, open_engine, ring_size
+from streamer.stages import Sink, Source
+from streamer.toon.flow import FullFrameFlow
+from streamer.toon.stage import ToonStage, ring_size
 
 TB = Fraction(1, 25)
 
@@ -26,7 +28,7 @@ def _frames(n: int, h: int = 8, w: int = 8):
                     image=np.full((h, w, 3), i % 256, np.uint8))
 
 
-class ListSource:
+class ListSource(Source):
     def __init__(self, n: int, fail_at: int | None = None, delay: float = 0.0):
         self.n, self.fail_at, self.delay = n, fail_at, delay
 
@@ -55,7 +57,7 @@ class Invert:
         return [255 - img for img in images]
 
 
-class ListSink:
+class ListSink(Sink):
     def __init__(self, fail_at: int | None = None, delay: float = 0.0):
         self.frames: list[Frame] = []
         self.images: list[np.ndarray] = []
@@ -216,22 +218,23 @@ def test_stylised_frames_stay_valid_until_the_sink_has_written_them(models_dir):
     by ring_size(), a slow sink still sees every frame's own result."""
     from streamer.models import open_store
     from streamer.toon.engine import EngineSettings
+    from streamer.toon.styles import StyleFlows
 
-    engine = open_engine(open_store(str(models_dir)), "anime", EngineSettings(device="cpu"))
+    engine = StyleFlows(open_store(str(models_dir)), EngineSettings(device="cpu")).engine("anime")
     queue, batch = 2, 2
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (40, 56, 3), np.uint8) for _ in range(12)]
-    reference = full_frame(engine, 32, ring=1)
+    reference = FullFrameFlow(engine, 32, ring=1)
     expected = [reference([img])[0].copy() for img in images]
 
-    class Source:
+    class Images(Source):
         def frames(self):
             for i, img in enumerate(images):
                 yield Frame(i, i, TB, time.monotonic(), img)
 
     sink = ListSink(delay=0.01)
-    stage = ToonStage(full_frame(engine, 32, ring=ring_size(queue, batch)), batch)
-    Pipeline(Source(), stage, sink, queue_size=queue).run()
+    stage = ToonStage(FullFrameFlow(engine, 32, ring=ring_size(queue, batch)), batch)
+    Pipeline(Images(), stage, sink, queue_size=queue).run()
     assert len(sink.images) == len(images)
     for got, want in zip(sink.images, expected):
         np.testing.assert_array_equal(got, want)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import onnx
 import pytest
@@ -128,12 +129,29 @@ def test_missing_style_error_names_the_commands(store):
     assert "python -m streamer.models import FILE --style handdrawn" in msg
 
 
+def _read_only_copy(models_dir: Path, root: Path, *names: str) -> Path:
+    """A store holding `names` (paths under the store) with every write bit removed: what a
+    shared, read-only store looks like, whoever runs the test (root included)."""
+    for name in names:
+        dst = root / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(models_dir / name, dst)
+    for p in sorted(root.rglob("*"), reverse=True) + [root]:
+        p.chmod(p.stat().st_mode & ~0o222)
+    return root
+
+
 def test_read_only_store_builds_onnx_in_the_user_cache(models_dir, tmp_path):
-    store = Store(models_dir)
-    assert not store.writable
-    path = store.onnx_model_path("3d")
-    assert path == tmp_path / "user-cache" / "onnx" / "3d_bg.onnx"
-    assert not (models_dir / "onnx").exists()
+    ro = _read_only_copy(models_dir, tmp_path / "ro-store", "dctnet/cartoon_3d_bg.pb")
+    try:
+        store = Store(ro)
+        assert not store.writable
+        path = store.onnx_model_path("3d")
+        assert path == tmp_path / "user-cache" / "onnx" / "3d_bg.onnx"
+        assert path.is_file() and not (ro / "onnx").exists()
+    finally:  # let pytest clean its tmp_path
+        for p in [ro, *ro.rglob("*")]:
+            p.chmod(p.stat().st_mode | 0o200)
 
 
 def test_sources_prefer_pb_and_head_falls_back_to_bg(models_dir):

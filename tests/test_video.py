@@ -543,7 +543,7 @@ def test_progress_counts_stream_time_when_the_container_has_no_frame_count():
     import io
 
     from streamer.pipeline.core import PipelineStats
-    from streamer.video.app import Progress
+    from streamer.video.progress import Progress
 
     buf = io.StringIO()
     bar = Progress(0, 10.0, 1.0, "clip.mkv", True, file=buf)

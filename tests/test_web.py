@@ -68,9 +68,6 @@ def test_video_keeps_frames_and_audio_and_reports_progress(service, tmp_path):
     fractions = [f for f, _, _ in calls if f is not None]
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
     assert calls[-1][1:] == (frames, frames)
-    # the command line's tqdm class is back in place
-    from streamer.video import app as offline
-    assert offline.Progress.__name__ == "Progress"
 
 
 def test_limits_give_clear_messages(service, tmp_path):
@@ -97,8 +94,8 @@ def test_limits_give_clear_messages(service, tmp_path):
         service.photo(tmp_path / "p.png", "no-such-style")
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
-    from streamer.web.service import user_errors
-    with pytest.raises(user_errors(), match="not an image"):
+    from streamer.errors import UserError
+    with pytest.raises(UserError, match="not an image"):
         service.photo(bad, "anime")
 
 

@@ -131,6 +131,10 @@ class StatusReporter:
         self._last_drops: dict[str, int] = {}
         self.latest: Window | None = None
 
+    def restart(self, now: float) -> None:
+        """Count the first window from `now` (the moment the stream starts)."""
+        self._last_t = now
+
     def window(self, now: float | None = None) -> Window:
         now = time.monotonic() if now is None else now
         dt = max(now - self._last_t, 1e-9)

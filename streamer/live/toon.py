@@ -49,6 +49,15 @@ class FaceLayer(Protocol):
     last_faces: list  # per frame of the latest call: the faces pasted
 
 
+def style_factory(flows, work_wh: tuple[int, int], fps: float = 30.0
+                  ) -> Callable[[str], Stylise]:
+    """style -> stylise callable at the working size, from the composition layer
+    (streamer.toon.styles.StyleFlows): what LiveToon builds each style with."""
+    def factory(style: str) -> Stylise:
+        return flows.flow(style, short_side=min(work_wh), ring=2, fps=fps)
+    return factory
+
+
 def working_size(frame_w: int, frame_h: int, spec: int | tuple[int, int]) -> tuple[int, int]:
     """(width, height) the model runs at. A short side keeps the frame's aspect with both
     sides rounded to multiples of 16 (so the official flow adds no white padding), and is

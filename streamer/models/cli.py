@@ -1,6 +1,7 @@
 """`python -m streamer.models`: fetch, import, list and verify model files.
 
-Every user-facing failure is one `error: ...` line on stderr and exit status 2; progress
+Every user-facing failure is one `error: ...` line on stderr and exit status 2 (see
+streamer.report); progress
 bars and notes go to stderr too, so stdout carries only results.
 """
 from __future__ import annotations
@@ -10,13 +11,15 @@ import logging
 import sys
 from pathlib import Path
 
+from streamer.report import EXIT_INTERRUPTED, EXIT_USAGE, Log, fail
+
 from .catalog import PARTS
 from .download import DownloadOptions, sha256_file
 from .errors import StoreError
 from .paths import describe_root_origin
 from .store import PRECISIONS, Store
 
-EXIT_ERROR = 2
+EXIT_ERROR = EXIT_USAGE
 log = logging.getLogger("streamer.models")
 
 
@@ -152,17 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     log.propagate = False
     try:
         return _COMMANDS[args.command](Store.open(args.models), args)
-    except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except OSError as exc:
-        # Disk full, permission denied and the like: the user's environment, not a bug.
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
-        return EXIT_ERROR
+    except (StoreError, OSError) as exc:
+        return fail(exc, Log(), status=EXIT_ERROR)
     except KeyboardInterrupt:
-        print("error: interrupted (a partial download is kept and resumed next time)",
-              file=sys.stderr)
-        return 130
+        Log()("error: interrupted (a partial download is kept and resumed next time)")
+        return EXIT_INTERRUPTED
     finally:
         log.removeHandler(handler)

@@ -1,8 +1,10 @@
 """Errors the model store raises for the user; each message is one line."""
 from __future__ import annotations
 
+from streamer.errors import UserError
 
-class StoreError(Exception):
+
+class StoreError(UserError):
     """A user-facing model store failure; str(exc) is one line, shown as `error: ...`."""
 
 

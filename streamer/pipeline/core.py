@@ -21,10 +21,12 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Protocol
 
 from streamer.frame import Frame
+from streamer.stages import Sink, Source
 
 
 class Stopped(Exception):
@@ -115,27 +117,11 @@ class FrameQueue:
             self._not_full.notify_all()
 
 
-class Source(Protocol):
-    def frames(self) -> Iterator[Frame]:
-        """Yield frames in presentation order; runs in the source thread."""
-        ...
-
-
 class Stage(Protocol):
     batch_size: int
 
     def __call__(self, frames: list[Frame]) -> list[Frame]:
         """Process a batch (1..batch_size frames); runs in the toon thread."""
-        ...
-
-
-class Sink(Protocol):
-    def write(self, frame: Frame) -> None:
-        """Consume one frame; runs in the sink thread."""
-        ...
-
-    def finish(self) -> None:
-        """The stream ended normally (not called after an error or an abort)."""
         ...
 
 
@@ -181,19 +167,13 @@ class Pipeline:
         self._running = 0
         self._all_done = threading.Event()
 
-    @staticmethod
-    def frames_in_flight(queue_size: int, batch: int) -> int:
-        """The most stylised frames alive at once after the toon stage (queue 2, the frame
-        the sink holds, the batch being made, and one spare); a stage that reuses output
-        buffers needs a ring of more batches than this."""
-        return queue_size + batch + 2
-
     # --- control ---------------------------------------------------------------------
 
     def request_stop(self) -> None:
         """Stop taking new frames; what is in flight still reaches the sink, which then
-        finishes normally (live mode's clean stop)."""
+        finishes normally (live mode's clean stop). Any thread."""
         self._stop_requested.set()
+        self.source.stop()
 
     def abort(self) -> None:
         """Stop all three stages now; in-flight frames are discarded."""
@@ -211,10 +191,10 @@ class Pipeline:
 
     def _run_source(self) -> None:
         busy = self.stats.busy_s
-        it = iter(self.source.frames())
+        frames = self.source.frames()
         try:
             t0 = time.perf_counter()
-            for frame in it:
+            for frame in frames:
                 busy["source"] += time.perf_counter() - t0
                 self.stats.frames_in += 1
                 self.q_in.put(frame)
@@ -223,9 +203,8 @@ class Pipeline:
                 t0 = time.perf_counter()
             self.q_in.close()
         finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
+            if isinstance(frames, Generator):
+                frames.close()  # runs the source's own cleanup now, in this thread
 
     def _run_toon(self) -> None:
         busy = self.stats.busy_s

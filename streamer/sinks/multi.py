@@ -13,9 +13,12 @@ import time
 from typing import Callable, Sequence
 
 from streamer.frame import Frame
+from streamer.stages import Sink
 
 
-class MultiSink:
+class MultiSink(Sink):
+    """Write every frame to each of `sinks` in turn (see the module docstring)."""
+
     name = "multi"
 
     def __init__(self, sinks: Sequence, on_written: Callable[[float], None] | None = None):
@@ -25,7 +28,6 @@ class MultiSink:
         self.on_written = on_written  # called with the frame's latency in seconds
         self.busy_s = [0.0] * len(self.sinks)
         self.frames = 0
-        self._closed = False
 
     def write(self, frame: Frame) -> None:
         busy = self.busy_s
@@ -48,18 +50,13 @@ class MultiSink:
         if first is not None:
             raise first
 
-    def close(self) -> None:
+    def _release(self) -> None:
         """Release every sink (after an error, an abort, or a finish); never raises."""
-        if self._closed:
-            return
-        self._closed = True
         for sink in self.sinks:
-            close = getattr(sink, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:  # noqa: BLE001 - best effort on the way out
-                    pass
+            try:
+                sink.close()
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
 
     def describe(self) -> str:
-        return ", ".join(getattr(s, "describe", lambda s=s: type(s).__name__)() for s in self.sinks)
+        return ", ".join(sink.describe() for sink in self.sinks)

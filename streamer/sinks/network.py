@@ -26,13 +26,15 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from streamer.errors import UserError
 from streamer.frame import Frame
+from streamer.stages import Sink
 
 _FORMATS = {"udp": "mpegts", "srt": "mpegts", "rtp": "rtp_mpegts", "tcp": "mpegts",
             "rtmp": "flv", "rtmps": "flv"}
 
 
-class StreamError(Exception):
+class StreamError(UserError):
     """A network stream problem, in one line for the user."""
 
 
@@ -50,7 +52,7 @@ def _reason(exc: BaseException) -> str:
     return " ".join(str(text).split())
 
 
-class NetworkSink:
+class NetworkSink(Sink):
     name = "network"
 
     def __init__(self, url: str, width: int, height: int, fps: float, *,
@@ -162,7 +164,7 @@ class NetworkSink:
         self._mux(self._video.encode(None))
         self.close()
 
-    def close(self) -> None:
+    def _release(self) -> None:
         out, self._out = getattr(self, "_out", None), None
         if out is not None:
             try:

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from streamer.frame import Frame
+from streamer.stages import Sink
 
 
-class NullSink:
+class NullSink(Sink):
     name = "null"
 
     def __init__(self, keep_last: bool = False):
@@ -20,7 +21,7 @@ class NullSink:
     def finish(self) -> None:
         pass
 
-    def close(self) -> None:
+    def _release(self) -> None:
         pass
 
     def describe(self) -> str:

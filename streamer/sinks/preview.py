@@ -18,10 +18,12 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from streamer.errors import UserError
 from streamer.frame import Frame
+from streamer.stages import Sink
 
 
-class PreviewError(Exception):
+class PreviewError(UserError):
     """The preview window cannot open, in one line with what to do."""
 
 
@@ -42,7 +44,7 @@ def gui_available() -> str | None:
     return None
 
 
-class PreviewSink:
+class PreviewSink(Sink):
     name = "preview"
 
     def __init__(self, title: str = "Toonstream", *, overlay: bool = True,
@@ -114,7 +116,7 @@ class PreviewSink:
     def finish(self) -> None:
         pass
 
-    def close(self) -> None:
+    def _release(self) -> None:
         if self._window:
             try:
                 cv2.destroyWindow(self.title)

@@ -2,7 +2,7 @@
 
 The file is written under a temporary name in the output folder (`.NAME.partial-XXXXXX`,
 its container format forced, so it never looks like a finished video) and renamed at the
-end; `abort()` removes it. What is kept from the input:
+end; `close()` without `finish()` removes it. What is kept from the input:
 
 - every frame, with its pts in the input's time base (constant and variable frame rate);
   packet durations are set from the next frame's pts, so the stream ends when the input's
@@ -22,7 +22,6 @@ from __future__ import annotations
 import errno
 import os
 import secrets
-from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -31,11 +30,12 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from streamer.frame import Frame
-from streamer.sources.video_file import VideoInfo
+from streamer.errors import UserError
+from streamer.frame import AudioTrack, Frame, StreamInfo
+from streamer.stages import Sink
 
 
-class OutputError(Exception):
+class OutputError(UserError):
     """A problem with the output (path, container, encoder), in one line for the user."""
 
 
@@ -188,11 +188,13 @@ class SinkStats:
     bytes: int = 0
 
 
-class VideoFileSink:
+class VideoFileSink(Sink):
     """Write frames of one size to `final` (see the module docstring)."""
 
-    def __init__(self, final: str | os.PathLike[str], info: VideoInfo,
-                 audio_packets: deque | None = None, *, codec: str | None = None,
+    name = "video file"
+
+    def __init__(self, final: str | os.PathLike[str], info: StreamInfo,
+                 audio: AudioTrack | None = None, *, codec: str | None = None,
                  crf: int | None = None, preset: str | None = None, overwrite: bool = False,
                  threads: int = 0, open_in_writer: bool = False):
         """`threads`: encoder threads, 0 for the encoder's choice. `open_in_writer`: open
@@ -211,7 +213,7 @@ class VideoFileSink:
         self.width = info.width + (info.width & 1)
         self.height = info.height + (info.height & 1)
         self.padded = (self.width, self.height) != (info.width, info.height)
-        self._audio_in = audio_packets if audio_packets is not None else deque()
+        self.audio = audio
         self.stats = SinkStats()
         self.temp = temp_path_for(self.final)
         self._out = None
@@ -230,7 +232,7 @@ class VideoFileSink:
         try:
             self._setup(fmt, options)
         except BaseException:
-            self.abort()
+            self.close()
             raise
 
     @property
@@ -243,7 +245,7 @@ class VideoFileSink:
     def _setup(self, fmt: str, options: dict[str, str]) -> None:
         info, out = self.info, self._out
         out.metadata.update({k: v for k, v in info.metadata.items() if _keep_key(k)})
-        rate = info.average_rate or Fraction(25)
+        rate = info.rate or Fraction(25)
         try:
             v = out.add_stream(self.codec, rate=rate, options=options)
         except ValueError as exc:
@@ -257,22 +259,22 @@ class VideoFileSink:
         cc.thread_count = self._threads
         sar = info.sample_aspect_ratio
         if sar and sar != 1:
-            turned = info.rotation in (90, 270) or info.flip in ("transpose", "antitranspose")
-            cc.sample_aspect_ratio = 1 / sar if turned else sar
-        self._matrix = _SWS_MATRIX.get(info.colorspace)
-        self._range = info.color_range if info.color_range in (1, 2) else None
+            cc.sample_aspect_ratio = sar
+        colors = info.colors
+        self._matrix = _SWS_MATRIX.get(colors.space)
+        self._range = colors.range if colors.range in (1, 2) else None
         if self._matrix is not None:
-            cc.colorspace = info.colorspace
+            cc.colorspace = colors.space
         if self._range is not None:
             cc.color_range = self._range
-        if info.color_primaries not in (0, 2):
-            cc.color_primaries = info.color_primaries
-        if info.color_trc not in (0, 2):
-            cc.color_trc = info.color_trc
+        if colors.primaries not in (0, 2):
+            cc.color_primaries = colors.primaries
+        if colors.transfer not in (0, 2):
+            cc.color_trc = colors.transfer
         v.metadata.update({k: v_ for k, v_ in info.stream_metadata.items() if _keep_key(k)})
         self._video = v
         self._audio_map = {}
-        for s in info.audio_streams:
+        for s in (self.audio.streams if self.audio is not None else ()):
             try:
                 a = out.add_stream_from_template(s)
             except ValueError:
@@ -375,7 +377,9 @@ class VideoFileSink:
             self._out.mux(held)
 
     def _mux_audio(self) -> None:
-        q, amap, out = self._audio_in, self._audio_map, self._out
+        if self.audio is None:
+            return
+        q, amap, out = self.audio.packets, self._audio_map, self._out
         while q:
             p = q.popleft()
             a = amap.get(p.stream_index)
@@ -395,7 +399,7 @@ class VideoFileSink:
             return self._last_duration
         if self._last_interval:
             return self._last_interval
-        rate = self.info.average_rate
+        rate = self.info.rate
         if rate:
             return max(1, round(1 / (rate * self.info.time_base)))
         return 1
@@ -427,8 +431,11 @@ class VideoFileSink:
         commit(self.temp, self.final, self.overwrite)
         self._done = True
 
-    def abort(self) -> None:
-        """Stop writing and remove the temporary file (safe to call more than once)."""
+    def describe(self) -> str:
+        return f"{self.final} ({self.codec})"
+
+    def _release(self) -> None:
+        """Stop writing and remove the temporary file unless finish() renamed it."""
         out, self._out = self._out, None
         if out is not None:
             try:

@@ -23,10 +23,12 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from streamer.errors import UserError
 from streamer.frame import Frame
+from streamer.stages import Sink
 
 
-class VirtualCameraError(Exception):
+class VirtualCameraError(UserError):
     """No usable virtual camera, in one line with what to do."""
 
 
@@ -45,7 +47,7 @@ def _first_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-class VirtualCamSink:
+class VirtualCamSink(Sink):
     name = "vcam"
 
     FORMATS = ("BGR", "RGB", "I420")
@@ -135,7 +137,7 @@ class VirtualCamSink:
     def finish(self) -> None:
         self.close()
 
-    def close(self) -> None:
+    def _release(self) -> None:
         cam, self.camera = getattr(self, "camera", None), None
         if cam is not None:
             cam.close()

@@ -25,10 +25,12 @@ from typing import Callable, Iterator
 
 import cv2
 
-from streamer.frame import Frame
+from streamer.errors import UserError
+from streamer.frame import Frame, StreamInfo
+from streamer.stages import Source
 
 
-class CameraError(Exception):
+class CameraError(UserError):
     """A camera problem, in one line for the user."""
 
 
@@ -105,7 +107,7 @@ class CameraMode:
         return f"{self.width}x{self.height} @ {self.fps:g} fps {self.fourcc}"
 
 
-class CameraSource:
+class CameraSource(Source):
     """Frames from a camera; open in the constructor (errors before any model loads)."""
 
     name = "camera"
@@ -220,6 +222,11 @@ class CameraSource:
     def height(self) -> int:
         return self.mode.height
 
+    @property
+    def info(self) -> StreamInfo:
+        return StreamInfo(self.width, self.height, self.time_base,
+                          Fraction(self.fps).limit_denominator(1001))
+
     def describe(self) -> str:
         note = "" if not self._refused(self.mode) else f" (asked {self.requested})"
         buf = ", 1-frame buffer" if self.buffer_size_set else ""
@@ -281,7 +288,7 @@ class CameraSource:
         finally:
             self.close()
 
-    def close(self) -> None:
+    def _release(self) -> None:
         cap, self._cap = self._cap, None
         if cap is not None:
             cap.release()

@@ -21,7 +21,8 @@ from typing import Iterator
 
 import av
 
-from streamer.frame import Frame
+from streamer.frame import Frame, StreamInfo
+from streamer.stages import Source
 from streamer.sources.video_file import MediaError, VideoFileSource
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -65,7 +66,7 @@ class _UrlDecoder:
         self._c.close()
 
 
-class PlaybackSource:
+class PlaybackSource(Source):
     """Play `target` (a file path or URL) in real time."""
 
     name = "playback"
@@ -97,8 +98,13 @@ class PlaybackSource:
             info = self._file.info
             self.width, self.height = info.width, info.height
             self.time_base = info.time_base
-            rate = info.average_rate
+            rate = info.rate
         self.fps = float(rate) if rate else 30.0
+
+    @property
+    def info(self) -> StreamInfo:
+        return StreamInfo(self.width, self.height, self.time_base,
+                          Fraction(self.fps).limit_denominator(1001))
 
     def describe(self) -> str:
         kind = "stream" if self.url else "file"
@@ -162,6 +168,10 @@ class PlaybackSource:
         finally:
             self._close()
         self.ended_reason = "stopped" if self._stop.is_set() else "end"
+
+    def _release(self) -> None:
+        self._stop.set()
+        self._close()
 
     def _close(self) -> None:
         if self._file is not None:

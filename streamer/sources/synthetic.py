@@ -21,7 +21,8 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from streamer.frame import Frame
+from streamer.frame import Frame, StreamInfo
+from streamer.stages import Source
 
 
 def _gradient(h: int, w: int) -> np.ndarray:
@@ -33,7 +34,7 @@ def _gradient(h: int, w: int) -> np.ndarray:
     return np.clip(np.stack([b, g, r], axis=-1), 0, 255).astype(np.uint8)
 
 
-class SyntheticSource:
+class SyntheticSource(Source):
     """Frames of `width` x `height` at `fps`, forever or for `frames` / `seconds`."""
 
     name = "synthetic"
@@ -59,6 +60,11 @@ class SyntheticSource:
         self._background = _gradient(self.height + 2 * self._margin,
                                      self.width + 2 * self._margin)
         self.ended_reason: str | None = None
+
+    @property
+    def info(self) -> StreamInfo:
+        return StreamInfo(self.width, self.height, self.time_base,
+                          Fraction(self.fps).limit_denominator(1001))
 
     def describe(self) -> str:
         return f"synthetic camera {self.width}x{self.height} @ {self.fps:g} fps"

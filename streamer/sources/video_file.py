@@ -10,16 +10,19 @@ and a sink writes the result without a display matrix. Flips in the matrix are a
 
 Timestamps: frames keep the stream's pts and time base. A frame without a pts gets the
 previous one plus one frame interval; a pts that does not increase is moved just past the
-previous one (`info.fixed_pts` counts both), because encoders and muxers reject them.
+previous one (`fixed_pts` counts both), because encoders and muxers reject them.
+
+`info` is the StreamInfo every sink understands; `probe` (VideoInfo) is what only a file
+has (container, codec, rotation, bit depth, streams left out) and says what the output
+will not keep (`probe.notes`).
 
 Audio: the packets of every audio stream are read in the same pass and queued, untouched,
-on `audio_packets` for the sink to remux (no decoding, no re-encoding).
+on the `audio` side stream for the sink to remux (no decoding, no re-encoding).
 """
 from __future__ import annotations
 
 import os
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -30,10 +33,12 @@ import cv2
 import numpy as np
 from av.sidedata.sidedata import Type as SideDataType
 
-from streamer.frame import Frame
+from streamer.errors import UserError
+from streamer.frame import AudioTrack, ColorTags, Frame, StreamInfo
+from streamer.stages import Source
 
 
-class MediaError(Exception):
+class MediaError(UserError):
     """A problem with an input file, in one line for the user."""
 
 
@@ -74,7 +79,20 @@ class VideoInfo:
     skipped_streams: list[str] = field(default_factory=list)  # "subtitle #2 (subrip)"
     metadata: dict = field(default_factory=dict)  # container metadata
     stream_metadata: dict = field(default_factory=dict)  # the video stream's metadata
-    fixed_pts: int = 0
+
+    def stream_info(self) -> StreamInfo:
+        """The description sinks read: upright size, and a sample aspect ratio turned with
+        the pixels."""
+        sar = self.sample_aspect_ratio
+        if sar and (self.rotation in (90, 270) or self.flip in ("transpose", "antitranspose")):
+            sar = 1 / sar
+        return StreamInfo(
+            width=self.width, height=self.height, time_base=self.time_base,
+            rate=self.average_rate,
+            colors=ColorTags(self.colorspace, self.color_range, self.color_primaries,
+                             self.color_trc),
+            sample_aspect_ratio=sar, start_time=self.start_time, duration=self.duration,
+            frames=self.frames, metadata=self.metadata, stream_metadata=self.stream_metadata)
 
     @property
     def notes(self) -> list[str]:
@@ -164,8 +182,10 @@ def _check_readable(path: Path) -> None:
         raise MediaError(f"{path}: cannot read (permission denied)")
 
 
-class VideoFileSource:
+class VideoFileSource(Source):
     """Frames of a video file's first video stream, decoded to uint8 BGR, upright."""
+
+    name = "video file"
 
     def __init__(self, path: str | os.PathLike[str], *, copy_audio: bool = True,
                  threads: int = 0):
@@ -180,9 +200,8 @@ class VideoFileSource:
                              f"({_ffmpeg_reason(exc)})") from None
         except OSError as exc:
             raise MediaError(f"{self.path}: cannot read ({exc.strerror})") from None
-        # Audio packets for the sink, in file order; deque appends and pops are thread-safe.
-        self.audio_packets: deque = deque()
         self.decoded = 0
+        self.fixed_pts = 0  # frames whose missing or non-increasing pts was replaced
         try:
             self._probe(copy_audio)
         except BaseException:
@@ -216,7 +235,7 @@ class VideoFileSource:
             else:
                 name = s.codec_context.name if s.codec_context is not None else "data"
                 skipped.append(f"{s.type} stream #{s.index} ({name})")
-        self._audio = audio
+        self.audio = AudioTrack(audio) if audio else None
         self._expected_packets = int(v.frames or 0)  # 0: the container does not say
         self._video_packets = 0
         self._last_corrupt = False
@@ -238,7 +257,7 @@ class VideoFileSource:
             duration = c.duration / av.time_base
         start = float(v.start_time * tb) if v.start_time is not None else None
         rate = v.average_rate or v.guessed_rate
-        self.info = VideoInfo(
+        self.probe = VideoInfo(
             path=self.path, container=c.format.name, codec=cc.name,
             coded_width=w, coded_height=h, width=uw, height=uh,
             rotation=rotation, flip=flip, time_base=tb,
@@ -250,6 +269,7 @@ class VideoFileSource:
             sample_aspect_ratio=v.sample_aspect_ratio or None,
             audio_streams=audio, skipped_streams=skipped,
             metadata=dict(c.metadata), stream_metadata=dict(v.metadata))
+        self.info = self.probe.stream_info()
 
     def _next_decoded(self) -> av.VideoFrame | None:
         """The next decoded video frame; audio packets met on the way are queued."""
@@ -267,8 +287,8 @@ class VideoFileSource:
                                  f"{self.decoded} frames "
                                  f"({_ffmpeg_reason(exc)})") from None
             if packet.stream is not v:
-                if packet.size and packet.dts is not None:
-                    self.audio_packets.append(packet)
+                if packet.size and packet.dts is not None and self.audio is not None:
+                    self.audio.packets.append(packet)
                 continue
             if packet.size:
                 self._video_packets += 1
@@ -293,26 +313,26 @@ class VideoFileSource:
 
     def frames(self) -> Iterator[Frame]:
         """Decode the whole stream (call once). Runs in the pipeline's source thread."""
-        info = self.info
-        tb = info.time_base
+        probe = self.probe
+        tb = probe.time_base
         step = 1
-        if info.average_rate:
-            step = max(1, round(1 / (info.average_rate * tb)))
-        rotation, flip = info.rotation, info.flip
+        if probe.average_rate:
+            step = max(1, round(1 / (probe.average_rate * tb)))
+        rotation, flip = probe.rotation, probe.flip
         last_pts: int | None = None
         index = 0
         try:
-            while True:
+            while not self.stop_requested:
                 vf = self._next_decoded()
                 if vf is None:
                     break
                 pts = vf.pts
                 if pts is None:
                     pts = 0 if last_pts is None else last_pts + step
-                    info.fixed_pts += 1
+                    self.fixed_pts += 1
                 elif last_pts is not None and pts <= last_pts:
                     pts = last_pts + 1
-                    info.fixed_pts += 1
+                    self.fixed_pts += 1
                 last_pts = pts
                 img = vf.to_ndarray(format="bgr24", src_color_range=vf.color_range)
                 if rotation or flip:
@@ -324,14 +344,11 @@ class VideoFileSource:
         finally:
             self.close()
 
-    def close(self) -> None:
-        c = self._container
+    def describe(self) -> str:
+        p = self.probe
+        return f"{self.path.name} ({p.codec} {p.width}x{p.height} in {p.container})"
+
+    def _release(self) -> None:
+        c, self._container = self._container, None
         if c is not None:
-            self._container = None
             c.close()
-
-    def __enter__(self) -> VideoFileSource:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -15,6 +15,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from streamer.errors import UserError
+
 DEVICES = ("auto", "cpu", "cuda", "tensorrt", "coreml", "directml", "openvino")
 PRECISIONS = ("exact", "fast")
 
@@ -32,7 +34,7 @@ _ORT_PROVIDERS = {
 }
 
 
-class EngineUnavailable(RuntimeError):
+class EngineUnavailable(UserError, RuntimeError):
     """The requested backend or device cannot start here; the message says what to install."""
 
 

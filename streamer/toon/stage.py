@@ -8,15 +8,12 @@ longer than the frames in flight after this stage (`ring_size`).
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
 
 from streamer.frame import Frame
 
-from .engine import Engine, EngineSettings, create_engine
-from .flow import OFFICIAL_SHORT_SIDE, FullFrameFlow
 
 
 class Stylise(Protocol):
@@ -27,28 +24,10 @@ class Stylise(Protocol):
         ...
 
 
-class ModelStore(Protocol):
-    def onnx_model_path(self, style: str, part: str = "bg", precision: str = "fp32") -> Path:
-        ...
-
-
 def ring_size(queue_size: int, batch: int) -> int:
     """Output batches a reusing stylise callable must keep: more than the frames in flight
     after the stage (the sink's queue, the batch being made, the frame being written)."""
     return queue_size + batch + 2 + 1
-
-
-def open_engine(store: ModelStore, style: str, settings: EngineSettings) -> Engine:
-    """The engine for a style's whole-frame model, through the model store (which builds
-    the ONNX file on first use)."""
-    return create_engine(lambda precision: store.onnx_model_path(style, "bg", precision),
-                         settings)
-
-
-def full_frame(engine: Engine, short_side: int = OFFICIAL_SHORT_SIDE, ring: int = 4
-               ) -> FullFrameFlow:
-    """The official full-frame flow as a stylise callable."""
-    return FullFrameFlow(engine, short_side=short_side, ring=ring)
 
 
 def frame_time(frame: Frame) -> float:

@@ -27,7 +27,7 @@ from typing import Any
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls
 import gradio as gr  # noqa: E402
 
-from .service import ToonService, message, user_errors  # noqa: E402
+from .service import ToonService, UserError, message  # noqa: E402
 
 log = logging.getLogger("toonstream.web")
 
@@ -49,10 +49,10 @@ def _error(text: str) -> gr.Error:
 def _fail(exc: BaseException) -> gr.Error:
     if isinstance(exc, gr.Error):
         return exc
-    if isinstance(exc, user_errors()):
+    if isinstance(exc, UserError):
         return _error(message(exc))
     from streamer.pipeline.core import PipelineError
-    if isinstance(exc, PipelineError) and isinstance(exc.error, user_errors()):
+    if isinstance(exc, PipelineError) and isinstance(exc.error, UserError):
         return _error(message(exc.error))
     log.error("unexpected error\n%s", "".join(traceback.format_exception(exc)))
     return _error(f"internal error: {type(exc).__name__}: {message(exc)}")

@@ -11,7 +11,8 @@ import ipaddress
 import signal
 import sys
 
-from streamer.video.app import Log, one_line
+from streamer.errors import UserError
+from streamer.report import EXIT_ERROR, EXIT_OK, Log, fail, one_line
 from streamer.toon.engine import DEVICES
 
 DEFAULT_HOST = "127.0.0.1"
@@ -109,9 +110,7 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
     except ImportError as exc:
         log(f"error: the web page needs Gradio ({one_line(exc)}): "
             f"pip install 'toonstream[web]'")
-        return 1
-    from streamer.video.app import user_errors as offline_errors
-
+        return EXIT_ERROR
     from .service import Limits, ToonService
 
     if not _is_loopback(args.host):
@@ -124,28 +123,26 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
             threads=args.threads, live_size=args.live_size,
             limits=Limits(max_file_size=args.max_file_size,
                           max_video_seconds=args.max_video_seconds))
-    except offline_errors() as exc:
-        log(f"error: {one_line(exc)}")
-        return 1
+    except UserError as exc:
+        return fail(exc, log)
     atexit.register(service.close)
     try:
         log(f"engine: {service.describe()}; styles: {', '.join(service.styles)}")
         log(f"temporary files: {service.workdir} (removed on exit)")
         log("preparing style previews ...")
         demo = web_app.build_app(service, stream_every=args.stream_every)
-    except offline_errors() as exc:
+    except UserError as exc:
         service.close()
-        log(f"error: {one_line(exc)}")
-        return 1
+        return fail(exc, log)
     _stop_on_sigterm()
     try:
         web_app.launch(demo, service, host=args.host, port=args.port, auth=args.auth)
     except OSError as exc:  # the port is taken
         log(f"error: cannot serve on {args.host}:{args.port}: {one_line(exc)}")
-        return 1
+        return EXIT_ERROR
     finally:
         service.close()
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,12 +1,14 @@
 """What the web page does, without the page: photos, videos and webcam frames through the
 project's own conversion paths, one model run at a time, with limits and temporary files.
 
-- Photo and video go through `run_video`'s functions (see `streamer.web.convert`), with a
+- Photo and video go through run_video's own conversion (`streamer.video.convert`), with a
   `VideoSettings` built the way the command line builds it; a photo on the page is therefore
   the same pixels as `python run_video.py photo.png -o out.png --style S`.
 - Webcam frames go through the live path's toon callable (`streamer.live.toon.LiveToon`):
   a smaller working size (`live_size` short side, default 360, as run_stream's) and, with
   faces on, the tracking face-aware flow, which keeps its tracks per browser session.
+- Every flow comes from one `StyleFlows` (streamer.toon.styles), so engines are started once
+  per style and shared by photos, videos, webcam sessions and faces on or off.
 - `lock` is the device: every model run (previews, photos, videos, webcam frames) holds it,
   so two browser tabs never run the model at the same time even outside Gradio's queue.
 - Files: every request works in its own folder under one temporary folder of the service;
@@ -24,20 +26,21 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 
 from streamer.config import VideoSettings, build_settings
-from streamer.video.app import Engines, Log, one_line
+from streamer.errors import UserError
+from streamer.report import Log, one_line
 from streamer.sinks.video_file import OutputError
 from streamer.sources.video_file import MediaError, VideoFileSource
-from streamer.toon.engine import EngineSettings
-from streamer.toon.faces.flow import build_flow, face_files, open_head_engine
 from streamer.toon.flow import FullFrameFlow
+from streamer.toon.stage import Stylise
+from streamer.toon.styles import StyleFlows
+from streamer.video.convert import Job, convert_still, convert_video
+from streamer.video.progress import ProgressCallback
 
-from . import convert
 from .previews import test_pattern
 
 #: the working short side of webcam frames (the official 720 is too slow for live on a CPU)
@@ -46,7 +49,7 @@ LIVE_SHORT_SIDE = 360
 LIVE_MAX_SIDE = 960
 
 
-class WebError(ValueError):
+class WebError(UserError, ValueError):
     """Something the user can fix (a limit, a bad file); the message is shown as is."""
 
 
@@ -65,12 +68,6 @@ class Limits:
             raise ValueError("the video duration limit must be positive")
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """The errors whose message the page shows as it is (the command line's user errors)."""
-    from streamer.video.app import user_errors as offline_errors
-    return (WebError, *offline_errors())
-
-
 def _safe_stem(name: str, fallback: str) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem).strip("._")
     return stem[:60] or fallback
@@ -87,8 +84,6 @@ class ToonService:
                  precision: str = "exact", threads: int | None = None,
                  live_size: int = LIVE_SHORT_SIDE, limits: Limits = Limits(),
                  log: Log | None = None, keep_s: float = 900.0):
-        from streamer.models import open_store
-
         self.log = log or Log()
         self.limits = limits
         self.live_size = live_size
@@ -97,11 +92,9 @@ class ToonService:
         self.base = build_settings(VideoSettings, None, {
             "models": models, "device": device, "precision": precision, "threads": threads,
             "overwrite": True, "progress": False})
-        self.engine_settings = EngineSettings(device=device, precision=precision,
-                                              threads=threads)
-        self.store = open_store(models)
-        self.styles = [s for s in self.store.catalog.styles
-                       if self.store.source_for(s, "bg") is not None]
+        self.flows = StyleFlows.from_settings(self.base, self.log)
+        self.store = self.flows.store
+        self.styles = self.flows.installed_styles()
         if not self.styles:
             from streamer.models import ModelNotInstalled
             raise ModelNotInstalled(
@@ -109,11 +102,9 @@ class ToonService:
                 f"`python -m streamer.models fetch anime` (or pass --models DIR)")
         self.default_style = "anime" if "anime" in self.styles else self.styles[0]
         #: the page's faces switch starts on when the detector and head mask are installed
-        self.faces_available = face_files(self.store, "auto") is not None
+        self.faces_available = self.flows.face_files() is not None
         self.lock = threading.Lock()
         self.workdir = Path(tempfile.mkdtemp(prefix="toonstream-web-"))
-        self._engines: dict[tuple[str, bool], Engines] = {}
-        self._heads: dict[str, object] = {}
         self._live: collections.OrderedDict[str, tuple[tuple, object]] = collections.OrderedDict()
         self._previews: list[tuple[str, np.ndarray]] | None = None
         self._closed = False
@@ -131,20 +122,14 @@ class ToonService:
         return dataclasses.replace(self.base, style=self.check_style(style),
                                    faces="on" if faces else "off")
 
-    def engines(self, style: str, faces: bool = False) -> Engines:
-        key = (style, bool(faces))
-        eng = self._engines.get(key)
-        if eng is None:
-            # faces on and off share the style's whole-frame engine
-            sibling = self._engines.get((style, not key[1]))
-            eng = self._engines[key] = Engines(self.settings(style, faces), self.log,
-                                               engine=sibling.started if sibling else None)
-        return eng
+    def job(self, style: str, faces: bool = False) -> Job:
+        """run_video's job for one request, on the page's shared style flows."""
+        return Job(self.settings(style, faces), self.log, flows=self.flows)
 
     def describe(self) -> str:
         """The engine that runs (started for the default style if none is yet)."""
         with self.lock:
-            return self.engines(self.default_style).get().describe()
+            return self.flows.engine(self.default_style).describe()
 
     # --- files ---------------------------------------------------------------------------
 
@@ -177,7 +162,7 @@ class ToonService:
             out = []
             with self.lock:
                 for style in self.styles:
-                    flow = FullFrameFlow(self.engines(style).get(), ring=1)
+                    flow = FullFrameFlow(self.flows.engine(style), ring=1)
                     out.append((style, np.ascontiguousarray(flow([pattern])[0][..., ::-1])))
             self._previews = out
         return self._previews
@@ -203,7 +188,7 @@ class ToonService:
         self._check_photo(src)
         dst = self.job_dir() / f"{_safe_stem(src.name, 'photo')}_{style}.png"
         with self.lock:
-            convert.convert_still(src, dst, self.engines(style, faces), self.log)
+            convert_still(src, dst, self.job(style, faces))
         return dst
 
     # --- video ---------------------------------------------------------------------------
@@ -226,7 +211,7 @@ class ToonService:
                            f"videos up to {_megapixels(lim.max_video_pixels)} a frame")
 
     def video(self, src: str | Path, style: str, faces: bool = False,
-              on_progress: convert.ProgressCallback | None = None) -> Path:
+              on_progress: ProgressCallback | None = None) -> Path:
         """Convert one video the way `run_video.py src -o out.mp4` does (audio kept);
         returns the output file (.mp4, or .webm for a WebM input, .mkv when the input's
         audio cannot go into MP4 untouched)."""
@@ -239,34 +224,23 @@ class ToonService:
         stem = _safe_stem(src.name, "video")
         suffix = ".webm" if src.suffix.lower() == ".webm" else ".mp4"
         with self.lock:
-            engines = self.engines(style, faces)
+            work = self.job(style, faces)
             dst = job / f"{stem}_{style}{suffix}"
             try:
-                convert.convert_video(src, dst, engines, self.log, on_progress)
+                convert_video(src, dst, work, on_progress)
             except OutputError as exc:
                 if "cannot hold" not in str(exc) or suffix == ".mkv":
                     raise
                 dst = job / f"{stem}_{style}.mkv"  # Matroska takes any audio as it is
-                convert.convert_video(src, dst, engines, self.log, on_progress)
+                convert_video(src, dst, work, on_progress)
         return dst
 
     # --- webcam ----------------------------------------------------------------------------
 
-    def _head_engine(self, style: str, bg):
-        eng = self._heads.get(style)
-        if eng is None:
-            eng = self._heads[style] = open_head_engine(self.store, style,
-                                                        self.engine_settings, bg)
-        return eng
-
-    def _stylise(self, style: str, faces: bool, work_wh: tuple[int, int]) -> Callable:
-        """style -> stylise callable at the working size, on the page's shared engines (the
-        live path's factory shape; FaceAwareFlow with faces on, whose heads LiveToon pastes
-        at the frame's own size)."""
-        bg = self.engines(style).get()
-        return build_flow(bg, lambda: self._head_engine(style, bg),
-                          face_files(self.store, "on" if faces else "off"),
-                          short_side=min(work_wh), ring=2)
+    def _stylise(self, style: str, faces: bool, work_wh: tuple[int, int]) -> Stylise:
+        """style -> stylise callable at the working size, on the page's shared engines
+        (FaceAwareFlow with faces on, whose heads LiveToon pastes at the frame's own size)."""
+        return self.flows.flow(style, faces=faces, short_side=min(work_wh), ring=2)
 
     def _live_toon(self, session: str, style: str, faces: bool, w: int, h: int):
         from streamer.live.toon import LiveToon, working_size
@@ -314,5 +288,5 @@ def message(exc: BaseException) -> str:
     return one_line(exc)
 
 
-__all__ = ["Limits", "LIVE_SHORT_SIDE", "MediaError", "ToonService", "WebError", "message",
-           "user_errors"]
+__all__ = ["Limits", "LIVE_SHORT_SIDE", "MediaError", "ToonService", "UserError", "WebError",
+           "message"]

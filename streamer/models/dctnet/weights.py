@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from streamer.errors import UserError
 from streamer.models.formats.flatbuf import FlatBufferError, Table, root_table
 from streamer.models.formats.graphdef import GraphDefError, read_graphdef
 
 
-class ModelFormatError(ValueError):
+class ModelFormatError(UserError, ValueError):
     """The file is not a DCT-Net model we can use; the message is one line for the user."""
 
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from ..engine import Engine, EngineSettings, create_engine
+from ..engine import Engine
 from ..flow import OFFICIAL_SHORT_SIDE, FullFrameFlow, work_size
 from .align import CROP_SIZE, warp_crop
 from .compose import PasteScratch, load_head_mask, paste_head
@@ -176,54 +176,3 @@ def head_batches(n: int, largest: int = 8) -> list[tuple[int, int]]:
         runs.append((start, start + size))
         start += size
     return runs
-
-
-def face_files(store, mode: str = "on") -> tuple[Path, Path] | None:
-    """(detector, head mask) from the model store for a faces setting: None when `mode` is
-    "off", or "auto" and either is missing; with "on" a missing file raises the store's
-    ModelNotInstalled, which names the fetch command."""
-    if mode == "off":
-        return None
-    from streamer.models import ModelNotInstalled
-    try:
-        return store.file_path("yunet.onnx"), store.file_path("alpha.jpg")
-    except ModelNotInstalled:
-        if mode == "auto":
-            return None
-        raise
-
-
-def open_head_engine(store, style: str, settings: EngineSettings, bg: Engine) -> Engine:
-    """The engine for a style's head model: `bg` itself when the store holds no separate
-    head weights (the official files hold the same weights for most styles)."""
-    if store.source_for(style, "h") is None:
-        return bg
-    return create_engine(lambda p: store.onnx_model_path(style, "h", p), settings)
-
-
-def build_flow(bg: Engine, head: Callable[[], Engine], files: tuple[Path, Path] | None, *,
-               tracker: TrackerSettings = TrackerSettings(), short_side: int = OFFICIAL_SHORT_SIDE,
-               ring: int = 4, fps: float = 30.0) -> FullFrameFlow | FaceAwareFlow:
-    """The stylise callable a faces setting asks for: the official full-frame flow when
-    `files` (see `face_files`) is None, else the face-aware flow, whose head engine `head()`
-    opens only then."""
-    if files is None:
-        return FullFrameFlow(bg, short_side=short_side, ring=ring)
-    return FaceAwareFlow(bg, head(), *files, tracker=tracker, short_side=short_side,
-                         ring=ring, fps=fps)
-
-
-def face_aware_flow(style: str, settings: EngineSettings, *, store=None,
-                    tracker: TrackerSettings = TrackerSettings(), detect_side: int | None = 640,
-                    short_side: int = OFFICIAL_SHORT_SIDE, ring: int = 4,
-                    fps: float = 30.0) -> FaceAwareFlow:
-    """A FaceAwareFlow for `style` from the model store (`store`: a streamer.models.Store,
-    default the one $TOONSTREAM_MODELS / the user cache names)."""
-    from streamer.models import open_store
-
-    store = store if store is not None else open_store()
-    detector, mask = face_files(store, "on")
-    bg = create_engine(lambda p: store.onnx_model_path(style, "bg", p), settings)
-    return FaceAwareFlow(bg, open_head_engine(store, style, settings, bg), detector, mask,
-                         tracker=tracker, detect_side=detect_side, short_side=short_side,
-                         ring=ring, fps=fps)

@@ -1,0 +1,108 @@
+"""The parts of a live run, built from LiveSettings: the source (camera, clip, stream,
+synthetic pattern) and the sinks (virtual camera, preview, network stream, recording).
+
+Everything a user can get wrong is checked here before anything slow starts: an unknown
+source or sink is a LiveError naming what is accepted.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from streamer.config import LiveSettings, parse_size
+from streamer.errors import UserError
+from streamer.frame import StreamInfo
+from streamer.stages import Sink, Source
+
+
+class LiveError(UserError):
+    """A live-setup problem, in one line for the user."""
+
+
+def open_source(s: LiveSettings) -> Source:
+    w, h = parse_size(s.camera_size, "camera-size")
+    src = str(s.source).strip()
+    if src == "synthetic":
+        from streamer.sources.synthetic import SyntheticSource
+        return SyntheticSource(w, h, s.camera_fps)
+    from streamer.sources.playback import PlaybackSource, is_url
+    if src.isdigit() or src.startswith("/dev/") or src.startswith("video="):
+        from streamer.sources.camera import CameraSource
+        return CameraSource(src, w, h, s.camera_fps, fourcc=s.camera_fourcc,
+                            exact=s.camera_exact, reconnect_s=s.reconnect)
+    if is_url(src) or Path(src).is_file():
+        return PlaybackSource(src, loop=s.loop)
+    raise LiveError(f"source {src!r} is not a camera index, a device path, 'synthetic', an "
+                    f"existing video file or a URL")
+
+
+def sink_kind(spec: str) -> str:
+    """vcam | preview | null | stream | record; LiveError for anything else."""
+    from streamer.sinks.network import is_stream_url
+    from streamer.sinks.video_file import FORMATS
+    key = spec.strip()
+    if key in ("vcam", "virtualcam"):
+        return "vcam"
+    if key in ("preview", "null"):
+        return key
+    if is_stream_url(key):
+        return "stream"
+    if Path(key).suffix.lower() in FORMATS:
+        return "record"
+    raise LiveError(f"unknown sink {spec!r}: use vcam, preview, null, udp://HOST:PORT, "
+                    f"rtmp://HOST/APP/KEY, or a file name ending in {', '.join(sorted(FORMATS))}")
+
+
+def sink_specs(s: LiveSettings) -> list[str]:
+    specs = [spec.strip() for spec in s.sinks]
+    if s.preview and "preview" not in specs:
+        specs.append("preview")
+    for spec in specs:
+        sink_kind(spec)
+    return specs
+
+
+def open_recording(path: str, info: StreamInfo, overwrite: bool) -> Sink:
+    """A live recording: the offline file sink (temporary name, renamed when the stream
+    ends cleanly, removed otherwise) with a fast x264 preset, so it keeps up."""
+    from streamer.sinks.video_file import VideoFileSink, check_output_folder
+    final = Path(path)
+    check_output_folder(final)
+    if final.exists() and not overwrite:
+        raise LiveError(f"{final} exists; add -y to overwrite it")
+    return VideoFileSink(final, info, None, crf=20, preset="veryfast", overwrite=overwrite)
+
+
+def open_sink(spec: str, s: LiveSettings, info: StreamInfo,
+              overlay_text: Callable[[], str]) -> Sink:
+    kind = sink_kind(spec)
+    if kind == "vcam":
+        from streamer.sinks.virtualcam import VirtualCamSink
+        return VirtualCamSink(info.width, info.height, info.fps, device=s.vcam_device,
+                              backend=s.vcam_backend)
+    if kind == "preview":
+        from streamer.sinks.preview import PreviewSink
+        return PreviewSink(overlay=s.overlay, overlay_text=overlay_text)
+    if kind == "null":
+        from streamer.sinks.null import NullSink
+        return NullSink()
+    if kind == "stream":
+        from streamer.sinks.network import NetworkSink
+        return NetworkSink(spec, info.width, info.height, info.fps, bitrate_kbps=s.bitrate,
+                           gop_s=s.gop)
+    return open_recording(spec, info, s.overwrite)
+
+
+def open_sinks(s: LiveSettings, info: StreamInfo, overlay_text: Callable[[], str]
+               ) -> list[Sink]:
+    """The sinks in the order given, all at the output size and rate of `info`; the ones
+    already open are closed again when a later one fails."""
+    sinks: list[Sink] = []
+    try:
+        for spec in sink_specs(s):
+            sinks.append(open_sink(spec, s, info, overlay_text))
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+    return sinks

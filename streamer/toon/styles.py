@@ -1,0 +1,178 @@
+"""The composition layer: settings in, a style's per-frame stylise callable out.
+
+run_video, run_stream, the web page and the benchmarks all ask this one place for a style's
+flow, so they all build it the same way: the official full-frame flow, or with faces on the
+face-aware flow (background model, tracked heads through the head model). Engines are
+started once per (style, part) and shared: between the flows of one style (every file of a
+folder, every browser session of the web page), between faces on and off, and between a
+style's background and head when the store holds one set of weights for both.
+
+Nothing here reads arguments or prints on its own: the apps parse and report; a `log`
+callable receives the one note this layer has to say (faces off because the detector is
+missing).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from streamer.models import ModelNotInstalled, Store, open_store
+
+from .engine import Engine, EngineSettings, create_engine
+from .faces.flow import FaceAwareFlow
+from .faces.track import TrackerSettings
+from .flow import OFFICIAL_SHORT_SIDE, FullFrameFlow
+from .stage import Stylise
+
+FACE_FILES = ("yunet.onnx", "alpha.jpg")  # the detector and the soft head mask
+FETCH_FACES = "python -m streamer.models fetch face mask"
+
+
+@dataclass(frozen=True)
+class FaceFiles:
+    detector: Path
+    head_mask: Path
+
+
+def face_files(store: Store, mode: str = "on") -> FaceFiles | None:
+    """The face files for a faces setting: None when `mode` is "off", or "auto" and either
+    is missing; with "on" a missing file raises the store's ModelNotInstalled, which names
+    the fetch command."""
+    if mode == "off":
+        return None
+    try:
+        return FaceFiles(*(store.file_path(name) for name in FACE_FILES))
+    except ModelNotInstalled:
+        if mode == "auto":
+            return None
+        raise
+
+
+class StyleFlows:
+    """Stylise callables for any style of one model store and one set of engine and face
+    settings; see the module docstring.
+
+    `faces`: "auto" | "on" | "off" (FaceSettings.faces); `tracker`: the face tracker's
+    settings. Thread-safe: the live path builds a new style's flow in a loader thread while
+    the toon thread runs the current one."""
+
+    def __init__(self, store: Store, engine: EngineSettings, *, faces: str = "auto",
+                 tracker: TrackerSettings = TrackerSettings(), detect_side: int | None = 640,
+                 log: Callable[[str], None] | None = None):
+        self.store = store
+        self.engine_settings = engine
+        self.faces_mode = faces
+        self.tracker = tracker
+        self.detect_side = detect_side
+        self._log = log
+        self._engines: dict[tuple[str, str], Engine] = {}
+        self._files: FaceFiles | None = None
+        self._files_known = False
+        self._lock = threading.Lock()  # engine bookkeeping only, never held while running
+
+    @classmethod
+    def from_settings(cls, settings, log: Callable[[str], None] | None = None,
+                      store: Store | None = None) -> StyleFlows:
+        """From an app's settings (VideoSettings, LiveSettings: models, device, precision,
+        threads and the face settings)."""
+        return cls(store if store is not None else open_store(settings.models),
+                   EngineSettings(device=settings.device, precision=settings.precision,
+                                  threads=settings.threads),
+                   faces=settings.faces, tracker=settings.tracker_settings(), log=log)
+
+    # --- what is installed --------------------------------------------------------------
+
+    @property
+    def styles(self) -> tuple[str, ...]:
+        """Every style the catalog knows."""
+        return tuple(self.store.catalog.styles)
+
+    def installed_styles(self) -> list[str]:
+        return [s for s in self.styles if self.store.source_for(s, "bg") is not None]
+
+    def check_style(self, style: str) -> None:
+        """UnknownModel (listing the styles) for a name the catalog does not know."""
+        self.store.catalog.style(style)
+
+    def face_files(self, faces: bool | None = None) -> FaceFiles | None:
+        """The face files when faces are on: `faces` True/False overrides the setting for
+        one flow (the web page's switch); None follows it."""
+        if faces is not None:
+            return face_files(self.store, "on" if faces else "off")
+        if not self._files_known:
+            self._files = face_files(self.store, self.faces_mode)
+            self._files_known = True
+            if self._files is None and self.faces_mode == "auto" and self._log is not None:
+                self._log(f"note: faces off: the face detector is not installed (run "
+                          f"`{FETCH_FACES}` to turn faces on)")
+        return self._files
+
+    # --- engines ------------------------------------------------------------------------
+
+    def engine(self, style: str) -> Engine:
+        """The style's whole-frame engine, started on first use."""
+        return self._engine(style, "bg")
+
+    def head_engine(self, style: str) -> Engine:
+        """The style's head engine: its whole-frame engine itself when the store holds no
+        separate head weights (the official files hold the same weights for most styles)."""
+        if self.store.source_for(style, "h") is None:
+            return self.engine(style)
+        return self._engine(style, "h")
+
+    def _engine(self, style: str, part: str) -> Engine:
+        key = (style, part)
+        engine = self._engines.get(key)
+        if engine is None:
+            self.check_style(style)
+            # Started outside the lock: a model build or compile takes seconds, and the
+            # toon thread may need another style's engine meanwhile.
+            engine = create_engine(lambda p: self.store.onnx_model_path(style, part, p),
+                                   self.engine_settings)
+            with self._lock:
+                engine = self._engines.setdefault(key, engine)
+        return engine
+
+    def adopt(self, style: str, engine: Engine) -> None:
+        """Use an engine started elsewhere as `style`'s whole-frame engine (benchmarks that
+        time the bare engine first)."""
+        with self._lock:
+            self._engines[(style, "bg")] = engine
+
+    def started(self, style: str) -> Engine | None:
+        """The style's whole-frame engine if it has started, else None."""
+        return self._engines.get((style, "bg"))
+
+    # --- flows --------------------------------------------------------------------------
+
+    def flow(self, style: str, *, short_side: int = OFFICIAL_SHORT_SIDE, ring: int = 4,
+             fps: float = 30.0, faces: bool | None = None) -> Stylise:
+        """A new stylise callable for one stream (face tracks never carry from one stream
+        to the next): FaceAwareFlow when faces are on, else the official FullFrameFlow.
+        `ring`: output buffers kept (see toon.stage.ring_size)."""
+        bg = self.engine(style)
+        files = self.face_files(faces)
+        if files is None:
+            return FullFrameFlow(bg, short_side=short_side, ring=ring)
+        return FaceAwareFlow(bg, self.head_engine(style), files.detector, files.head_mask,
+                             tracker=self.tracker, detect_side=self.detect_side,
+                             short_side=short_side, ring=ring, fps=fps)
+
+    # --- what runs, in words --------------------------------------------------------------
+
+    def describe(self, style: str) -> str:
+        engine = self.started(style)
+        return engine.describe() if engine is not None else "not started"
+
+    def describe_faces(self, faces: bool | None = None) -> str:
+        if self.face_files(faces) is None:
+            if faces is None and self.faces_mode == "auto":
+                return f"faces off (the face detector is not installed: `{FETCH_FACES}`)"
+            return "faces off"
+        t = self.tracker
+        if t.detect_every <= 1 and not t.smooth:
+            return f"faces on (per-frame detection, official; up to {t.max_faces})"
+        return (f"faces on (detect every {t.detect_every} frames, tracked and smoothed; "
+                f"up to {t.max_faces})")
