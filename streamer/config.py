@@ -292,15 +292,18 @@ def default_help(cls: type) -> Callable[[str], str]:
     return d
 
 
-def add_face_options(parser: argparse.ArgumentParser) -> None:
-    """The face-aware flow's options, the same for run_video and run_stream (no defaults
-    here: an option not given keeps the preset's value; see build_settings)."""
+def add_face_options(parser: argparse.ArgumentParser, *, mode: bool = True) -> None:
+    """The face-aware flow's options, the same for run_video, run_stream and run_web (no
+    defaults here: an option not given is left out of the namespace and keeps the preset's
+    value; see build_settings). `mode`: offer --faces (the web page has a switch instead)."""
     d = default_help(FaceSettings)
     g = parser.add_argument_group(
         "faces", "Each face is aligned, stylised by the head model and pasted over the "
                  "whole-frame result, tracked over time so it does not wobble or pop.")
-    g.add_argument("--faces", choices=FACE_MODES,
-                   help=f"auto: on when the face detector is installed {d('faces')}")
+    g.argument_default = argparse.SUPPRESS
+    if mode:
+        g.add_argument("--faces", choices=FACE_MODES,
+                       help=f"auto: on when the face detector is installed {d('faces')}")
     g.add_argument("--max-faces", type=int, metavar="N",
                    help=f"faces per frame, largest first {d('max_faces')}")
     g.add_argument("--min-face", type=int, metavar="PX",

@@ -210,18 +210,7 @@ class VideoFileSource(Source):
 
     def _probe(self, copy_audio: bool) -> None:
         c = self._container
-        if not c.streams.video:
-            kinds = ", ".join(sorted({s.type for s in c.streams})) or "no streams"
-            raise MediaError(f"{self.path.name}: no video stream (it has {kinds})")
-        # The first real video stream: cover art is a one-picture "video" stream.
-        pictures = [s for s in c.streams.video
-                    if not s.disposition & av.stream.Disposition.attached_pic]
-        if not pictures:
-            raise MediaError(f"{self.path.name}: no video stream (only a cover picture)")
-        v = pictures[0]
-        if v.codec_context is None:
-            raise MediaError(f"{self.path.name}: the video codec is unknown to this FFmpeg "
-                             f"build, so it cannot be decoded")
+        v = self._video_stream()
         self._stream = v
         cc = v.codec_context
         cc.thread_type = "AUTO"
@@ -241,14 +230,37 @@ class VideoFileSource(Source):
         self._last_corrupt = False
         self._demux = c.demux(v, *audio)
         self._pending: list[av.VideoFrame] = []
+        # The first frame says what the stream header may not: the real pixel format,
+        # colour tags and the display matrix.
         first = self._next_decoded()
         if first is None:
             raise MediaError(f"{self.path.name}: the video stream has no frames")
         self._pending.append(first)
+        self.probe = self._describe(v, first, audio, skipped)
+        self.info = self.probe.stream_info()
+
+    def _video_stream(self) -> av.video.stream.VideoStream:
+        """The first real video stream (cover art is a one-picture "video" stream)."""
+        c = self._container
+        if not c.streams.video:
+            kinds = ", ".join(sorted({s.type for s in c.streams})) or "no streams"
+            raise MediaError(f"{self.path.name}: no video stream (it has {kinds})")
+        pictures = [s for s in c.streams.video
+                    if not s.disposition & av.stream.Disposition.attached_pic]
+        if not pictures:
+            raise MediaError(f"{self.path.name}: no video stream (only a cover picture)")
+        v = pictures[0]
+        if v.codec_context is None:
+            raise MediaError(f"{self.path.name}: the video codec is unknown to this FFmpeg "
+                             f"build, so it cannot be decoded")
+        return v
+
+    def _describe(self, v, first: av.VideoFrame, audio: list, skipped: list[str]) -> VideoInfo:
+        c = self._container
         rotation, flip = _orientation(first)
         fmt = first.format
         w, h = first.width, first.height
-        uw, uh = (h, w) if rotation in (90, 270) or flip in ("transpose", "antitranspose") else (w, h)
+        turned = rotation in (90, 270) or flip in ("transpose", "antitranspose")
         tb = v.time_base or Fraction(1, 90000)
         duration = None
         if v.duration is not None:
@@ -257,10 +269,10 @@ class VideoFileSource(Source):
             duration = c.duration / av.time_base
         start = float(v.start_time * tb) if v.start_time is not None else None
         rate = v.average_rate or v.guessed_rate
-        self.probe = VideoInfo(
-            path=self.path, container=c.format.name, codec=cc.name,
-            coded_width=w, coded_height=h, width=uw, height=uh,
-            rotation=rotation, flip=flip, time_base=tb,
+        return VideoInfo(
+            path=self.path, container=c.format.name, codec=v.codec_context.name,
+            coded_width=w, coded_height=h, width=h if turned else w,
+            height=w if turned else h, rotation=rotation, flip=flip, time_base=tb,
             average_rate=rate if rate else None, start_time=start, duration=duration,
             frames=int(v.frames or 0), pix_fmt=fmt.name,
             bit_depth=max(comp.bits for comp in fmt.components), chroma=_chroma(fmt),
@@ -269,7 +281,6 @@ class VideoFileSource(Source):
             sample_aspect_ratio=v.sample_aspect_ratio or None,
             audio_streams=audio, skipped_streams=skipped,
             metadata=dict(c.metadata), stream_metadata=dict(v.metadata))
-        self.info = self.probe.stream_info()
 
     def _next_decoded(self) -> av.VideoFrame | None:
         """The next decoded video frame; audio packets met on the way are queued."""

@@ -72,115 +72,132 @@ def _webcam_options() -> dict[str, Any]:
     return {}
 
 
-def build_app(service: ToonService, *, stream_every: float = 0.2,
-              max_queue: int = 16) -> gr.Blocks:
-    """The page for `service` (call `.queue()` is done here; launch it with
-    `launch(app, service, ...)` or Gradio's own `app.launch`)."""
+def _style_row(service: ToonService) -> tuple[gr.Radio, gr.Checkbox]:
+    """The style choice (with a gallery of previews to click) and the faces switch."""
     styles = service.styles
     previews = service.previews()
+    with gr.Row(equal_height=True):
+        style = gr.Radio(choices=styles, value=service.default_style, label="Style",
+                         elem_id="style", scale=4)
+        faces = gr.Checkbox(value=service.faces_available,
+                            label="Faces: stylise each face with the head model",
+                            elem_id="faces", scale=1, interactive=service.faces_available,
+                            info=None if service.faces_available else
+                            "the face detector is not installed: python -m "
+                            "streamer.models fetch face mask")
+    gallery = gr.Gallery(value=[(img, name) for name, img in previews], label="Styles",
+                         columns=min(7, len(previews)), rows=1, height=180,
+                         allow_preview=False, interactive=False, format="png",
+                         elem_id="style-previews")
 
+    def pick(evt: gr.SelectData) -> Any:
+        i = evt.index if isinstance(evt.index, int) else evt.index[0]
+        return styles[i] if 0 <= i < len(styles) else gr.skip()
+
+    gallery.select(pick, None, style, queue=False)
+    return style, faces
+
+
+# Every model run shares one worker: the device runs one thing at a time.
+_ONE_AT_A_TIME = dict(concurrency_limit=1, concurrency_id=CONCURRENCY_ID)
+
+
+def _photo_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox) -> None:
+    with gr.Tab("Photo", id="photo"):
+        with gr.Row(equal_height=True):
+            # An uploaded file reaches run_video as it is (type="filepath" hands over the
+            # upload itself); a pasted picture is saved losslessly (PNG).
+            photo_in = gr.Image(type="filepath", sources=["upload", "clipboard"],
+                                format="png", label="Photo", elem_id="photo-in")
+            photo_out = gr.Image(type="filepath", format="png", label="Cartoon",
+                                 interactive=False, elem_id="photo-out")
+        photo_btn = gr.Button("Cartoonize photo", variant="primary", elem_id="photo-run")
+        photo_file = gr.File(label="Download (PNG)", interactive=False, height=90,
+                             elem_id="photo-file")
+
+    def run_photo(path: str | None, style_name: str, use_faces: bool):
+        if not path:
+            raise _error("Upload a photo first.")
+        try:
+            out = service.photo(path, style_name, use_faces)
+        except Exception as exc:  # noqa: BLE001 - shown on the page
+            raise _fail(exc) from None
+        return str(out), str(out)
+
+    photo_btn.click(run_photo, [photo_in, style, faces], [photo_out, photo_file],
+                    api_name="photo", **_ONE_AT_A_TIME)
+
+
+def _video_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox) -> None:
+    with gr.Tab("Video", id="video"):
+        lim = service.limits
+        gr.Markdown(f"Videos up to {lim.max_video_seconds:g} s and "
+                    f"{lim.max_file_size}; the audio is kept as it is.")
+        with gr.Row(equal_height=True):
+            video_in = gr.Video(sources=["upload"], format=None, include_audio=True,
+                                label="Video", elem_id="video-in")
+            video_out = gr.Video(format=None, label="Cartoon", interactive=False,
+                                 elem_id="video-out")
+        video_btn = gr.Button("Cartoonize video", variant="primary", elem_id="video-run")
+        video_file = gr.File(label="Download", interactive=False, height=90,
+                             elem_id="video-file")
+
+    def run_video(path: str | None, style_name: str, use_faces: bool,
+                  progress=gr.Progress()):
+        if not path:
+            raise _error("Upload a video first.")
+        progress(0.0, desc="starting")
+
+        def report(fraction, frames, total):
+            desc = f"{frames}/{total} frames" if total else f"{frames} frames"
+            progress(fraction, desc=desc)
+
+        try:
+            out = service.video(path, style_name, use_faces, report)
+        except Exception as exc:  # noqa: BLE001 - shown on the page
+            raise _fail(exc) from None
+        return str(out), str(out)
+
+    video_btn.click(run_video, [video_in, style, faces], [video_out, video_file],
+                    api_name="video", **_ONE_AT_A_TIME)
+
+
+def _webcam_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox,
+                stream_every: float) -> None:
+    with gr.Tab("Webcam", id="webcam"):
+        gr.Markdown(f"Your camera, stylised live at a working short side of "
+                    f"{service.live_size} px. Frames that arrive while one is being "
+                    f"stylised are dropped, so the picture stays current.")
+        with gr.Row(equal_height=True):
+            cam_in = gr.Image(sources=["webcam"], streaming=True, type="numpy",
+                              label="Camera", elem_id="cam-in", **_webcam_options())
+            cam_out = gr.Image(label="Cartoon", interactive=False, streaming=True,
+                               elem_id="cam-out")
+
+    def run_cam(frame, style_name: str, use_faces: bool, request: gr.Request):
+        try:
+            return service.webcam(frame, style_name, use_faces,
+                                  getattr(request, "session_hash", "") or "")
+        except Exception as exc:  # noqa: BLE001 - shown on the page
+            raise _fail(exc) from None
+
+    cam_in.stream(run_cam, [cam_in, style, faces], [cam_out], api_name="webcam",
+                  stream_every=stream_every, show_progress="hidden", time_limit=3600,
+                  **_ONE_AT_A_TIME)
+
+
+def build_app(service: ToonService, *, stream_every: float = 0.2,
+              max_queue: int = 16) -> gr.Blocks:
+    """The page for `service` (`.queue()` is done here; launch it with
+    `launch(app, service, ...)` or Gradio's own `app.launch`)."""
     with gr.Blocks(title="Toonstream", analytics_enabled=False,
                    delete_cache=(600, 3600)) as demo:
         gr.Markdown(_INTRO)
-        with gr.Row(equal_height=True):
-            style = gr.Radio(choices=styles, value=service.default_style, label="Style",
-                             elem_id="style", scale=4)
-            faces = gr.Checkbox(value=service.faces_available,
-                                label="Faces: stylise each face with the head model",
-                                elem_id="faces", scale=1, interactive=service.faces_available,
-                                info=None if service.faces_available else
-                                "the face detector is not installed: python -m "
-                                "streamer.models fetch face mask")
-        gallery = gr.Gallery(value=[(img, name) for name, img in previews], label="Styles",
-                             columns=min(7, len(previews)), rows=1, height=180,
-                             allow_preview=False, interactive=False, format="png",
-                             elem_id="style-previews")
-
-        def pick(evt: gr.SelectData) -> Any:
-            i = evt.index if isinstance(evt.index, int) else evt.index[0]
-            return styles[i] if 0 <= i < len(styles) else gr.skip()
-
-        gallery.select(pick, None, style, queue=False)
-
+        style, faces = _style_row(service)
         with gr.Tabs():
-            with gr.Tab("Photo", id="photo"):
-                with gr.Row(equal_height=True):
-                    # An uploaded file reaches run_video as it is (type="filepath" hands over
-                    # the upload itself); a pasted picture is saved losslessly (PNG).
-                    photo_in = gr.Image(type="filepath", sources=["upload", "clipboard"],
-                                        format="png", label="Photo", elem_id="photo-in")
-                    photo_out = gr.Image(type="filepath", format="png", label="Cartoon",
-                                         interactive=False, elem_id="photo-out")
-                photo_btn = gr.Button("Cartoonize photo", variant="primary",
-                                      elem_id="photo-run")
-                photo_file = gr.File(label="Download (PNG)", interactive=False, height=90,
-                                     elem_id="photo-file")
-
-            with gr.Tab("Video", id="video"):
-                lim = service.limits
-                gr.Markdown(f"Videos up to {lim.max_video_seconds:g} s and "
-                            f"{lim.max_file_size}; the audio is kept as it is.")
-                with gr.Row(equal_height=True):
-                    video_in = gr.Video(sources=["upload"], format=None, include_audio=True,
-                                        label="Video", elem_id="video-in")
-                    video_out = gr.Video(format=None, label="Cartoon", interactive=False,
-                                         elem_id="video-out")
-                video_btn = gr.Button("Cartoonize video", variant="primary",
-                                      elem_id="video-run")
-                video_file = gr.File(label="Download", interactive=False, height=90,
-                                     elem_id="video-file")
-
-            with gr.Tab("Webcam", id="webcam"):
-                gr.Markdown(f"Your camera, stylised live at a working short side of "
-                            f"{service.live_size} px. Frames that arrive while one is being "
-                            f"stylised are dropped, so the picture stays current.")
-                with gr.Row(equal_height=True):
-                    cam_in = gr.Image(sources=["webcam"], streaming=True, type="numpy",
-                                      label="Camera", elem_id="cam-in", **_webcam_options())
-                    cam_out = gr.Image(label="Cartoon", interactive=False, streaming=True,
-                                       elem_id="cam-out")
-
-        def run_photo(path: str | None, style_name: str, use_faces: bool):
-            if not path:
-                raise _error("Upload a photo first.")
-            try:
-                out = service.photo(path, style_name, use_faces)
-            except Exception as exc:  # noqa: BLE001 - shown on the page
-                raise _fail(exc) from None
-            return str(out), str(out)
-
-        def run_video(path: str | None, style_name: str, use_faces: bool,
-                      progress=gr.Progress()):
-            if not path:
-                raise _error("Upload a video first.")
-            progress(0.0, desc="starting")
-
-            def report(fraction, frames, total):
-                desc = f"{frames}/{total} frames" if total else f"{frames} frames"
-                progress(fraction, desc=desc)
-
-            try:
-                out = service.video(path, style_name, use_faces, report)
-            except Exception as exc:  # noqa: BLE001 - shown on the page
-                raise _fail(exc) from None
-            return str(out), str(out)
-
-        def run_cam(frame, style_name: str, use_faces: bool, request: gr.Request):
-            try:
-                return service.webcam(frame, style_name, use_faces,
-                                      getattr(request, "session_hash", "") or "")
-            except Exception as exc:  # noqa: BLE001 - shown on the page
-                raise _fail(exc) from None
-
-        common = dict(concurrency_limit=1, concurrency_id=CONCURRENCY_ID)
-        photo_btn.click(run_photo, [photo_in, style, faces], [photo_out, photo_file],
-                        api_name="photo", **common)
-        video_btn.click(run_video, [video_in, style, faces], [video_out, video_file],
-                        api_name="video", **common)
-        cam_in.stream(run_cam, [cam_in, style, faces], [cam_out], api_name="webcam",
-                      stream_every=stream_every, show_progress="hidden", time_limit=3600,
-                      **common)
-
+            _photo_tab(service, style, faces)
+            _video_tab(service, style, faces)
+            _webcam_tab(service, style, faces, stream_every)
     demo.queue(default_concurrency_limit=1, max_size=max_queue)
     return demo
 

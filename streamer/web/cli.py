@@ -6,16 +6,19 @@ the address can use the model, and the machine's CPU or GPU, and read what is co
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import atexit
 import ipaddress
 import signal
 import sys
 
+from streamer.config import FaceSettings, add_face_options
 from streamer.errors import UserError
 from streamer.report import EXIT_ERROR, EXIT_OK, Log, fail, one_line
 from streamer.toon.engine import DEVICES
 
 DEFAULT_HOST = "127.0.0.1"
+FACE_FIELDS = {f.name for f in dataclasses.fields(FaceSettings)} - {"faces"}
 DEFAULT_PORT = 7860
 
 
@@ -99,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"longest video accepted (default {lim.max_video_seconds:g})")
     p.add_argument("--max-file-size", default=lim.max_file_size, metavar="SIZE",
                    help=f"largest upload, e.g. 50mb, 1gb (default {lim.max_file_size})")
+    add_face_options(p, mode=False)
     return p
 
 
@@ -122,7 +126,8 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
             models=args.models, device=args.device, precision=args.precision,
             threads=args.threads, live_size=args.live_size,
             limits=Limits(max_file_size=args.max_file_size,
-                          max_video_seconds=args.max_video_seconds))
+                          max_video_seconds=args.max_video_seconds),
+            face_options={k: v for k, v in vars(args).items() if k in FACE_FIELDS})
     except UserError as exc:
         return fail(exc, log)
     atexit.register(service.close)

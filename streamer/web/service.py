@@ -26,6 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 import cv2
 import numpy as np
@@ -83,15 +84,18 @@ class ToonService:
     def __init__(self, *, models: str | None = None, device: str = "auto",
                  precision: str = "exact", threads: int | None = None,
                  live_size: int = LIVE_SHORT_SIDE, limits: Limits = Limits(),
-                 log: Log | None = None, keep_s: float = 900.0):
+                 log: Log | None = None, keep_s: float = 900.0,
+                 face_options: Mapping[str, Any] | None = None):
+        """`face_options`: FaceSettings fields (max_faces, detect_every, smooth_cutoff ...)
+        as run_video takes them; photos, videos and the webcam all follow them."""
         self.log = log or Log()
         self.limits = limits
         self.live_size = live_size
         self.keep_s = keep_s
         # The command line's settings object, checked the way the command line checks it.
         self.base = build_settings(VideoSettings, None, {
-            "models": models, "device": device, "precision": precision, "threads": threads,
-            "overwrite": True, "progress": False})
+            **(face_options or {}), "models": models, "device": device,
+            "precision": precision, "threads": threads, "overwrite": True, "progress": False})
         self.flows = StyleFlows.from_settings(self.base, self.log)
         self.store = self.flows.store
         self.styles = self.flows.installed_styles()

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from streamer.errors import UserError
-from streamer.models.formats.flatbuf import FlatBufferError, Table, root_table
 from streamer.models.formats.graphdef import GraphDefError, read_graphdef
+from streamer.models.formats.tflite import (CONV_2D, LEAKY_RELU, Operator, TfliteError,
+                                            TfliteModel)
 
 
 class ModelFormatError(UserError, ValueError):
@@ -143,70 +144,42 @@ def _from_graphdef(data: bytes) -> DctNetWeights:
     return DctNetWeights(kernels, biases, "pb")
 
 
-# TFLite builtin operator codes and tensor types used here (tensorflow/lite/schema).
-_TFL_CONV_2D, _TFL_DEQUANTIZE, _TFL_LEAKY_RELU = 3, 6, 98
-_TFL_FLOAT32, _TFL_FLOAT16 = 0, 1
-
-
-def _tflite_opcode(code: Table) -> int:
-    # Newer files keep codes above 127 in builtin_code (field 3); deprecated_builtin_code
-    # (field 0) is a byte.
-    return max(int(code.scalar(0, "b", 0)), int(code.scalar(3, "i", 0)))
+def _conv_geometry(op: Operator) -> tuple[tuple[int, int], int]:
+    """(stride, padding) of a CONV_2D from its Conv2DOptions (0 padding, 1 stride_w,
+    2 stride_h; Padding.SAME == 0)."""
+    opts = op.options
+    if opts is None:
+        return (0, 0), -1
+    return (int(opts.scalar(1, "i", 0)), int(opts.scalar(2, "i", 0))), int(opts.scalar(0, "b", 0))
 
 
 def _from_tflite(data: bytes) -> DctNetWeights:
     try:
-        model = root_table(data)
-        opcodes = [_tflite_opcode(c) for c in model.tables(1)]
-        buffers = model.tables(4)
-        subgraphs = model.tables(2)
-        if len(subgraphs) != 1:
-            raise ModelFormatError(f"a different network: {len(subgraphs)} subgraphs")
-        graph = subgraphs[0]
-        tensors = graph.tables(0)
-        operators = graph.tables(3)
-
-        def const(index: int) -> np.ndarray | None:
-            t = tensors[index]
-            raw = buffers[int(t.scalar(2, "I"))].bytes_view(0)
-            if not len(raw):
-                return None
-            dtype = {_TFL_FLOAT32: np.float32, _TFL_FLOAT16: np.float16}.get(int(t.scalar(1, "b")))
-            if dtype is None:
-                raise ModelFormatError("a different network: weights are neither fp32 nor fp16")
-            shape = t.scalars(0, "i")
-            arr = np.frombuffer(raw, dtype)
-            if arr.size != int(np.prod(shape)):
-                raise ModelFormatError("truncated or corrupt: a weight buffer has the wrong size")
-            return arr.astype(np.float32).reshape(shape)
-
-        dequantized: dict[int, int] = {}
-        convs = []
-        leaky = 0
-        for op in operators:
-            code = opcodes[int(op.scalar(0, "I"))]
-            ins, outs = op.scalars(1, "i"), op.scalars(2, "i")
-            if code == _TFL_DEQUANTIZE:
-                dequantized[outs[0]] = ins[0]
-            elif code == _TFL_CONV_2D:
-                opts = op.table(4)
-                stride = (int(opts.scalar(1, "i", 0)), int(opts.scalar(2, "i", 0))) if opts else (0, 0)
-                padding = int(opts.scalar(0, "b", 0)) if opts else -1
-                convs.append((ins, stride, padding))
-            elif code == _TFL_LEAKY_RELU:
-                leaky += 1
-    except FlatBufferError as exc:
-        raise ModelFormatError(f"truncated or corrupt TFLite file ({exc})") from None
+        model = TfliteModel(data)
+    except TfliteError as exc:
+        raise ModelFormatError(f"a different network or a damaged file: {exc}") from None
+    convs = [op for op in model.operators if op.code == CONV_2D]
+    leaky = sum(op.code == LEAKY_RELU for op in model.operators)
     if len(convs) != len(GENERATOR_CONVS) or leaky != 13:
         raise ModelFormatError(f"a different network: {len(convs)} convolutions and {leaky} "
                                f"LeakyReLUs, DCT-Net has 18 and 13")
+    behind = model.dequantized_sources()
+
+    def const(index: int) -> np.ndarray | None:
+        try:
+            return model.constant(behind.get(index, index))
+        except TfliteError as exc:
+            raise ModelFormatError(f"a different network or a damaged file: {exc}") from None
+
     kernels, biases = {}, {}
-    for spec, (ins, stride, padding) in zip(GENERATOR_CONVS, convs):
-        w = const(dequantized.get(ins[1], ins[1]))
-        b = const(dequantized.get(ins[2], ins[2])) if len(ins) > 2 and ins[2] >= 0 else None
+    for spec, op in zip(GENERATOR_CONVS, convs):
+        ins = op.inputs
+        w = const(ins[1])
+        b = const(ins[2]) if len(ins) > 2 and ins[2] >= 0 else None
         if w is None or b is None:
             raise ModelFormatError(f"a different network: convolution {spec.name} has no constant weights")
-        if stride != (spec.stride, spec.stride) or padding != 0:  # Padding.SAME == 0
+        stride, padding = _conv_geometry(op)
+        if stride != (spec.stride, spec.stride) or padding != 0:
             raise ModelFormatError(f"a different network: {spec.name} is not a SAME conv "
                                    f"with stride {spec.stride}")
         if w.ndim != 4:
