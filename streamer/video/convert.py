@@ -22,6 +22,7 @@ from streamer.sinks.video_file import (FORMATS, OutputError, VideoFileSink,
 from streamer.sources.image import IMAGE_SUFFIXES, is_image_path, read_image
 from streamer.sources.video_file import MediaError, VideoFileSource
 from streamer.toon.engine import Engine, auto_device
+from streamer.toon.faces.flow import FaceAwareFlow
 from streamer.toon.stage import Stylise, ToonStage, ring_size
 from streamer.toon.styles import StyleFlows
 
@@ -107,9 +108,9 @@ def _side_work(settings: VideoSettings) -> tuple[int, int]:
 
 def _face_stats(flow: Stylise) -> dict[str, float] | None:
     """Faces pasted and where the face path's time went, for the summary and stats JSON."""
-    timings = getattr(flow, "timings", None)  # only the face-aware flow keeps them
-    if timings is None:
+    if not isinstance(flow, FaceAwareFlow):
         return None
+    timings = flow.timings
     return {"faces": timings.faces, "head_s": round(timings.head_s, 4),
             "face_path_s": round(timings.face_s, 4)}
 
