@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from .catalog import PARTS
-from .download import DownloadOptions, sha256_file
+from .download import DownloadOptions
 from .errors import StoreError
 from .paths import describe_root_origin
 from .store import PRECISIONS, Store
@@ -67,6 +67,8 @@ def _build_parser() -> argparse.ArgumentParser:
     i.add_argument("--part", choices=PARTS, default="bg",
                    help="bg: whole-frame model (default); h: face-crop model")
     i.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    i.add_argument("--force", action="store_true",
+                   help="replace an installed, intact file with different weights")
 
     pa = sub.add_parser("path", parents=[common],
                         help="print the ONNX model of a style, building it if needed")
@@ -88,9 +90,7 @@ def _cmd_list(store: Store, args: argparse.Namespace) -> int:
     print(f"built ONNX models in {store.onnx_dir}:" + ("" if built else " none yet"))
     for path, meta in built:
         src = Path(meta.get("source_file", ""))
-        state = "stale, rebuilt on next use"
-        if src.is_file() and sha256_file(src) == meta.get("source_sha256"):
-            state = "current"
+        state = store.onnx_state(path, meta)[1]
         print(f"  {path.name:<28} {meta.get('precision', '?'):<5} from {src.name or '?'} "
               f"({meta.get('source_format', '?')}), "
               f"converter {meta.get('converter_version', '?')}, {state}")
@@ -122,7 +122,7 @@ def _cmd_fetch(store: Store, args: argparse.Namespace) -> int:
 
 
 def _cmd_import(store: Store, args: argparse.Namespace) -> int:
-    res = store.import_file(args.file, args.style, args.part, args.precision)
+    res = store.import_file(args.file, args.style, args.part, args.precision, force=args.force)
     for note in res.notes:
         log.warning("%s", note)
     print(f"imported {res.path} ({res.source_format})")
