@@ -446,11 +446,14 @@ class Store:
         done: list[Path] = []
         for rec in records:
             dest = self.root / rec.local
-            if dest.is_file() and check_file(dest, rec.size, rec.sha256) is None \
-                    and _check_structure(dest) is None:
-                log.info("%s: already installed", rec.local)
-                done.append(dest)
-                continue
+            if dest.is_file():
+                problem = check_file(dest, rec.size, rec.sha256) or self._damage(dest)
+                if problem is None:
+                    log.info("%s: already installed", rec.local)
+                    done.append(dest)
+                    continue
+                log.info("%s: installed copy fails a check (%s); downloading it again",
+                         rec.local, problem)
             url = rec.url_for(mirror)
             fmt = _fmt_of(dest)  # the .part file's own suffix says nothing
             download(url, dest, size=rec.size, sha256=rec.sha256, options=options,
