@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
 from .catalog import PARTS
-from .download import DownloadOptions
+from .download import DownloadOptions, check_mirror
 from .errors import StoreError
 from .paths import describe_root_origin
 from .store import PRECISIONS, Store
@@ -30,6 +31,28 @@ class _LineFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         level = "note" if record.levelno < logging.WARNING else record.levelname.lower()
         return f"{level}: {record.getMessage()}"
+
+
+def _seconds(text: str) -> float:
+    """argparse type: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
+
+
+def _count(text: str) -> int:
+    """argparse type: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more (a whole number)")
+    return value
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -52,9 +75,9 @@ def _build_parser() -> argparse.ArgumentParser:
     f.add_argument("--mirror", metavar="URL", default=None,
                    help="fetch from URL/<model_id>/<path> instead of the official hosts "
                         "(default: $TOONSTREAM_MODEL_MIRROR)")
-    f.add_argument("--timeout", type=float, default=30.0, metavar="S",
+    f.add_argument("--timeout", type=_seconds, default=30.0, metavar="S",
                    help="give up a try after S seconds without data (default 30)")
-    f.add_argument("--retries", type=int, default=3, metavar="N",
+    f.add_argument("--retries", type=_count, default=3, metavar="N",
                    help="extra tries after a network failure, with backoff (default 3)")
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
     f.add_argument("--no-build", action="store_true", help="do not build the ONNX models")
@@ -113,7 +136,9 @@ def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
 
 
 def _cmd_fetch(store: Store, args: argparse.Namespace) -> int:
-    opts = DownloadOptions(timeout=args.timeout, retries=max(0, args.retries),
+    if args.mirror:
+        check_mirror(args.mirror, "--mirror")
+    opts = DownloadOptions(timeout=args.timeout, retries=args.retries,
                            progress=False if args.no_progress else None)
     for path in store.fetch(args.target, mirror=args.mirror, options=opts,
                             build=not args.no_build, precision=args.precision):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .catalog import PARTS, Catalog, FileRecord, load_catalog
-from .download import DownloadOptions, check_file, download, sha256_file
+from .download import DownloadOptions, check_file, check_mirror, download, sha256_file
 from .errors import BadModelFile, ModelNotInstalled, StoreError, StoreNotWritable, UnknownModel
 from .paths import fallback_cache_dir, is_writable_dir, resolve_store_root
 
@@ -441,8 +441,13 @@ class Store:
         """Download what `target` names (skipping files already installed and correct),
         verify each, then build the ONNX of every style fetched."""
         records = self.targets(target)
+        if mirror:
+            check_mirror(mirror, "mirror")
+        else:
+            mirror = os.environ.get("TOONSTREAM_MODEL_MIRROR") or None
+            if mirror:
+                check_mirror(mirror, "TOONSTREAM_MODEL_MIRROR")
         self._require_writable("fetch")
-        mirror = mirror or os.environ.get("TOONSTREAM_MODEL_MIRROR") or None
         done: list[Path] = []
         for rec in records:
             dest = self.root / rec.local
