@@ -268,3 +268,17 @@ def test_a_store_damaged_file_is_one_line_in_a_fresh_interpreter(pb_3d, tmp_path
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+
+
+@pytest.mark.parametrize("rel", ["face/yunet.onnx", "dctnet/alpha.jpg"])
+def test_a_cut_detector_or_mask_put_in_by_hand_is_refused_naming_fetch(models_dir, tmp_path,
+                                                                        rel):
+    store = Store(tmp_path / "store")
+    dest = store.root / rel
+    dest.parent.mkdir(parents=True)
+    data = (models_dir / rel).read_bytes()
+    dest.write_bytes(data[: len(data) // 2])  # no install record: only its own check
+    model = "face" if rel.startswith("face") else "mask"
+    with pytest.raises(BadModelFile, match=rf"{rel} .* is unusable .*"
+                                           rf"python -m streamer.models fetch {model}"):
+        store.file_path(rel.split("/")[-1])

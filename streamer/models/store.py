@@ -169,6 +169,13 @@ class Store:
             raise ModelNotInstalled(f"{rec.local} is not in the model store {self.root}: "
                                     f"run `{self._cmd('fetch ' + rec.model)}`")
         self._check_installed(path)
+        # No checksum is published for either file and a hand-placed copy has no record, so
+        # read it as its consumer will (a few ms): a cut or damaged detector must be one
+        # line naming the fix, not OpenCV's parser error.
+        problem = _check_structure(path)
+        if problem:
+            raise BadModelFile(f"{rec.local} in the model store {self.root} is unusable "
+                               f"({problem}); repair it with {self.repair_hint(rec.local)}")
         return path
 
     # --- integrity -----------------------------------------------------------------------
