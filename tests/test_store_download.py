@@ -261,3 +261,28 @@ def test_cli_reports_a_stalled_server_in_one_error_line(server, pb_bytes, tmp_pa
     assert err[0].startswith("warning: cartoon_3d_bg.pb: no data for 0.5 s")  # the retry
     assert err[-1].startswith("error: cartoon_3d_bg.pb: no data for 0.5 s (server stalled)")
     assert "Traceback" not in "\n".join(err)
+
+
+def test_fetch_downloads_again_an_installed_file_that_changed_since(server, pb_bytes, tmp_path,
+                                                                     capsys):
+    """The repair command that a damaged-file error names must repair: `fetch` does not
+    skip a file whose bytes differ from those recorded when it was installed, even for a
+    style without a published sha256 (3d) and a change too small for the weight checks."""
+    for part in ("bg", "h"):
+        server.put(f"damo/cv_unet_person-image-cartoon-3d_compound-models/cartoon_anime_{part}.pb",
+                   pb_bytes)
+    root = tmp_path / "store"
+    args = ["fetch", "3d", "--models", str(root), "--mirror", server.url, "--no-progress"]
+    assert main(args) == 0
+    installed = root / "dctnet" / "cartoon_3d_bg.pb"
+    data = bytearray(pb_bytes)
+    data[len(data) // 2] ^= 0x01  # inside the weights: a lowest bit, plausible values
+    installed.write_bytes(bytes(data))
+    assert main(["path", "3d", "--models", str(root)]) == 2
+    assert f"fetch 3d --models {root}" in capsys.readouterr().err
+    server.requests.clear()
+    assert main(args) == 0, capsys.readouterr().err
+    assert [p for p, _ in server.requests] == \
+        ["damo/cv_unet_person-image-cartoon-3d_compound-models/cartoon_anime_bg.pb"]
+    assert installed.read_bytes() == pb_bytes
+    assert main(["path", "3d", "--models", str(root)]) == 0

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
 from streamer.report import EXIT_INTERRUPTED, EXIT_USAGE, Log, fail
 
 from .catalog import PARTS
-from .download import DownloadOptions, sha256_file
+from .download import DownloadOptions, check_mirror
 from .errors import StoreError
 from .paths import describe_root_origin
 from .store import PRECISIONS, Store
@@ -33,6 +34,28 @@ class _LineFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         level = "note" if record.levelno < logging.WARNING else record.levelname.lower()
         return f"{level}: {record.getMessage()}"
+
+
+def _seconds(text: str) -> float:
+    """argparse type: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
+
+
+def _count(text: str) -> int:
+    """argparse type: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more (a whole number)")
+    return value
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -55,9 +78,9 @@ def _build_parser() -> argparse.ArgumentParser:
     f.add_argument("--mirror", metavar="URL", default=None,
                    help="fetch from URL/<model_id>/<path> instead of the official hosts "
                         "(default: $TOONSTREAM_MODEL_MIRROR)")
-    f.add_argument("--timeout", type=float, default=30.0, metavar="S",
+    f.add_argument("--timeout", type=_seconds, default=30.0, metavar="S",
                    help="give up a try after S seconds without data (default 30)")
-    f.add_argument("--retries", type=int, default=3, metavar="N",
+    f.add_argument("--retries", type=_count, default=3, metavar="N",
                    help="extra tries after a network failure, with backoff (default 3)")
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
     f.add_argument("--no-build", action="store_true", help="do not build the ONNX models")
@@ -70,6 +93,8 @@ def _build_parser() -> argparse.ArgumentParser:
     i.add_argument("--part", choices=PARTS, default="bg",
                    help="bg: whole-frame model (default); h: face-crop model")
     i.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    i.add_argument("--force", action="store_true",
+                   help="replace an installed, intact file with different weights")
 
     pa = sub.add_parser("path", parents=[common],
                         help="print the ONNX model of a style, building it if needed")
@@ -91,9 +116,7 @@ def _cmd_list(store: Store, args: argparse.Namespace) -> int:
     print(f"built ONNX models in {store.onnx_dir}:" + ("" if built else " none yet"))
     for path, meta in built:
         src = Path(meta.get("source_file", ""))
-        state = "stale, rebuilt on next use"
-        if src.is_file() and sha256_file(src) == meta.get("source_sha256"):
-            state = "current"
+        state = store.onnx_state(path, meta)[1]
         print(f"  {path.name:<28} {meta.get('precision', '?'):<5} from {src.name or '?'} "
               f"({meta.get('source_format', '?')}), "
               f"converter {meta.get('converter_version', '?')}, {state}")
@@ -116,7 +139,9 @@ def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
 
 
 def _cmd_fetch(store: Store, args: argparse.Namespace) -> int:
-    opts = DownloadOptions(timeout=args.timeout, retries=max(0, args.retries),
+    if args.mirror:
+        check_mirror(args.mirror, "--mirror")
+    opts = DownloadOptions(timeout=args.timeout, retries=args.retries,
                            progress=False if args.no_progress else None)
     for path in store.fetch(args.target, mirror=args.mirror, options=opts,
                             build=not args.no_build, precision=args.precision):
@@ -125,7 +150,7 @@ def _cmd_fetch(store: Store, args: argparse.Namespace) -> int:
 
 
 def _cmd_import(store: Store, args: argparse.Namespace) -> int:
-    res = store.import_file(args.file, args.style, args.part, args.precision)
+    res = store.import_file(args.file, args.style, args.part, args.precision, force=args.force)
     for note in res.notes:
         log.warning("%s", note)
     print(f"imported {res.path} ({res.source_format})")

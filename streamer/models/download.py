@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
+import math
 import os
 import socket
 import sys
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
-from .errors import DownloadError, VerificationError
+from .errors import BadSetting, DownloadError, VerificationError
 
 log = logging.getLogger("streamer.models")
 
@@ -36,6 +37,46 @@ class DownloadOptions:
     retries: int = 3            # extra tries after the first
     backoff: float = 1.0        # first wait between tries, doubled each time (capped at 30 s)
     progress: bool | None = None  # None: a bar only when stderr is a terminal
+
+    def __post_init__(self) -> None:
+        # A zero timeout fails every try at once and a negative retry count means no try
+        # at all; both look like network trouble later, so refuse them here.
+        if not (isinstance(self.timeout, (int, float)) and math.isfinite(self.timeout)
+                and self.timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, not {self.timeout!r}")
+        if not isinstance(self.retries, int) or self.retries < 0:
+            raise ValueError(f"retries must be 0 or more, not {self.retries!r}")
+        if not (math.isfinite(self.backoff) and self.backoff >= 0):
+            raise ValueError(f"backoff must be 0 or more seconds, not {self.backoff!r}")
+
+
+SCHEMES = ("http", "https")
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be downloaded over HTTP(S) at all, or None. Checked before the
+    first try: no retry cures a missing host or an unknown scheme."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        return f"has a bad port or address ({exc})"
+    if parts.scheme.lower() not in SCHEMES:
+        return "is not an http(s) URL"
+    if not parts.hostname:
+        return "has no host"
+    return None
+
+
+def check_mirror(mirror: str, setting: str) -> str:
+    """`mirror` if it is a usable base URL, else BadSetting naming the setting it came
+    from (`--mirror` or TOONSTREAM_MODEL_MIRROR)."""
+    problem = url_problem(mirror)
+    if problem:
+        shown = f"{setting}={mirror!r}" if setting.isupper() else f"{setting} {mirror!r}"
+        raise BadSetting(f"{shown} {problem}; a mirror is a base URL such as "
+                         f"https://mirror.example.org/models")
+    return mirror
 
 
 def sha256_file(path: Path) -> str:
@@ -149,6 +190,9 @@ def download(url: str, dest: Path, *, size: int | None, sha256: str | None,
     """
     dest = Path(dest)
     label = label or dest.name
+    problem = url_problem(url)
+    if problem:
+        raise DownloadError(f"{label}: cannot download {url!r}: it {problem}")
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
     if size is not None and part.exists() and part.stat().st_size > size:

@@ -28,6 +28,11 @@ class VerificationError(StoreError):
     """A file's size, checksum or structure is wrong; the bad file has been removed."""
 
 
+class BadSetting(StoreError, ValueError):
+    """A setting (an option or an environment variable) that cannot work, refused before
+    any network or disk work."""
+
+
 class StoreNotWritable(StoreError):
     """fetch/import into a folder we must not write to."""
 

@@ -18,6 +18,7 @@ import logging
 import os
 import shlex
 import shutil
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .catalog import PARTS, Catalog, FileRecord, load_catalog
-from .download import DownloadOptions, check_file, download, sha256_file
+from .download import DownloadOptions, check_file, check_mirror, download, sha256_file
 from .errors import BadModelFile, ModelNotInstalled, StoreError, StoreNotWritable, UnknownModel
 from .paths import fallback_cache_dir, is_writable_dir, resolve_store_root
 
@@ -82,6 +83,15 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _warn(message: str) -> None:
+    """A warning the user must see: through the store's logger when an app configured one
+    (the models CLI does), else as a `warning: ...` line on stderr."""
+    if log.hasHandlers():
+        log.warning("%s", message)
+    else:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def _fmt_of(path: Path) -> str:
@@ -158,7 +168,79 @@ class Store:
         if not path.is_file():
             raise ModelNotInstalled(f"{rec.local} is not in the model store {self.root}: "
                                     f"run `{self._cmd('fetch ' + rec.model)}`")
+        self._check_installed(path)
+        # No checksum is published for either file and a hand-placed copy has no record, so
+        # read it as its consumer will (a few ms): a cut or damaged detector must be one
+        # line naming the fix, not OpenCV's parser error.
+        problem = _check_structure(path)
+        if problem:
+            raise BadModelFile(f"{rec.local} in the model store {self.root} is unusable "
+                               f"({problem}); repair it with {self.repair_hint(rec.local)}")
         return path
+
+    # --- integrity -----------------------------------------------------------------------
+
+    def _local(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def repair_hint(self, local: str) -> str:
+        """The command(s) that put a good copy of an installed file back."""
+        rec = self.catalog.by_local(local)
+        model = rec.model if rec is not None else None
+        if model is None and local.startswith(TFLITE_DIR + "/"):
+            model = Path(local).stem.split("_")[0]
+        origin = str(self._manifest()["files"].get(local, {}).get("origin", ""))
+        cmds = []
+        if model is not None:
+            cmds.append(f"`{self._cmd('fetch ' + model)}`")
+        if origin.startswith("import:"):
+            part = "h" if rec is not None and rec.part == "h" else "bg"
+            style = model or "STYLE"
+            extra = "" if part == "bg" else " --part h"
+            cmds.append(f"`{self._cmd(f'import {shlex.quote(origin[7:])} --style {style}{extra}')}`")
+        return " or ".join(cmds) if cmds else f"`{self._cmd('import FILE --style STYLE')}`"
+
+    def _check_installed(self, path: Path, sha: str | None = None) -> str:
+        """Refuse an installed file whose bytes differ from those recorded when it was
+        fetched or imported (a damaged disk, a broken copy, an edit by hand). Files without
+        a record (put in place by hand, a shared read-only store) pass; their structure and
+        weight range are checked when they are built. Returns the file's sha256."""
+        sha = sha or sha256_file(path)
+        try:
+            local = self._local(path)
+        except ValueError:
+            return sha
+        recorded = self._manifest()["files"].get(local, {}).get("sha256")
+        if recorded and recorded != sha:
+            raise BadModelFile(
+                f"{local} in the model store {self.root} changed since it was installed "
+                f"(sha256 {sha[:16]}..., recorded {recorded[:16]}...): it is damaged or was "
+                f"replaced by hand; repair it with {self.repair_hint(local)}")
+        return sha
+
+    def _damage(self, path: Path) -> str | None:
+        """Why an installed file is damaged (its install record or its own checks), or None."""
+        try:
+            self._check_installed(path)
+        except BadModelFile:
+            return "changed since it was installed"
+        return _check_structure(path)
+
+    def onnx_state(self, path: Path, meta: dict[str, Any]) -> tuple[bool, str]:
+        """(intact, words) for a built ONNX model: damaged when its bytes differ from the
+        checksum recorded when it was built; stale when its weights changed since."""
+        recorded = meta.get("onnx_sha256")
+        if recorded and sha256_file(path) != recorded:
+            cmd = self._cmd(f"path {meta.get('style', 'STYLE')} --part {meta.get('part', 'bg')} "
+                            f"--precision {meta.get('precision', 'fp32')}")
+            return False, (f"DAMAGED (its sha256 differs from the one recorded when it was "
+                           f"built); rebuilt on next use, or now with `{cmd}`")
+        src = Path(meta.get("source_file", ""))
+        if not recorded:
+            return True, "no checksum recorded, rebuilt on next use"
+        if src.is_file() and sha256_file(src) == meta.get("source_sha256"):
+            return True, "current"
+        return True, "stale, rebuilt on next use"
 
     def _tflite_for(self, style: str, part: str) -> Path | None:
         folder = self.root / TFLITE_DIR
@@ -220,20 +302,27 @@ class Store:
 
         out = self.onnx_dir / self._onnx_name(style, part, precision)
         meta_path = out.with_suffix(".json")
-        src_sha = sha256_file(src)
+        # Hashing both files costs tens of milliseconds; loading a damaged one costs a run
+        # of noise, so this happens on every load.
+        src_sha = self._check_installed(src)
+        damaged = False
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             if (out.is_file() and meta.get("source_sha256") == src_sha
                     and meta.get("converter_version") == CONVERTER_VERSION
                     and meta.get("precision") == precision):
-                return out
-        except (OSError, ValueError):
+                if meta.get("onnx_sha256") == sha256_file(out):
+                    return out
+                damaged = bool(meta.get("onnx_sha256"))
+        except (OSError, ValueError, AttributeError):
             pass  # no usable metadata: build
         try:
             weights = load_weights(src)
         except ModelFormatError as exc:
-            raise BadModelFile(f"{exc} (in {src.parent}); "
-                               f"replace it with `fetch` or `import`") from None
+            local = self._local(src) if src.is_relative_to(self.root) else str(src)
+            reason = str(exc).removeprefix(f"{src.name}: ")
+            raise BadModelFile(f"{local} in the model store {self.root} is unusable ({reason}); "
+                               f"repair it with {self.repair_hint(local)}") from None
         import onnx
 
         model = build_onnx(weights, precision)
@@ -241,15 +330,25 @@ class Store:
                 "source_file": str(src.resolve()), "source_sha256": src_sha,
                 "source_format": weights.source_format, "converter_version": CONVERTER_VERSION,
                 "built": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+        def save(p: Path) -> None:
+            onnx.save_model(model, str(p))
+            # Hash what was written, before the rename: another process may replace `out`.
+            meta["onnx_sha256"] = sha256_file(p)
+
         try:
-            _atomic_write(out, lambda p: onnx.save_model(model, str(p)))
+            _atomic_write(out, save)
             # Metadata last: a model without matching metadata is simply rebuilt.
             _atomic_write(meta_path, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n",
                                                             encoding="utf-8"))
         except OSError as exc:
             raise StoreError(f"cannot write the ONNX cache in {out.parent}: {exc.strerror}; "
                              f"set TOONSTREAM_CACHE to a writable folder") from None
-        log.info("built %s from %s", out, src.name)
+        if damaged:
+            _warn(f"the built model {out} was damaged (its sha256 differed from the one "
+                  f"recorded when it was built); rebuilt it from {src.name}")
+        else:
+            log.info("built %s from %s", out, src.name)
         return out
 
     # --- manifest ------------------------------------------------------------------------
@@ -277,8 +376,12 @@ class Store:
     # --- import --------------------------------------------------------------------------
 
     def import_file(self, src: Path | str, style: str, part: str = "bg",
-                    precision: str = "fp32") -> ImportResult:
-        """Add a hand-downloaded official .pb or .tflite conversion, then build its ONNX."""
+                    precision: str = "fp32", force: bool = False) -> ImportResult:
+        """Add a hand-downloaded official .pb or .tflite conversion, then build its ONNX.
+
+        Nothing installed changes unless the new file passes every check; an installed file
+        that is intact is replaced by different weights only with `force` (or when the new
+        file is the published one), so a damaged download cannot displace a good model."""
         from streamer.models.dctnet.weights import ModelFormatError, load_weights
 
         src = Path(src).expanduser()
@@ -288,7 +391,10 @@ class Store:
         try:
             fmt = load_weights(src).source_format
         except ModelFormatError as exc:
-            raise BadModelFile(str(exc)) from None
+            kept = ""
+            if (self.root / rec.local).is_file():
+                kept = f"; the installed {rec.local} is left as it was"
+            raise BadModelFile(f"{exc}{kept}") from None
         self._require_writable("import")
         notes: list[str] = []
         custom = False
@@ -310,6 +416,14 @@ class Store:
             if pb.is_file():
                 notes.append(f"{rec.local} is also installed and takes precedence over the .tflite")
         dest = self.root / local
+        if dest.is_file() and not force and not dest.samefile(src):
+            src_sha = sha256_file(src)
+            if (src_sha != sha256_file(dest) and src_sha != rec.sha256
+                    and self._damage(dest) is None):
+                raise StoreError(
+                    f"{local} is already installed and intact, and {src.name} holds other "
+                    f"weights (sha256 {src_sha[:16]}...); if you mean to replace it, add "
+                    f"--force")
         if not (dest.exists() and dest.samefile(src)):
             _atomic_write(dest, lambda p: shutil.copyfile(src, p))
         self._record(local, f"import:{src.resolve()}", dest, custom)
@@ -334,16 +448,24 @@ class Store:
         """Download what `target` names (skipping files already installed and correct),
         verify each, then build the ONNX of every style fetched."""
         records = self.targets(target)
+        if mirror:
+            check_mirror(mirror, "mirror")
+        else:
+            mirror = os.environ.get("TOONSTREAM_MODEL_MIRROR") or None
+            if mirror:
+                check_mirror(mirror, "TOONSTREAM_MODEL_MIRROR")
         self._require_writable("fetch")
-        mirror = mirror or os.environ.get("TOONSTREAM_MODEL_MIRROR") or None
         done: list[Path] = []
         for rec in records:
             dest = self.root / rec.local
-            if dest.is_file() and check_file(dest, rec.size, rec.sha256) is None \
-                    and _check_structure(dest) is None:
-                log.info("%s: already installed", rec.local)
-                done.append(dest)
-                continue
+            if dest.is_file():
+                problem = check_file(dest, rec.size, rec.sha256) or self._damage(dest)
+                if problem is None:
+                    log.info("%s: already installed", rec.local)
+                    done.append(dest)
+                    continue
+                log.info("%s: installed copy fails a check (%s); downloading it again",
+                         rec.local, problem)
             url = rec.url_for(mirror)
             fmt = _fmt_of(dest)  # the .part file's own suffix says nothing
             download(url, dest, size=rec.size, sha256=rec.sha256, options=options,
@@ -432,6 +554,13 @@ class Store:
                 checks.append(Check(e.local, False, problem))
             else:
                 checks.append(Check(e.local, True, f"{e.size:,} B, {e.catalog}, structure ok"))
+        for path, meta in self.onnx_entries():
+            try:
+                label = self._local(path)
+            except ValueError:  # built in the user cache beside a read-only store
+                label = str(path)
+            ok, words = self.onnx_state(path, meta)
+            checks.append(Check(label, ok, f"built model, {words}"))
         return checks
 
 

@@ -38,6 +38,24 @@ class EngineUnavailable(UserError, RuntimeError):
     """The requested backend or device cannot start here; the message says what to install."""
 
 
+class ModelLoadError(EngineUnavailable):
+    """The runtime cannot read the model file itself (damaged, truncated, not ONNX): no
+    device would run it, so the message points at the file, not at an install."""
+
+
+# ONNX Runtime's exception classes for a file it cannot parse or whose graph is invalid,
+# as opposed to a provider that fails to start.
+_ORT_MODEL_ERRORS = ("InvalidProtobuf", "InvalidGraph", "NoSuchFile")
+
+
+def _model_error(path: Path, exc: BaseException) -> ModelLoadError:
+    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    return ModelLoadError(
+        f"cannot load the model {path} ({first}): the file is damaged or not an ONNX model; "
+        f"`python -m streamer.models verify` checks the store, and a built model that is "
+        f"deleted is rebuilt on the next run")
+
+
 @dataclass(frozen=True)
 class EngineSettings:
     device: str = "auto"
@@ -109,10 +127,12 @@ class OrtEngine:
         providers: list = [(provider, options)]
         if device == "tensorrt":
             providers.append(("CUDAExecutionProvider", {}))
+        model_path = model_for(graph_precision)
         try:
-            self.session = ort.InferenceSession(str(model_for(graph_precision)), so,
-                                                providers=providers)
+            self.session = ort.InferenceSession(str(model_path), so, providers=providers)
         except Exception as exc:  # ORT raises its own exception types per provider
+            if type(exc).__name__ in _ORT_MODEL_ERRORS:
+                raise _model_error(model_path, exc) from None
             raise EngineUnavailable(f"device {device!r} could not start: {str(exc).splitlines()[0]}; "
                                     f"{install}") from None
         active = self.session.get_providers()[0]
@@ -161,7 +181,11 @@ class OpenVinoEngine:
         if settings.threads:
             config["INFERENCE_NUM_THREADS"] = str(settings.threads)
         self._core, self._config = core, config
-        self._model = core.read_model(str(model_for("fp32")))
+        model_path = model_for("fp32")
+        try:
+            self._model = core.read_model(str(model_path))
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses per frontend
+            raise _model_error(model_path, exc) from None
         self._compiled: dict[tuple[int, ...], object] = {}
         self.shape_bound = True  # compiled per shape, see _request
         self.device = "openvino-cpu"

@@ -101,7 +101,35 @@ def _check_shapes(kernels: dict[str, np.ndarray], biases: dict[str, np.ndarray])
                 f"a different network: {spec.name} has kernel {got}, DCT-Net expects {want}")
     for name, arr in {**kernels, **biases}.items():
         if not np.isfinite(arr).all():
-            raise ModelFormatError(f"{name} holds NaN or infinite weights")
+            raise ModelFormatError(f"damaged: generator/{name} holds NaN or infinite weights")
+    _check_range(kernels, biases)
+
+
+# A weight farther from its layer's centre than this many robust standard deviations
+# (1.4826 x the median absolute deviation) cannot come from training. Every official style
+# stays under 65 (sd-illustration's Conv_7 is the widest), biases under 20 of their kernel's
+# scale; one flipped sign-or-exponent byte lands at hundreds to 1e38. The margin of three
+# leaves room for fine-tuned weights, and a flip that stays under it changes the output
+# less than a visible amount. A checksum, where one is recorded, catches the rest.
+MAX_ROBUST_DEVIATIONS = 200.0
+
+
+def _check_range(kernels: dict[str, np.ndarray], biases: dict[str, np.ndarray]) -> None:
+    """Refuse weights no training produces: the signature of bytes flipped on disk."""
+    for spec in GENERATOR_CONVS:
+        k = kernels[spec.name].astype(np.float64).ravel()
+        centre = float(np.median(k))
+        scale = 1.4826 * float(np.median(np.abs(k - centre)))
+        if scale == 0.0:
+            raise ModelFormatError(f"damaged: generator/{spec.name} holds {k.size} equal weights")
+        for what, arr in (("weight", k), ("bias", biases[spec.name].astype(np.float64))):
+            dev = np.abs(arr - centre) / scale
+            worst = int(np.argmax(dev))
+            if dev[worst] > MAX_ROBUST_DEVIATIONS:
+                raise ModelFormatError(
+                    f"damaged: generator/{spec.name} holds a {what} of {arr[worst]:.3g}, "
+                    f"{dev[worst]:.0f} times its layer's typical spread (trained weights stay "
+                    f"under {MAX_ROBUST_DEVIATIONS:.0f})")
 
 
 def _from_graphdef(data: bytes) -> DctNetWeights:
