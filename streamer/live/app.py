@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="fast (default for live): bf16/fp16 where available; exact: fp32")
     toon.add_argument("--threads", type=int, help="engine threads")
     add_face_options(p)
+    from streamer.models.ensure import add_fetch_option
+    add_fetch_option(toon)
     out = p.add_argument_group("output")
     out.add_argument("--sink", dest="sinks", action="append", metavar="SINK",
                      help="vcam (default), preview, null, udp://HOST:PORT, rtmp://HOST/APP/KEY, "
@@ -153,7 +155,7 @@ def auto_preset(device: str) -> tuple[str, str]:
 
 
 def settings_from_args(args: argparse.Namespace, log: Log | None = None) -> LiveSettings:
-    overrides = {k: v for k, v in vars(args).items() if k != "config"}
+    overrides = {k: v for k, v in vars(args).items() if k not in ("config", "fetch")}
     if "sinks" in overrides:
         overrides["sinks"] = tuple(overrides["sinks"])
     preset = args.config
@@ -474,6 +476,8 @@ def main(argv: list[str] | None = None, log: Log | None = None,
         styles = tuple(store.catalog.styles)
         store.catalog.style(s.style)  # an unknown style fails before the camera opens
         sink_specs(s)  # so does an unknown sink
+        from streamer.models.ensure import ensure_models
+        ensure_models(store, s.style, s.faces, fetch=getattr(args, "fetch", None), log=log)
 
         source = open_source(s)
         log(f"source: {source.describe()}")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from streamer.config import ConfigError, VideoSettings, add_face_options, build_settings
+from streamer.models.ensure import add_fetch_option, ensure_models
 from streamer.sinks.image import write_image
 from streamer.sinks.video_file import (CODECS, FORMATS, OutputError, VideoFileSink,
                                        check_output_folder, container_format)
@@ -435,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="encoder speed preset (default medium; p5 for NVENC)")
     p.add_argument("--queue", type=int, help="frames per pipeline queue (default 4)")
     add_face_options(p)
+    add_fetch_option(p)
     p.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output")
     p.add_argument("--stats-json", metavar="PATH", help="write run statistics as JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false",
@@ -444,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> VideoSettings:
     overrides = {k: v for k, v in vars(args).items()
-                 if k not in ("input", "output", "config")}
+                 if k not in ("input", "output", "config", "fetch")}
     return build_settings(VideoSettings, args.config, overrides)
 
 
@@ -456,6 +458,9 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
     try:
         settings = settings_from_args(args)
         engines = Engines(settings, log)
+        if Path(args.input).exists():  # a mistyped input must not cost a download first
+            ensure_models(engines.store, settings.style, settings.faces,
+                          fetch=getattr(args, "fetch", None), log=log)
         results = convert(Path(args.input), Path(args.output) if args.output else None,
                           settings, engines, log)
         if len(results) == 1:
