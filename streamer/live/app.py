@@ -27,6 +27,7 @@ from typing import Callable, TextIO
 
 from streamer.config import (ConfigError, LiveSettings, add_face_options, build_settings,
                              parse_size)
+from streamer.commands import prog
 from streamer.pipeline.core import Pipeline, PipelineError
 from streamer.toon.engine import DEVICES
 
@@ -81,7 +82,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def build_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS
     p = argparse.ArgumentParser(
-        prog="run_stream.py",
+        prog=prog("run_stream.py"),
         description="Cartoonize a camera live with DCT-Net and send it to a virtual camera "
                     "(Zoom, Meet, Teams, OBS), a preview window, a network stream or a file.",
         epilog="Settings come from the defaults, then --config (default: live-720p when a "

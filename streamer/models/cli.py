@@ -10,6 +10,8 @@ import logging
 import sys
 from pathlib import Path
 
+from streamer.commands import prog
+
 from .catalog import PARTS
 from .download import DownloadOptions, sha256_file
 from .errors import StoreError
@@ -37,7 +39,7 @@ def _build_parser() -> argparse.ArgumentParser:
     common.add_argument("--models", metavar="DIR", default=None,
                         help="model store folder (default: $TOONSTREAM_MODELS, else the "
                              "per-user cache, e.g. ~/.cache/toonstream/models)")
-    p = _Parser(prog="python -m streamer.models",
+    p = _Parser(prog=prog("python -m streamer.models"),
                 description="Manage Toonstream's model store: the official DCT-Net weights, "
                             "the face detector, the head mask and the ONNX models built from them.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

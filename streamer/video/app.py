@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+from streamer.commands import prog
 from streamer.config import ConfigError, VideoSettings, add_face_options, build_settings
 from streamer.models.ensure import add_fetch_option, ensure_models
 from streamer.sinks.image import write_image
@@ -406,7 +407,7 @@ def _write_stats(path: str, results: list[Result], settings: VideoSettings,
 def build_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS  # settings not given keep the preset's (or the default) value
     p = argparse.ArgumentParser(
-        prog="run_video.py",
+        prog=prog("run_video.py"),
         description="Cartoonize a video file, a still image (JPEG, PNG, WebP), or a folder of "
                     "them with DCT-Net. Audio, timestamps and metadata are kept.",
         epilog="Settings come from the defaults, then --config, then these options. "

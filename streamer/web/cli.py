@@ -11,6 +11,7 @@ import ipaddress
 import signal
 import sys
 
+from streamer.commands import prog
 from streamer.video.app import Log, one_line
 from streamer.toon.engine import DEVICES
 
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lim = Limits()
     p = argparse.ArgumentParser(
-        prog="run_web.py",
+        prog=prog("run_web.py"),
         description="A web page that cartoonizes photos, video files and your webcam with "
                     "DCT-Net (Gradio). Open the address it prints in a browser.")
     p.add_argument("--host", default=DEFAULT_HOST,
