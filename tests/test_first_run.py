@@ -196,3 +196,15 @@ def test_the_bundled_sample_is_package_data_with_its_licence_note():
     assert _read(SAMPLE).shape == (400, 400, 3)
     note = (SAMPLE.parent / "README.md").read_text(encoding="utf-8")
     assert "CC0" in note and "luciano.png" in note
+
+
+def test_run_stream_with_fetch_downloads_the_style_then_streams(empty_user, mirror, capfd):
+    from streamer.live.app import main as run_stream
+    rc = run_stream(["--synthetic", "--sink", "null", "--seconds", "1", "--style", STYLE,
+                     "--faces", "off", "--no-commands", "--fetch", "--status-every", "0"])
+    err = capfd.readouterr().err
+    assert rc == 0, err
+    assert f"fetched and verified: {STYLE}" in err and "done:" in err
+    got = {p for p, _ in mirror.requests}
+    assert all(f.mirror_path in got for f in load_catalog().model(STYLE).files)
+    assert not (empty_user / "face").exists()  # faces off: the detector is not needed
