@@ -10,7 +10,8 @@ TEST_MODELS ?= $(CURDIR)/../shared/models
 STYLE  ?= anime
 # The bundled sample (CC0, streamer/samples/README.md), or your own file or folder.
 INPUT  ?= streamer/samples/luciano.png
-OUTPUT ?= out/$(basename $(notdir $(INPUT)))_$(STYLE)$(suffix $(INPUT))
+INNAME  = $(notdir $(patsubst %/,%,$(INPUT)))
+OUTPUT ?= out/$(basename $(INNAME))_$(STYLE)$(suffix $(INNAME))
 ARGS   ?=
 
 .PHONY: run test venv clean

@@ -40,7 +40,7 @@ class Missing:
         return self.required + self.optional
 
 
-def add_fetch_option(parser: argparse.ArgumentParser) -> None:
+def add_fetch_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """`--fetch` / `--no-fetch` for interactive commands; unset means: ask on a terminal."""
     g = parser.add_mutually_exclusive_group()
     g.add_argument("--fetch", dest="fetch", action="store_true", default=argparse.SUPPRESS,
