@@ -20,6 +20,7 @@ from typing import Any, Callable, TextIO
 
 from streamer.commands import prog
 from streamer.config import ConfigError, VideoSettings, add_face_options, build_settings
+from streamer.models.download import DownloadOptions
 from streamer.models.ensure import add_fetch_option, ensure_models
 from streamer.sinks.image import write_image
 from streamer.sinks.video_file import (CODECS, FORMATS, OutputError, VideoFileSink,
@@ -461,7 +462,8 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
         engines = Engines(settings, log)
         if Path(args.input).exists():  # a mistyped input must not cost a download first
             ensure_models(engines.store, settings.style, settings.faces,
-                          fetch=getattr(args, "fetch", None), log=log)
+                          fetch=getattr(args, "fetch", None), log=log,
+                          options=DownloadOptions(progress=None if settings.progress else False))
         results = convert(Path(args.input), Path(args.output) if args.output else None,
                           settings, engines, log)
         if len(results) == 1:
