@@ -208,3 +208,15 @@ def test_run_stream_with_fetch_downloads_the_style_then_streams(empty_user, mirr
     got = {p for p, _ in mirror.requests}
     assert all(f.mirror_path in got for f in load_catalog().model(STYLE).files)
     assert not (empty_user / "face").exists()  # faces off: the detector is not needed
+
+
+def test_the_documented_fetch_face_mask_command_fetches_both(empty_user, mirror, capsys):
+    from streamer.models.cli import main as models_cli
+    assert models_cli(["fetch", "face", "mask", "--no-progress"]) == 0
+    assert (empty_user / "face" / "yunet.onnx").is_file()
+    assert (empty_user / "dctnet" / "alpha.jpg").is_file()
+    # An unknown name among several fails before anything is downloaded.
+    n = len(mirror.requests)
+    assert models_cli(["fetch", STYLE, "pixar", "--no-progress"]) == 2
+    assert "unknown model 'pixar'" in capsys.readouterr().err
+    assert len(mirror.requests) == n

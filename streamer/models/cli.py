@@ -49,8 +49,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.add_parser("verify", parents=[common],
                    help="re-hash installed files against the catalog and check their structure")
 
-    f = sub.add_parser("fetch", parents=[common], help="download STYLE, face, mask or all")
-    f.add_argument("target", metavar="STYLE|all|face|mask")
+    f = sub.add_parser("fetch", parents=[common],
+                       help="download STYLE, face, mask or all (several: `fetch face mask`)")
+    f.add_argument("targets", nargs="+", metavar="STYLE|all|face|mask")
     f.add_argument("--mirror", metavar="URL", default=None,
                    help="fetch from URL/<model_id>/<path> instead of the official hosts "
                         "(default: $TOONSTREAM_MODEL_MIRROR)")
@@ -117,9 +118,12 @@ def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
 def _cmd_fetch(store: Store, args: argparse.Namespace) -> int:
     opts = DownloadOptions(timeout=args.timeout, retries=max(0, args.retries),
                            progress=False if args.no_progress else None)
-    for path in store.fetch(args.target, mirror=args.mirror, options=opts,
-                            build=not args.no_build, precision=args.precision):
-        print(path)
+    for target in args.targets:
+        store.targets(target)  # every name is checked before anything is downloaded
+    for target in dict.fromkeys(args.targets):
+        for path in store.fetch(target, mirror=args.mirror, options=opts,
+                                build=not args.no_build, precision=args.precision):
+            print(path)
     return 0
 
 

@@ -116,9 +116,10 @@ def ensure_models(store: Store, style: str, faces: str, *, fetch: bool | None, l
         if interactive is None:
             interactive = sys.stdin is not None and sys.stdin.isatty()
         if interactive:
-            fetch = (ask or ask_yes_no)(f"{_describe(store, need.required)} not in the model "
-                                        f"store {store.root}; download {_describe(store, need.all)}"
-                                        f" now?")
+            verb = "is" if len(need.required) == 1 else "are"
+            fetch = (ask or ask_yes_no)(f"{_describe(store, need.required)} {verb} not in the "
+                                        f"model store {store.root}; download "
+                                        f"{_describe(store, need.all)} now?")
     if not fetch:
         first = need.required[0]
         raise ModelNotInstalled(f"{first} is not installed in the model store {store.root}: "
