@@ -78,6 +78,19 @@ def _fetch_command(store: Store, target: str) -> str:
     return f"python -m streamer.models fetch {target} --models {shlex.quote(str(store.root))}"
 
 
+def _not_installed(store: Store, style: str, required: tuple[str, ...]) -> str:
+    """The one-line error for a run that lacks `required` and may not fetch it."""
+    root = shlex.quote(str(store.root))
+    if style in required:
+        return (f"style {style!r} is not installed in the model store {store.root}: run again "
+                f"with --fetch to download it, or run `{_fetch_command(store, style)}` (or "
+                f"`python -m streamer.models import FILE --style {style} --models {root}` for "
+                f"a file you downloaded yourself)")
+    files = ", ".join(store.catalog.asset(t).files[0].local for t in required)
+    return (f"{files} not in the model store {store.root} (needed with --faces on): run again "
+            f"with --fetch to download, or run `{_fetch_command(store, ' '.join(required))}`")
+
+
 def ask_yes_no(question: str, stdin: TextIO | None = None, out: TextIO | None = None) -> bool:
     """A y/N question on the terminal; anything but yes (or end of input) is no."""
     out = out or sys.stderr
@@ -121,10 +134,7 @@ def ensure_models(store: Store, style: str, faces: str, *, fetch: bool | None, l
                                         f"model store {store.root}; download "
                                         f"{_describe(store, need.all)} now?")
     if not fetch:
-        first = need.required[0]
-        raise ModelNotInstalled(f"{first} is not installed in the model store {store.root}: "
-                                f"run again with --fetch to download it, or run "
-                                f"`{_fetch_command(store, first)}`")
+        raise ModelNotInstalled(_not_installed(store, style, need.required))
     handler = _ToLog(log)
     logger = logging.getLogger("streamer.models")
     logger.addHandler(handler)
