@@ -220,3 +220,15 @@ def test_the_documented_fetch_face_mask_command_fetches_both(empty_user, mirror,
     assert models_cli(["fetch", STYLE, "pixar", "--no-progress"]) == 2
     assert "unknown model 'pixar'" in capsys.readouterr().err
     assert len(mirror.requests) == n
+
+
+def test_toonstream_models_set_wins_over_the_user_store_for_the_fetch(
+        empty_user, mirror, monkeypatch, tmp_path, capfd):
+    own = tmp_path / "team-store"
+    monkeypatch.setenv("TOONSTREAM_MODELS", str(own))
+    out = tmp_path / "x.png"
+    rc = run_video([str(SAMPLE), "-o", str(out), "--style", STYLE, "--faces", "off",
+                    "--fetch", "--no-progress"])
+    assert rc == 0, capfd.readouterr().err
+    assert (own / "dctnet" / f"cartoon_{STYLE}_bg.pb").is_file() and out.is_file()
+    assert not empty_user.exists()
