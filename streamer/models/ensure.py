@@ -3,8 +3,8 @@
 A new user's store is empty. run_video and run_stream call `ensure_models` before any work:
 what the run needs and lacks is downloaded (verified, with the store's progress bar) when
 the user said so with `--fetch`, or answered yes to a prompt on a terminal. Without that
-consent nothing is downloaded and a missing style is the usual one-line error, which now
-also names `--fetch`. The web server never calls this: a server must not download on its
+consent nothing is downloaded and a missing style is a one-line error that names `--fetch`
+and the fetch command. The web server never calls this: a server must not download on its
 own (it reports what to fetch at start-up instead).
 
 What a run needs: the style's weights (required), and the face detector and head mask,
@@ -68,9 +68,9 @@ def _describe(store: Store, targets: tuple[str, ...]) -> str:
     """'anime (11.8 MB), face, mask' with the published sizes where there are any."""
     parts = []
     for t in targets:
-        sizes = [f.size for f in store.catalog.model(t).files]
-        known = all(s is not None for s in sizes)
-        parts.append(f"{t} ({sum(sizes) / 1e6:.1f} MB)" if known else t)  # type: ignore[misc]
+        sizes = [f.size for f in store.catalog.model(t).files if f.size is not None]
+        known = len(sizes) == len(store.catalog.model(t).files)
+        parts.append(f"{t} ({sum(sizes) / 1e6:.1f} MB)" if known else t)
     return ", ".join(parts)
 
 
