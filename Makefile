@@ -2,12 +2,16 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# Where the model store lives; tests and CI point it at ../shared/models.
-export TOONSTREAM_MODELS ?= $(CURDIR)/../shared/models
+# The model store: $TOONSTREAM_MODELS when set (this project's CI points it at its test store,
+# ../shared/models), else the per-user cache (~/.cache/toonstream/models on Linux), which
+# `make run` fills on first use (--fetch: the style it needs, verified).
+TEST_MODELS ?= $(CURDIR)/../shared/models
 
-INPUT  ?= ../shared/media/tears_640x360.mp4
-OUTPUT ?= out/tears_anime.mp4
 STYLE  ?= anime
+# The bundled sample (CC0, streamer/samples/README.md), or your own file or folder.
+INPUT  ?= streamer/samples/luciano.png
+INNAME  = $(notdir $(patsubst %/,%,$(INPUT)))
+OUTPUT ?= out/$(basename $(INNAME))_$(STYLE)$(suffix $(INNAME))
 ARGS   ?=
 
 .PHONY: run test venv clean
@@ -22,10 +26,11 @@ venv: $(VENV)/.installed
 
 run: venv
 	@mkdir -p $(dir $(OUTPUT))
-	$(PY) run_video.py $(INPUT) -o $(OUTPUT) --style $(STYLE) -y $(ARGS)
+	$(PY) run_video.py $(INPUT) -o $(OUTPUT) --style $(STYLE) --fetch -y $(ARGS)
 
+# The tests run against the test store (real weights, media and reference outputs).
 test: venv
-	$(PY) -m pytest -q $(ARGS)
+	TOONSTREAM_MODELS="$${TOONSTREAM_MODELS:-$(TEST_MODELS)}" $(PY) -m pytest -q $(ARGS)
 
 clean:
 	rm -rf $(VENV) out

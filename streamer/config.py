@@ -1,11 +1,11 @@
 """Settings as dataclasses, filled from one place: defaults <- YAML preset <- command line.
 
 A preset is a flat YAML mapping of setting names (dashes or underscores) to values, found by
-path or by name in the project's configs/ folder (`--config video-hq` reads
-configs/video-hq.yaml). Options given on the command line override the preset; options not
-given leave it alone, which is why the parsers declare no defaults of their own
-(argparse.SUPPRESS) and the defaults live here. Nothing is global: every call returns a new
-settings object.
+path or by name among the presets shipped in the package (`--config video-hq` reads
+streamer/configs/video-hq.yaml; the repository's top-level configs/ links there). Options
+given on the command line override the preset; options not given leave it alone, which is
+why the parsers declare no defaults of their own (argparse.SUPPRESS) and the defaults live
+here. Nothing is global: every call returns a new settings object.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import os
 from dataclasses import dataclass, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -24,7 +25,9 @@ from streamer.toon.faces.detect import OFFICIAL_MAX_FACES, OFFICIAL_MIN_FACE
 from streamer.toon.faces.track import TrackerSettings
 from streamer.toon.flow import OFFICIAL_SHORT_SIDE
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# The presets are package data, so an installed wheel finds them as well as a checkout.
+# Wheels install as plain folders, so the resource is a real path (find_preset globs it).
+CONFIG_DIR = Path(str(resources.files("streamer") / "configs"))
 
 
 class ConfigError(UserError, ValueError):

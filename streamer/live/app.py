@@ -20,9 +20,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TextIO
 
+from streamer.commands import prog
 from streamer.config import (LiveSettings, add_face_options, build_settings, default_help,
                              parse_size)
 from streamer.frame import StreamInfo
+from streamer.models.ensure import add_fetch_option, ensure_models
 from streamer.report import EXIT_ERROR, EXIT_OK, Log, run_main
 from streamer.stages import Sink, Source
 from streamer.toon.engine import DEVICES, PRECISIONS
@@ -71,6 +73,7 @@ def _toon_options(p: argparse.ArgumentParser, d) -> None:
     toon.add_argument("--precision", choices=PRECISIONS,
                       help=f"fast: bf16/fp16 where available; exact: fp32 {d('precision')}")
     toon.add_argument("--threads", type=int, help="engine threads")
+    add_fetch_option(toon)
 
 
 def _output_options(p: argparse.ArgumentParser, d) -> None:
@@ -108,7 +111,7 @@ def _run_options(p: argparse.ArgumentParser, d) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="run_stream.py",
+        prog=prog("run_stream.py"),
         description="Cartoonize a camera live with DCT-Net and send it to a virtual camera "
                     "(Zoom, Meet, Teams, OBS), a preview window, a network stream or a file.",
         epilog="Settings come from the defaults, then --config (default: live-720p when a "
@@ -137,7 +140,7 @@ def auto_preset(device: str) -> tuple[str, str]:
 
 
 def settings_from_args(args: argparse.Namespace, log: Log | None = None) -> LiveSettings:
-    overrides = {k: v for k, v in vars(args).items() if k != "config"}
+    overrides = {k: v for k, v in vars(args).items() if k not in ("config", "fetch")}
     if "sinks" in overrides:
         overrides["sinks"] = tuple(overrides["sinks"])
     preset = args.config
@@ -239,6 +242,8 @@ def main(argv: list[str] | None = None, log: Log | None = None,
         flows = StyleFlows.from_settings(s, log)
         flows.check_style(s.style)  # an unknown style fails before the camera opens
         sink_specs(s)  # so does an unknown sink
+        ensure_models(flows.store, s.style, s.faces, fetch=getattr(args, "fetch", None),
+                      log=log)
         with open_source(s) as source:
             log(f"source: {source.describe()}")
             return _stream(s, flows, source, log, stdin)

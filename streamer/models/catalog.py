@@ -1,4 +1,4 @@
-"""The model catalog (models/catalog.yaml) as frozen records.
+"""The model catalog (streamer/models/catalog.yaml) as frozen records.
 
 Every file the store knows is described once, with its source and checksums, so fetch,
 import, list and verify all judge files by the same facts.
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,9 @@ import yaml
 
 from .errors import StoreError, UnknownModel
 
-# The catalog ships beside the package in the repository (models/ is the product's place
-# for it); callers and tests may pass another one.
-DEFAULT_CATALOG = Path(__file__).resolve().parents[2] / "models" / "catalog.yaml"
+# The catalog is package data (an installed wheel carries it; the repository's
+# models/catalog.yaml links here); callers and tests may pass another one.
+DEFAULT_CATALOG = Path(str(resources.files("streamer.models") / "catalog.yaml"))
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 KINDS = ("style", "face", "mask")
@@ -162,7 +163,7 @@ def parse_catalog(data: dict[str, Any], source: str = "<memory>") -> Catalog:
 
 
 def load_catalog(path: Path | None = None) -> Catalog:
-    """Read the catalog YAML (the project's models/catalog.yaml by default)."""
+    """Read the catalog YAML (the packaged catalog.yaml by default)."""
     path = Path(path) if path else DEFAULT_CATALOG
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))

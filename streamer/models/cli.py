@@ -12,6 +12,7 @@ import math
 import sys
 from pathlib import Path
 
+from streamer.commands import prog
 from streamer.report import EXIT_INTERRUPTED, EXIT_USAGE, Log, fail
 
 from .catalog import PARTS
@@ -63,7 +64,7 @@ def _build_parser() -> argparse.ArgumentParser:
     common.add_argument("--models", metavar="DIR", default=None,
                         help="model store folder (default: $TOONSTREAM_MODELS, else the "
                              "per-user cache, e.g. ~/.cache/toonstream/models)")
-    p = _Parser(prog="python -m streamer.models",
+    p = _Parser(prog=prog("python -m streamer.models"),
                 description="Manage Toonstream's model store: the official DCT-Net weights, "
                             "the face detector, the head mask and the ONNX models built from them.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -73,8 +74,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.add_parser("verify", parents=[common],
                    help="re-hash installed files against the catalog and check their structure")
 
-    f = sub.add_parser("fetch", parents=[common], help="download STYLE, face, mask or all")
-    f.add_argument("target", metavar="STYLE|all|face|mask")
+    f = sub.add_parser("fetch", parents=[common],
+                       help="download STYLE, face, mask or all (several: `fetch face mask`)")
+    f.add_argument("targets", nargs="+", metavar="STYLE|all|face|mask")
     f.add_argument("--mirror", metavar="URL", default=None,
                    help="fetch from URL/<model_id>/<path> instead of the official hosts "
                         "(default: $TOONSTREAM_MODEL_MIRROR)")
@@ -143,9 +145,12 @@ def _cmd_fetch(store: Store, args: argparse.Namespace) -> int:
         check_mirror(args.mirror, "--mirror")
     opts = DownloadOptions(timeout=args.timeout, retries=args.retries,
                            progress=False if args.no_progress else None)
-    for path in store.fetch(args.target, mirror=args.mirror, options=opts,
-                            build=not args.no_build, precision=args.precision):
-        print(path)
+    for target in args.targets:
+        store.targets(target)  # every name is checked before anything is downloaded
+    for target in dict.fromkeys(args.targets):
+        for path in store.fetch(target, mirror=args.mirror, options=opts,
+                                build=not args.no_build, precision=args.precision):
+            print(path)
     return 0
 
 

@@ -14,7 +14,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from streamer.commands import prog
 from streamer.config import VideoSettings, add_face_options, build_settings, default_help
+from streamer.models.download import DownloadOptions
+from streamer.models.ensure import add_fetch_option, ensure_models
 from streamer.report import EXIT_OK, Log, run_main
 from streamer.sinks.video_file import CODECS, OutputError
 from streamer.toon.engine import DEVICES, PRECISIONS
@@ -26,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS  # settings not given keep the preset's (or the default) value
     d = default_help(VideoSettings)
     p = argparse.ArgumentParser(
-        prog="run_video.py",
+        prog=prog("run_video.py"),
         description="Cartoonize a video file, a still image (JPEG, PNG, WebP), or a folder of "
                     "them with DCT-Net. Audio, timestamps and metadata are kept.",
         epilog="Settings come from the defaults, then --config, then these options. "
@@ -58,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="encoder speed preset (default: medium; p5 for NVENC)")
     p.add_argument("--queue", type=int, help=f"frames per pipeline queue {d('queue')}")
     add_face_options(p)
+    add_fetch_option(p)
     p.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output")
     p.add_argument("--stats-json", metavar="PATH", help="write run statistics as JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false",
@@ -67,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> VideoSettings:
     overrides = {k: v for k, v in vars(args).items()
-                 if k not in ("input", "output", "config")}
+                 if k not in ("input", "output", "config", "fetch")}
     return build_settings(VideoSettings, args.config, overrides)
 
 
@@ -97,6 +101,10 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
     def body() -> int:
         settings = settings_from_args(args)
         job = Job(settings, log)
+        if Path(args.input).exists():  # a mistyped input must not cost a download first
+            ensure_models(job.flows.store, settings.style, settings.faces,
+                          fetch=getattr(args, "fetch", None), log=log,
+                          options=DownloadOptions(progress=None if settings.progress else False))
         results = convert(Path(args.input), Path(args.output) if args.output else None, job)
         if len(results) == 1:
             log(summary(results[0], job))

@@ -12,6 +12,7 @@ import ipaddress
 import signal
 import sys
 
+from streamer.commands import prog
 from streamer.config import FaceSettings, add_face_options
 from streamer.errors import UserError
 from streamer.report import EXIT_ERROR, EXIT_OK, Log, fail, one_line
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lim = Limits()
     p = argparse.ArgumentParser(
-        prog="run_web.py",
+        prog=prog("run_web.py"),
         description="A web page that cartoonizes photos, video files and your webcam with "
                     "DCT-Net (Gradio). Open the address it prints in a browser.")
     p.add_argument("--host", default=DEFAULT_HOST,
