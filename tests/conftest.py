@@ -1,10 +1,19 @@
 """Shared pytest fixtures."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Gradio keeps uploads in /tmp/gradio unless told otherwise; that folder, made by another user
+# (an earlier run as root), is not writable, so the web tests keep their own.
+_GRADIO_TMP = tempfile.mkdtemp(prefix="toonstream-test-gradio-")
+os.environ.setdefault("GRADIO_TEMP_DIR", _GRADIO_TMP)
+atexit.register(shutil.rmtree, _GRADIO_TMP, True)
 
 
 @pytest.fixture(scope="session")
