@@ -28,13 +28,23 @@ from typing import Iterator
 import av
 import cv2
 import numpy as np
-from av.sidedata.sidedata import Type as SideDataType
 
 from streamer.frame import Frame
+from streamer.sources.display_matrix import read_display_matrix
 
 
 class MediaError(Exception):
     """A problem with an input file, in one line for the user."""
+
+
+#: FFmpeg decoders that draw text or text-mode art: what any unknown file decodes as.
+TEXT_ART_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
+
+
+def is_still_container(container: str) -> bool:
+    """Whether FFmpeg opened the file as a single picture (PNG, JPEG, WebP ... read through
+    an image demuxer) rather than as a video."""
+    return container.endswith("_pipe") or container in ("image2", "webp")
 
 
 def _ffmpeg_reason(exc: BaseException) -> str:
@@ -109,14 +119,17 @@ def _chroma(fmt) -> str:
 
 def _orientation(frame: av.VideoFrame) -> tuple[int, str]:
     """(clockwise rotation, extra flip) from the frame's display matrix, the way FFmpeg's
-    own autorotate reads it."""
-    sd = frame.side_data.get(SideDataType.DISPLAYMATRIX)
-    if sd is None:
+    own autorotate reads it. Never through `frame.side_data`: see display_matrix.py (an ICC
+    profile there crashes the process, an EXIF block raises)."""
+    known, m = read_display_matrix(frame)
+    theta = (-frame.rotation) % 360  # frame.rotation is counter-clockwise; read safely in C
+    if not known:  # no safe way to the matrix here: the rotation, without flips
+        if theta % 90:
+            raise MediaError(f"display matrix rotates by {theta} degrees; only multiples of "
+                             f"90 are supported")
+        return theta, ""
+    if m is None:
         return 0, ""
-    m = np.frombuffer(bytes(sd), np.int32)
-    if m.size < 9:
-        return 0, ""
-    theta = (-frame.rotation) % 360  # frame.rotation is counter-clockwise
     if theta == 90:
         return (90, "") if m[3] <= 0 else (0, "transpose")
     if theta == 270:
@@ -203,6 +216,11 @@ class VideoFileSource:
         if v.codec_context is None:
             raise MediaError(f"{self.path.name}: the video codec is unknown to this FFmpeg "
                              f"build, so it cannot be decoded")
+        if v.codec_context.name in TEXT_ART_CODECS:
+            # FFmpeg's text-art demuxers take any file they do not recognise (random bytes
+            # read as "bin", text as "tty") and draw it as characters: not a video.
+            raise MediaError(f"{self.path.name}: not a video file (FFmpeg only reads it as "
+                             f"text, {v.codec_context.name})")
         self._stream = v
         cc = v.codec_context
         cc.thread_type = "AUTO"

@@ -32,7 +32,7 @@ import numpy as np
 from streamer.config import VideoSettings, build_settings
 from streamer.video.app import Engines, Log, one_line
 from streamer.sinks.video_file import OutputError
-from streamer.sources.video_file import MediaError, VideoFileSource
+from streamer.sources.video_file import MediaError, VideoFileSource, is_still_container
 from streamer.toon.engine import EngineSettings
 from streamer.toon.faces.flow import build_flow, face_files, open_head_engine
 from streamer.toon.flow import FullFrameFlow
@@ -215,6 +215,9 @@ class ToonService:
         finally:
             source.close()
         lim = self.limits
+        if is_still_container(info.container):
+            raise WebError(f"{src.name} is a still image ({info.codec}), not a video: use the "
+                           f"Photo tab")
         if info.duration is not None and info.duration > lim.max_video_seconds + 0.05:
             raise WebError(f"the video is {info.duration:.1f} s long; this server converts "
                            f"videos up to {lim.max_video_seconds:g} s")

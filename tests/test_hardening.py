@@ -1,0 +1,224 @@
+"""What a demanding user broke (issue 12), each pinned down on inputs made on the fly:
+crashes on side data (ICC profiles, EXIF), AVI files refused as damaged, signals that left
+debris, folders that stopped at the first bad file, files that end early, and the smaller
+one-line refusals."""
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from streamer.video.app import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = "64"  # working short side: tiny, so CI stays fast on two cores
+
+
+@pytest.fixture(autouse=True)
+def _models_env(models_dir, monkeypatch):
+    monkeypatch.setenv("TOONSTREAM_MODELS", str(models_dir))
+
+
+def run(capfd, *args) -> tuple[int, str]:
+    rc = main([str(a) for a in args])
+    out, err = capfd.readouterr()
+    return rc, out + err
+
+
+def run_video_process(*args, timeout: float = 600) -> subprocess.CompletedProcess:
+    """run_video.py in its own process: a crash in native code shows as a signal exit."""
+    return subprocess.run([sys.executable, str(ROOT / "run_video.py"), *map(str, args)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def _one_error_line(log: str, words: str) -> None:
+    errors = [ln for ln in log.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and words in errors[0], log
+    assert "Traceback" not in log, log
+
+
+# --- inputs made on the fly ------------------------------------------------------------------
+
+
+def picture(i: int, h: int = 48, w: int = 64) -> np.ndarray:
+    """A lopsided moving picture: a gradient, a white block top-left, a moving bar."""
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.empty((h, w, 3), np.uint8)
+    img[..., 0] = (x * 255 // max(w - 1, 1)).astype(np.uint8)
+    img[..., 1] = (y * 255 // max(h - 1, 1)).astype(np.uint8)
+    img[..., 2] = (i * 37) % 256
+    img[: h // 3, : w // 3] = 255
+    img[:, (i * 3) % w: (i * 3) % w + 2] = 0
+    return img
+
+
+def png_with_icc(img: np.ndarray) -> bytes:
+    """A PNG with an iCCP chunk (an embedded colour profile), as cameras and editors write."""
+    ok, buf = cv2.imencode(".png", img)
+    png = buf.tobytes()
+    ihdr_end = 8 + 4 + 4 + 13 + 4  # signature, then the IHDR chunk
+    profile = bytes(128) + b"acsp" + bytes(200)
+    data = b"icc\x00\x00" + zlib.compress(profile)
+    chunk = (struct.pack(">I", len(data)) + b"iCCP" + data
+             + struct.pack(">I", zlib.crc32(b"iCCP" + data) & 0xFFFFFFFF))
+    return png[:ihdr_end] + chunk + png[ihdr_end:]
+
+
+def jpeg_with_exif(img: np.ndarray, orientation: int = 1) -> bytes:
+    """A JPEG with an APP1 Exif segment holding one Orientation tag."""
+    ifd = (struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0)
+           + struct.pack("<I", 0))
+    payload = b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + ifd
+    app1 = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    ok, buf = cv2.imencode(".jpg", img)
+    return buf.tobytes()[:2] + app1 + buf.tobytes()[2:]
+
+
+def mjpeg_avi(path: Path, n: int = 5, exif: bool = True) -> Path:
+    """Motion-JPEG in AVI, each frame a JPEG (with EXIF, as some cameras write them)."""
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("mjpeg", rate=24)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuvj420p"
+        v.time_base = Fraction(1, 24)
+        for i in range(n):
+            img = picture(i)
+            data = jpeg_with_exif(img) if exif else cv2.imencode(".jpg", img)[1].tobytes()
+            p = av.Packet(data)
+            p.pts = p.dts = i
+            p.time_base, p.stream, p.is_keyframe = Fraction(1, 24), v, True
+            c.mux(p)
+    return path
+
+
+def clip(path: Path, n: int = 8, *, codec: str = "libx264", options: dict | None = None,
+         rotation: int | None = None, hflip: bool = False, vflip: bool = False,
+         time_base: Fraction = Fraction(1, 24), size: tuple[int, int] = (64, 48)) -> Path:
+    """A small clip through PyAV's encoder, optionally with a display matrix."""
+    w, h = size
+    with av.open(str(path), "w") as c:
+        v = c.add_stream(codec, rate=24, options=options or {})
+        v.width, v.height = w, h
+        v.pix_fmt = "yuv420p"
+        v.time_base = time_base
+        if rotation is not None or hflip or vflip:
+            v.set_display_rotation(rotation or 0, hflip=hflip, vflip=vflip)
+        step = int(round(1 / (24 * time_base)))
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(picture(i, h, w), "bgr24")
+            f.pts, f.time_base = i * step, time_base
+            c.mux(v.encode(f))
+        c.mux(v.encode())
+    return path
+
+
+def decoded(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+
+
+# --- 1. ICC profiles and 4. EXIF side data ---------------------------------------------------
+
+
+def test_png_with_an_icc_profile_read_as_a_video_converts_without_crashing(tmp_path):
+    # No extension: run_video takes it down the video path, which read frame.side_data and
+    # died with a segfault (exit -11/139) on the ICC profile's entry.
+    src = tmp_path / "photo"
+    src.write_bytes(png_with_icc(picture(0)))
+    res = run_video_process(src, "-o", tmp_path / "out.mp4", "--size", SIZE, "--faces", "off")
+    assert res.returncode == 0, (res.returncode, res.stderr)
+    assert len(decoded(tmp_path / "out.mp4")) == 1
+
+
+def test_run_stream_plays_a_png_with_an_icc_profile_without_crashing(tmp_path, models_dir):
+    src = tmp_path / "photo.png"
+    src.write_bytes(png_with_icc(picture(0)))
+    res = subprocess.run([sys.executable, str(ROOT / "run_stream.py"), "--config", "live-cpu",
+                          "--models", str(models_dir), "--source", str(src), "--sink", "null",
+                          "--seconds", "5"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, (res.returncode, res.stderr)
+
+
+def test_web_video_tab_survives_a_png_with_an_icc_profile(tmp_path, models_dir):
+    # The web server converts in its own process: a crash there takes the page down. Two
+    # uploads, as a user retries; each ends as a one-line message, never a dead process.
+    pytest.importorskip("gradio")
+    src = tmp_path / "photo.png"
+    src.write_bytes(png_with_icc(picture(0)))
+    code = (
+        "import sys\n"
+        "from streamer.web.service import ToonService, message, user_errors\n"
+        f"svc = ToonService(models={str(models_dir)!r})\n"
+        "for _ in range(2):\n"
+        "    try:\n"
+        f"        svc.video({str(src)!r}, 'anime')\n"
+        "        print('converted')\n"
+        "    except user_errors() as exc:\n"
+        "        print('message:', message(exc))\n"
+        "svc.close()\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, (res.returncode, res.stderr)
+    lines = res.stdout.splitlines()
+    assert len(lines) == 2 and all("Photo tab" in ln for ln in lines), res.stdout
+
+
+def test_mjpeg_with_exif_side_data_converts(tmp_path, capfd):
+    # FFmpeg 8's MJPEG decoder attaches the EXIF block as side data of a type PyAV does not
+    # know (31): "ValueError: 31 is not a valid Type" before the fix.
+    src = mjpeg_avi(tmp_path / "cam.avi", n=5)
+    rc, log = run(capfd, src, "-o", tmp_path / "out.mp4", "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    assert len(decoded(tmp_path / "out.mp4")) == 5
+
+
+@pytest.mark.parametrize("hflip, vflip", [(True, False), (False, True)])
+def test_a_mirrored_display_matrix_is_still_applied(tmp_path, capfd, hflip, vflip):
+    # The matrix is now read without PyAV's side-data objects; flips must survive that.
+    src = clip(tmp_path / "m.mp4", n=2, hflip=hflip, vflip=vflip)
+    rc, log = run(capfd, src, "-o", tmp_path / "out.mp4", "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    assert "mirrored" in log if hflip else "flipped vertically" in log
+    out = decoded(tmp_path / "out.mp4")[0].astype(np.int16)
+    # The white block is top-left in the coded picture: a player shows it mirrored.
+    h, w = out.shape[:2]
+    corner = (slice(0, h // 4), slice(w - w // 4, w)) if hflip else \
+        (slice(h - h // 4, h), slice(0, w // 4))
+    other = (slice(0, h // 4), slice(0, w // 4))
+    assert out[corner].mean() > out[other].mean() + 40
+
+
+def test_web_video_tab_says_a_random_file_is_not_a_video(tmp_path, models_dir):
+    # FFmpeg's text-art demuxer takes any bytes; the page said "the video does not say how
+    # long it is", which sends the user looking for a duration.
+    pytest.importorskip("gradio")
+    from web.harness import shared_service
+    from streamer.web.service import message, user_errors
+
+    src = tmp_path / "upload.bin"
+    src.write_bytes(np.random.default_rng(1).integers(0, 256, 100_000, np.uint8).tobytes())
+    with pytest.raises(user_errors()) as err:
+        shared_service(models_dir).video(src, "anime")
+    assert "not a video" in message(err.value)
+    assert "how long" not in message(err.value)
+
+
+def test_run_video_refuses_a_random_file_as_not_a_video(tmp_path, capfd):
+    src = tmp_path / "data.mp4"
+    src.write_bytes(np.random.default_rng(2).integers(0, 256, 100_000, np.uint8).tobytes())
+    rc, log = run(capfd, src, "-o", tmp_path / "out.mp4", "--size", SIZE)
+    assert rc == 1
+    _one_error_line(log, "not a video")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.mp4"]
