@@ -222,3 +222,56 @@ def test_run_video_refuses_a_random_file_as_not_a_video(tmp_path, capfd):
     assert rc == 1
     _one_error_line(log, "not a video")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.mp4"]
+
+
+# --- 3. AVI files -------------------------------------------------------------------------
+
+
+def remux_to_avi(src: Path, dst: Path) -> Path:
+    """`ffmpeg -i src -c copy dst.avi` in PyAV: the packets as they are (Annex B for H.264),
+    the stream's time base as the muxer takes it from the template."""
+    from av.bitstream import BitStreamFilterContext
+
+    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
+        iv = i.streams.video[0]
+        ov = o.add_stream_from_template(iv)
+        bsf = BitStreamFilterContext("h264_mp4toannexb", iv, ov)
+        for p in i.demux(iv):
+            for q in bsf.filter(p if p.dts is not None else None):
+                q.stream = ov
+                o.mux(q)
+    return dst
+
+
+def test_a_remuxed_avi_is_not_refused_as_truncated(tmp_path, capfd):
+    # AVI's header counts ticks of its time base (300 here), not packets (12): the old
+    # truncation check compared the two and refused a valid file.
+    src = remux_to_avi(clip(tmp_path / "c.mp4", n=12), tmp_path / "c.avi")
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].frames != 12  # the count that misled the check
+    rc, log = run(capfd, src, "-o", tmp_path / "out.mp4", "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    assert len(decoded(tmp_path / "out.mp4")) == 12
+
+
+def test_run_videos_own_avi_output_counts_in_frames_and_reads_back(tmp_path, capfd):
+    src = clip(tmp_path / "c.mp4", n=12)
+    rc, log = run(capfd, src, "-o", tmp_path / "out.avi", "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    with av.open(str(tmp_path / "out.avi")) as c:
+        v = c.streams.video[0]
+        # one tick per frame: no empty chunks, every packet a frame
+        assert v.time_base == Fraction(1, 24) and v.frames == 12
+        sizes = [p.size for p in c.demux(v) if p.size]
+    assert len(sizes) == 12
+    rc, log = run(capfd, tmp_path / "out.avi", "-o", tmp_path / "back.mp4", "--size", SIZE,
+                  "--faces", "off")
+    assert rc == 0, log
+    assert len(decoded(tmp_path / "back.mp4")) == 12
+
+
+def test_a_one_frame_mjpeg_avi_converts(tmp_path, capfd):
+    src = mjpeg_avi(tmp_path / "one.avi", n=1, exif=False)
+    rc, log = run(capfd, src, "-o", tmp_path / "out.mp4", "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    assert len(decoded(tmp_path / "out.mp4")) == 1

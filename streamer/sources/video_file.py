@@ -37,6 +37,9 @@ class MediaError(Exception):
     """A problem with an input file, in one line for the user."""
 
 
+#: demuxers whose stream frame count is the number of video packets in the file
+_INDEXED = frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})
+
 #: FFmpeg decoders that draw text or text-mode art: what any unknown file decodes as.
 TEXT_ART_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
 
@@ -235,7 +238,10 @@ class VideoFileSource:
                 name = s.codec_context.name if s.codec_context is not None else "data"
                 skipped.append(f"{s.type} stream #{s.index} ({name})")
         self._audio = audio
-        self._expected_packets = int(v.frames or 0)  # 0: the container does not say
+        # MP4/MOV index every sample, so their count is the number of packets to expect.
+        # Other containers' counts are not packet counts (AVI's header counts ticks of its
+        # time base, empty ones included) or are absent: 0, the container does not say.
+        self._expected_packets = int(v.frames or 0) if c.format.name in _INDEXED else 0
         self._video_packets = 0
         self._last_corrupt = False
         self._demux = c.demux(v, *audio)
