@@ -275,3 +275,68 @@ def test_a_one_frame_mjpeg_avi_converts(tmp_path, capfd):
     rc, log = run(capfd, src, "-o", tmp_path / "out.mp4", "--size", SIZE, "--faces", "off")
     assert rc == 0, log
     assert len(decoded(tmp_path / "out.mp4")) == 1
+
+
+# --- 5. SIGTERM and SIGHUP behave like Ctrl+C ------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_run_video_stopped_by_a_signal_removes_the_partial_file(tmp_path, models_dir, sig):
+    import threading
+
+    src = clip(tmp_path / "long.mp4", n=200, size=(320, 240))
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, TOONSTREAM_MODELS=str(models_dir), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run_video.py"), str(src), "-o",
+                             str(out / "result.mp4"), "--size", "240", "--device", "cpu",
+                             "--faces", "off"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        while proc.poll() is None and not [p for p in out.iterdir() if ".partial-" in p.name]:
+            time.sleep(0.05)
+        assert proc.poll() is None, "finished before it could be stopped"
+        proc.send_signal(sig)
+        proc.wait(timeout=120)
+        reader.join(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = "".join(lines)
+    assert proc.returncode == 128 + sig, log  # 143 for SIGTERM, 129 for SIGHUP
+    assert f"interrupted by {signal.Signals(sig).name}" in log and "Traceback" not in log
+    assert list(out.iterdir()) == []  # no .partial- file, no result.mp4
+
+
+def test_run_stream_recording_stopped_by_sigterm_is_finished_and_playable(tmp_path,
+                                                                         models_dir):
+    out = tmp_path / "rec.mkv"
+    env = dict(os.environ, TOONSTREAM_MODELS=str(models_dir))
+    p = subprocess.Popen([sys.executable, str(ROOT / "run_stream.py"), "--config", "live-cpu",
+                          "--synthetic", "--camera-size", "320x180", "--work", "64",
+                          "--sink", "null", "--sink", str(out), "--status-every", "0",
+                          "--seconds", "60"],
+                         stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         env=env, cwd=ROOT)
+    lines = []
+    try:
+        for line in p.stderr:  # wait until it is streaming
+            lines.append(line)
+            if line.startswith("controls:"):
+                break
+        time.sleep(1.5)
+        p.send_signal(signal.SIGTERM)
+        _, rest = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    err = "".join(lines) + rest
+    assert p.returncode == 143, err
+    assert "stopping (SIGTERM)" in err and "Traceback" not in err
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) > 5
+    assert [x.name for x in tmp_path.iterdir()] == ["rec.mkv"]

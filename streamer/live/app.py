@@ -28,6 +28,7 @@ from typing import Callable, TextIO
 from streamer.config import (ConfigError, LiveSettings, add_face_options, build_settings,
                              parse_size)
 from streamer.pipeline.core import Pipeline, PipelineError
+from streamer.signals import Terminated, exit_status, signal_name, stop_signals
 from streamer.toon.engine import DEVICES
 
 from .controls import HELP, Command, StdinCommands, key_command, step_style
@@ -356,6 +357,7 @@ class LiveSession:
                                        emit=self.log)
         self.quit_reason: str | None = None
         self._interrupts = 0
+        self.stop_signal: int | None = None  # SIGTERM/SIGHUP that stopped the session
 
     def describe(self) -> str:
         style = self.toon.style + (f" -> {self.toon.loading} (loading)" if self.toon.loading
@@ -423,6 +425,15 @@ class LiveSession:
         else:
             raise KeyboardInterrupt
 
+    def _on_stop_signal(self, signum: int) -> None:
+        """SIGTERM/SIGHUP: the first stops cleanly like Ctrl+C (the recording is finished),
+        a second aborts; the command then exits with 128 + signum."""
+        if self.stop_signal is not None:
+            raise Terminated(signum)
+        self.stop_signal = signum
+        self.log(f"stopping ({signal_name(signum)})")
+        self.stop("interrupt")
+
     def run(self) -> dict:
         """Stream until the source ends, a quit, or `seconds`; returns the summary.
         Raises PipelineError for a failing stage, KeyboardInterrupt on a second Ctrl+C."""
@@ -433,7 +444,8 @@ class LiveSession:
         self.stats.started = time.monotonic()
         self.reporter._last_t = self.stats.started
         try:
-            self.pipeline.run(on_tick=self._tick, tick_s=tick)
+            with stop_signals(self._on_stop_signal):
+                self.pipeline.run(on_tick=self._tick, tick_s=tick)
         finally:
             if old is not None:
                 signal.signal(signal.SIGINT, old)
@@ -464,6 +476,11 @@ def main(argv: list[str] | None = None, log: Log | None = None,
     """The run_stream.py command; returns the exit status."""
     log = log or Log()
     args = build_parser().parse_args(argv)
+    with stop_signals():  # before streaming, SIGTERM/SIGHUP unwind like Ctrl+C
+        return _main(args, log, stdin)
+
+
+def _main(args: argparse.Namespace, log: Log, stdin: TextIO | None) -> int:
     errors = _user_errors()
     source = None
     sinks: list = []
@@ -523,10 +540,12 @@ def main(argv: list[str] | None = None, log: Log | None = None,
         if session.quit_reason is None and lost not in (None, "end", "stopped"):
             log(f"error: {lost}")
             return EXIT_ERROR
+        if session.stop_signal is not None:  # stopped cleanly, but by a signal: say so
+            return exit_status(signum=session.stop_signal)
         return EXIT_OK
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         log("interrupted")
-        return EXIT_INTERRUPTED
+        return exit_status(exc)
     except PipelineError as exc:
         return _fail(exc.error, errors, log, exc.stage)
     except errors as exc:

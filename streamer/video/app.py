@@ -4,7 +4,7 @@ Every failure the user can cause or fix (bad input, unwritable output, unknown s
 missing model, unavailable device or encoder) ends as one `error: ...` line on stderr and a
 non-zero exit, with nothing left behind: outputs are written under a temporary name and
 renamed only when complete. Ctrl+C stops all stages, removes the temporary file and exits
-with 130.
+with 130; SIGTERM and SIGHUP do the same and exit with 143 and 129 (streamer/signals.py).
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from streamer.toon.engine import (DEVICES, Engine, EngineSettings, EngineUnavail
 from streamer.toon.stage import Stylise, ToonStage, open_engine, ring_size
 
 from streamer.pipeline.core import Pipeline, PipelineError, PipelineStats
+from streamer.signals import Terminated, exit_status, signal_name, stop_signals
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -452,6 +453,11 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
     """The run_video.py command; returns the exit status."""
     log = log or Log()
     args = build_parser().parse_args(argv)
+    with stop_signals():  # SIGTERM/SIGHUP clean up like Ctrl+C
+        return _main(args, log)
+
+
+def _main(args: argparse.Namespace, log: Log) -> int:
     errors = user_errors()
     try:
         settings = settings_from_args(args)
@@ -468,9 +474,10 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
         if settings.stats_json:
             _write_stats(settings.stats_json, results, settings, engines)
         return 0
-    except KeyboardInterrupt:
-        log("interrupted: stopped; the unfinished output was removed")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        what = f" by {signal_name(exc.signum)}" if isinstance(exc, Terminated) else ""
+        log(f"interrupted{what}: stopped; the unfinished output was removed")
+        return exit_status(exc)
     except PipelineError as exc:
         return _fail(exc.error, errors, log, exc.stage)
     except errors as exc:
