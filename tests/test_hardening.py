@@ -340,3 +340,42 @@ def test_run_stream_recording_stopped_by_sigterm_is_finished_and_playable(tmp_pa
     with av.open(str(out)) as c:
         assert sum(1 for _ in c.decode(video=0)) > 5
     assert [x.name for x in tmp_path.iterdir()] == ["rec.mkv"]
+
+
+# --- 6. a folder with bad files ----------------------------------------------------------------
+
+
+def test_a_folder_converts_every_good_file_reports_each_bad_one_and_a_rerun_finishes(
+        tmp_path, capfd):
+    src = tmp_path / "in"
+    src.mkdir()
+    clip(src / "a.mp4", n=3)
+    (src / "b.mp4").write_text("not a video\n" * 50)  # sorted between two good files
+    cv2.imwrite(str(src / "c.png"), picture(1))
+    (src / "d.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    dst = tmp_path / "out"
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--faces", "off")
+    assert rc == 1, log
+    assert sorted(p.name for p in dst.iterdir()) == ["a.mp4", "c.png"]
+    failed = [ln for ln in log.splitlines() if ln.startswith("failed: ")]
+    assert [ln.split(":")[1].strip() for ln in failed] == ["b.mp4", "d.jpg"], log
+    _one_error_line(log, "2 of 4 files could not be converted")
+    assert log.rstrip().splitlines()[-1].startswith("error: ")  # the count comes last
+
+    # The user fixes one file and reruns: finished outputs are skipped (no "exists; add
+    # -y"), the fixed file is converted, the still-bad one is reported again.
+    clip(src / "b.mp4", n=2)
+    mtime = (dst / "a.mp4").stat().st_mtime_ns
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--faces", "off")
+    assert rc == 1, log
+    assert "add -y" not in log
+    assert "a.mp4: skipped" in log and "c.png: skipped" in log
+    assert (dst / "a.mp4").stat().st_mtime_ns == mtime
+    assert len(decoded(dst / "b.mp4")) == 2
+    _one_error_line(log, "1 of 4 files could not be converted")
+
+    # With every file good, the rerun ends with exit 0.
+    (src / "d.jpg").unlink()
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    assert "nothing to convert" in log

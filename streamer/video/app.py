@@ -345,8 +345,31 @@ def convert(src: Path, dst: Path | None, settings: VideoSettings, engines: Engin
     return [convert_video(src, dst, settings, engines, log)]
 
 
+class FolderIncomplete(Exception):
+    """Some files of a folder could not be converted; the others were (`results`)."""
+
+    def __init__(self, results: list[Result], failed: list[tuple[str, str]], total: int):
+        super().__init__(f"{len(failed)} of {total} files could not be converted "
+                         f"(each is listed above as 'failed:')")
+        self.results = results
+        self.failed = failed
+
+
+def _file_errors() -> tuple[type[BaseException], ...]:
+    """What fails one file of a folder but not the others: its data, or its output."""
+    return (MediaError, OutputError, PipelineError)
+
+
 def convert_folder(src: Path, dst: Path, settings: VideoSettings, engines: Engines,
                    log: Log) -> list[Result]:
+    """Convert every image and video under `src` into the same names under `dst`.
+
+    A file that fails (damaged, unreadable, an output that cannot be written) is reported
+    in one `failed:` line and the rest go on; FolderIncomplete at the end counts them. An
+    output that already exists is skipped unless -y: outputs are only ever complete files
+    (written under a temporary name, renamed at the end), so a rerun after a failure or an
+    interruption finishes the rest. Problems common to all files (the model, the device,
+    Ctrl+C) stop the folder at once."""
     if dst.exists() and not dst.is_dir():
         raise OutputError(f"{dst} is a file; a folder input needs an output folder")
     files = _media_files(src, dst.resolve() if dst.exists() else dst.absolute())
@@ -356,18 +379,37 @@ def convert_folder(src: Path, dst: Path, settings: VideoSettings, engines: Engin
         dst.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the output folder {dst} ({exc.strerror})") from None
-    results = []
+    results: list[Result] = []
+    failed: list[tuple[str, str]] = []
+    skipped = 0
     for i, f in enumerate(files, 1):
-        target = dst / f.relative_to(src)
+        rel = f.relative_to(src)
+        target = dst / rel
+        if target.is_file() and not settings.overwrite:
+            log(f"[{i}/{len(files)}] {rel}: skipped, {target} exists (-y converts it again)")
+            skipped += 1
+            continue
+        log(f"[{i}/{len(files)}] {rel}")
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create {target.parent} ({exc.strerror})") from None
-        log(f"[{i}/{len(files)}] {f.relative_to(src)}")
-        convert_one = convert_still if is_image_path(f) else convert_video
-        r = convert_one(f, target, settings, engines, log)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"cannot create {target.parent} ({exc.strerror})") from None
+            convert_one = convert_still if is_image_path(f) else convert_video
+            r = convert_one(f, target, settings, engines, log)
+        except _file_errors() as exc:
+            cause = exc.error if isinstance(exc, PipelineError) else exc
+            if not isinstance(cause, (MediaError, OutputError)):
+                raise  # a stage failed for a reason that is not this file's
+            failed.append((str(rel), one_line(cause)))
+            log(f"failed: {rel}: {one_line(cause)}")
+            continue
         log(_summary(r, engines))
         results.append(r)
+    if skipped:
+        log(f"note: {skipped} file(s) skipped because their output exists")
+    if failed:
+        raise FolderIncomplete(results, failed, len(files))
     return results
 
 
@@ -462,17 +504,28 @@ def _main(args: argparse.Namespace, log: Log) -> int:
     try:
         settings = settings_from_args(args)
         engines = Engines(settings, log)
-        results = convert(Path(args.input), Path(args.output) if args.output else None,
-                          settings, engines, log)
-        if len(results) == 1:
+        incomplete = None
+        try:
+            results = convert(Path(args.input), Path(args.output) if args.output else None,
+                              settings, engines, log)
+        except FolderIncomplete as exc:
+            incomplete, results = exc, exc.results
+        if incomplete is not None:
+            pass  # each file's line is above; the error line comes last
+        elif not results:
+            log("done: nothing to convert (every output exists; -y converts them again)")
+        elif len(results) == 1:
             log(_summary(results[0], engines))
         else:
             frames = sum(r.frames for r in results)
             seconds = sum(r.seconds for r in results)
             log(f"done: {len(results)} files, {frames} frames in {seconds:.1f} s "
                 f"with {engines.get().describe()}")
-        if settings.stats_json:
+        if settings.stats_json and results:
             _write_stats(settings.stats_json, results, settings, engines)
+        if incomplete is not None:
+            log(f"error: {incomplete}")
+            return EXIT_ERROR
         return 0
     except KeyboardInterrupt as exc:
         what = f" by {signal_name(exc.signum)}" if isinstance(exc, Terminated) else ""
