@@ -379,3 +379,64 @@ def test_a_folder_converts_every_good_file_reports_each_bad_one_and_a_rerun_fini
     rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--faces", "off")
     assert rc == 0, log
     assert "nothing to convert" in log
+
+
+# --- 7. files that end early or are damaged in the middle -------------------------------------
+
+
+def _damaged(tmp_path: Path, suffix: str, how: str) -> Path:
+    src = clip(tmp_path / f"whole{suffix}", n=91, size=(160, 120))
+    data = bytearray(src.read_bytes())
+    n = len(data)
+    if how == "truncated":
+        data = data[: n * 6 // 10]
+    else:  # bytes overwritten in the middle, as a bad sector or a broken copy does
+        data[n // 3: n // 3 + 3000] = b"\x5a" * 3000
+    out = tmp_path / f"{how}{suffix}"
+    out.write_bytes(bytes(data))
+    src.unlink()
+    return out
+
+
+def test_a_truncated_mkv_is_converted_with_a_warning_that_counts_the_frames(tmp_path, capfd):
+    src = _damaged(tmp_path, ".mkv", "truncated")
+    rc, log = run(capfd, src, "-o", tmp_path / "out.mkv", "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    frames = len(decoded(tmp_path / "out.mkv"))
+    assert 0 < frames < 91
+    warnings = [ln for ln in log.splitlines() if ln.startswith("warning: ")]
+    assert len(warnings) == 1 and "ends early" in warnings[0], log
+    assert f"{frames} frames written" in warnings[0]
+
+
+def test_damage_in_the_middle_of_an_mp4_is_decoded_past_and_reported(tmp_path, capfd):
+    # Before: "damaged or truncated after 29 frames", nothing written. ffmpeg decodes past
+    # the damage; so does run_video now, and it says how much was lost.
+    src = _damaged(tmp_path, ".mp4", "damaged")
+    rc, log = run(capfd, src, "-o", tmp_path / "out.mp4", "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    frames = len(decoded(tmp_path / "out.mp4"))
+    assert 60 < frames < 91
+    warnings = [ln for ln in log.splitlines() if ln.startswith("warning: ")]
+    assert len(warnings) == 1 and "damaged" in warnings[0] and "could not be decoded" in \
+        warnings[0], log
+    assert f"{frames} frames written" in warnings[0]
+
+
+def test_damage_in_the_middle_of_an_mkv_is_reported_as_a_gap(tmp_path, capfd):
+    # Matroska resyncs past a damaged cluster without an error: frames simply go missing.
+    src = _damaged(tmp_path, ".mkv", "damaged")
+    rc, log = run(capfd, src, "-o", tmp_path / "out.mkv", "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    frames = len(decoded(tmp_path / "out.mkv"))
+    assert 0 < frames < 91
+    warnings = [ln for ln in log.splitlines() if ln.startswith("warning: ")]
+    assert len(warnings) == 1 and "gap" in warnings[0], log
+    assert f"{frames} frames written" in warnings[0]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".avi"])
+def test_a_whole_file_gets_no_warning(tmp_path, capfd, suffix):
+    src = clip(tmp_path / f"whole{suffix}", n=30)
+    rc, log = run(capfd, src, "-o", tmp_path / "out.mp4", "--size", SIZE, "--faces", "off")
+    assert rc == 0 and "warning" not in log, log

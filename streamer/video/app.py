@@ -259,6 +259,9 @@ def convert_video(src: Path, dst: Path, settings: VideoSettings, engines: Engine
             log(f"note: {notes[-1]}")
         if st.frames_out != st.frames_in:  # the offline pipeline drops nothing
             raise RuntimeError(f"wrote {st.frames_out} of {st.frames_in} frames")
+        for warning in source.warnings:  # damage decoded past, or a file that ends early
+            notes.append(warning)
+            log(f"warning: {warning}")
         return Result("video", str(src), str(dst), st.frames_out, st.elapsed_s,
                       {"decode": st.busy_s["source"], "toon": st.busy_s["toon"],
                        "encode": st.busy_s["sink"]}, notes, sink.stats.audio_packets,
