@@ -110,7 +110,11 @@ class Engines:
         if self._engine is None:
             s = self.settings
             self._engine = open_engine(self.store, s.style, self._engine_settings())
-            faces = self.settings.describe_faces() if self.face_files else "faces off"
+            faces = "faces off"
+            if self.face_files:
+                from streamer.toon.faces.flow import describe_detection
+                faces = (f"{self.settings.describe_faces()}, "
+                         f"{describe_detection(self.official)}")
             self.log(f"engine: {self._engine.describe()}; style {s.style}, "
                      f"working short side {s.size}, {faces}")
         return self._engine
@@ -128,7 +132,13 @@ class Engines:
         from streamer.toon.faces.flow import build_flow
         s = self.settings
         return build_flow(self.get(), self.head, self.face_files, tracker=s.tracker_settings(),
-                          short_side=s.size, ring=ring, fps=fps)
+                          short_side=s.size, ring=ring, fps=fps, official=self.official)
+
+    @property
+    def official(self) -> bool:
+        """Exact precision composes faces the official way (detection on the official
+        working image, see FaceAwareFlow); fast keeps the quicker 640 px detection."""
+        return self.settings.precision == "exact"
 
 
 @dataclass
