@@ -494,3 +494,54 @@ def test_a_portrait_over_640_px_matches_the_official_compound_result(
     d = np.abs(out.astype(np.int16) - ref)
     assert d.max() <= 1 and d.mean() < 0.05, (d.max(), d.mean())
     assert "1 face(s) pasted" in log and "detection on the official working image" in log
+
+
+# --- run_stream: working size and sinks ------------------------------------------------------
+
+
+def _live(argv: list[str]) -> tuple[int, list[str]]:
+    from streamer.live import app as live_app
+
+    lines: list[str] = []
+    rc = live_app.main(argv, log=lines.append, stdin=None)
+    return rc, lines
+
+
+def _tiny_live(models_dir, *extra: str) -> list[str]:
+    return ["--models", str(models_dir), "--config", "live-cpu", "--synthetic",
+            "--camera-size", "320x180", "--status-every", "0", "--no-commands", *extra]
+
+
+@pytest.mark.parametrize("work, expect", [("3000x3000", "320x176"), ("99999", "320x176")])
+def test_a_working_size_above_the_camera_is_capped_with_a_note(models_dir, tmp_path, work,
+                                                               expect):
+    stats = tmp_path / "s.json"
+    rc, lines = _live(_tiny_live(models_dir, "--work", work, "--sink", "null", "--seconds", "1",
+                                 "--stats-json", str(stats)))
+    assert rc == 0, lines
+    import json
+    assert "x".join(map(str, json.loads(stats.read_text())["work_size"])) == expect
+    notes = [ln for ln in lines if ln.startswith("note: ") and "working size" in ln]
+    assert len(notes) == 1 and "320x180" in notes[0], lines
+
+
+@pytest.mark.parametrize("sink, words", [
+    ("udp://127.0.0.1:99999", "port must be a number in 1..65535"),
+    ("udp://127.0.0.1", "no port given"),
+    ("udp://:5000", "no host given"),
+])
+def test_a_bad_stream_url_is_refused_before_anything_starts(models_dir, sink, words):
+    rc, lines = _live(_tiny_live(models_dir, "--sink", sink, "--seconds", "2"))
+    assert rc == 1
+    assert lines[-1].startswith("error: ") and words in lines[-1], lines
+    assert not [ln for ln in lines if ln.startswith(("source:", "sinks:", "toon:"))], lines
+
+
+def test_the_same_file_twice_as_a_sink_is_refused_at_start(models_dir, tmp_path):
+    out = tmp_path / "rec.mkv"
+    rc, lines = _live(_tiny_live(models_dir, "--sink", str(out), "--sink",
+                                 str(tmp_path / "." / "rec.mkv"), "--seconds", "2"))
+    assert rc == 1
+    assert lines[-1].startswith("error: ") and "given twice" in lines[-1], lines
+    assert not [ln for ln in lines if ln.startswith("source:")], lines
+    assert list(tmp_path.iterdir()) == []

@@ -33,7 +33,7 @@ from streamer.toon.engine import DEVICES
 
 from .controls import HELP, Command, StdinCommands, key_command, step_style
 from .stats import LiveStats, StatusReporter, summary
-from .toon import LiveToon, working_size
+from .toon import LiveToon, work_note, working_size
 
 EXIT_OK = 0
 from streamer.video.app import _fail  # noqa: E402  one-line error report, shared
@@ -235,6 +235,11 @@ def sink_kind(spec: str) -> str:
     if key in ("preview", "null"):
         return key
     if is_stream_url(key):
+        from streamer.sinks.network import StreamError, check_stream_url
+        try:
+            check_stream_url(key)
+        except StreamError as exc:
+            raise LiveError(f"sink {exc}") from None
         return "stream"
     if Path(key).suffix.lower() in FORMATS:
         return "record"
@@ -246,8 +251,16 @@ def sink_specs(s: LiveSettings) -> list[str]:
     specs = [spec.strip() for spec in s.sinks]
     if s.preview and "preview" not in specs:
         specs.append("preview")
+    seen: dict[str, str] = {}
     for spec in specs:
-        sink_kind(spec)
+        kind = sink_kind(spec)
+        # The same file or address twice would be two writers on one target: the session
+        # would run to the end and then fail (or interleave packets). Refuse it now.
+        key = str(Path(spec).expanduser().resolve()) if kind == "record" else spec
+        if kind in ("record", "stream") and key in seen:
+            raise LiveError(f"sink {spec!r} is given twice (as {seen[key]!r} too); give each "
+                            f"file or address once")
+        seen[key] = spec
     return specs
 
 
@@ -497,8 +510,11 @@ def _main(args: argparse.Namespace, log: Log, stdin: TextIO | None) -> int:
         out_w, out_h = (parse_size(s.output_size, "output-size") if s.output_size
                         else (source.width + (source.width & 1), source.height + (source.height & 1)))
         fps = s.fps or source.fps
-        work_wh = working_size(out_w if s.output_size else source.width,
-                               out_h if s.output_size else source.height, s.work_spec())
+        frame_wh = (out_w, out_h) if s.output_size else (source.width, source.height)
+        work_wh = working_size(*frame_wh, s.work_spec())
+        note = work_note(*frame_wh, s.work_spec())
+        if note:
+            log(f"note: {note}")
 
         session_ref: list[LiveSession] = []
         sinks, preview = open_sinks(
