@@ -18,11 +18,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+import numpy as np
+
 from streamer.config import ConfigError, VideoSettings, add_face_options, build_settings
 from streamer.sinks.image import write_image
 from streamer.sinks.video_file import (CODECS, FORMATS, OutputError, VideoFileSink,
                                        check_output_folder, container_format)
-from streamer.sources.image import IMAGE_SUFFIXES, is_image_path, read_image
+from streamer.sources.image import IMAGE_SUFFIXES, is_image_path, read_image_alpha
 from streamer.sources.video_file import MediaError, VideoFileSource
 from streamer.toon.engine import (DEVICES, Engine, EngineSettings, EngineUnavailable,
                                   auto_device)
@@ -32,6 +34,8 @@ from streamer.pipeline.core import Pipeline, PipelineError, PipelineStats
 from streamer.signals import Terminated, exit_status, signal_name, stop_signals
 
 EXIT_ERROR = 1
+#: still outputs that keep an input's transparency
+ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")
 EXIT_INTERRUPTED = 130
 
 
@@ -294,14 +298,24 @@ def convert_still(src: Path, dst: Path, settings: VideoSettings, engines: Engine
         raise OutputError(f"{dst.name}: a still image needs an image output "
                           f"({', '.join(IMAGE_SUFFIXES)})")
     _check_target(src, dst, settings.overwrite)
-    img = read_image(src)
+    img, alpha = read_image_alpha(src)
     flow = engines.stylise(ring=1)
     t0 = time.perf_counter()
     out = flow([img], [0.0])[0]
     t1 = time.perf_counter()
+    notes = []
+    if alpha is not None:
+        if dst.suffix.lower() in ALPHA_SUFFIXES:
+            # The model sees the colour as the official code reads it; the transparency
+            # goes back on unchanged, so a cut-out stays a cut-out.
+            out = np.dstack([out, alpha])
+        else:
+            notes.append(f"{src.name} has transparency (an alpha channel); {dst.suffix} "
+                         f"cannot hold it, so it was dropped (write .png or .webp to keep it)")
+            log(f"note: {notes[-1]}")
     write_image(out, dst, settings.overwrite)
     return Result("image", str(src), str(dst), 1, time.perf_counter() - t0,
-                  {"toon": t1 - t0}, faces=_face_stats(flow))
+                  {"toon": t1 - t0}, notes=notes, faces=_face_stats(flow))
 
 
 def _face_stats(flow: Stylise) -> dict[str, float] | None:
