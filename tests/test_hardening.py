@@ -596,3 +596,50 @@ def test_a_grey_png_with_a_colour_profile_prints_no_libpng_warning(tmp_path, cap
     assert rc == 0, log
     assert "libpng" not in log, log
     assert [ln.split(":")[0] for ln in log.splitlines()] == ["engine", "done"], log
+
+
+# --- codec/container pairs that do not play ---------------------------------------------------
+
+
+def _with_audio(path: Path, codec: str, n: int = 6) -> Path:
+    """A clip with one audio track of `codec` (Opus, AAC ...)."""
+    rate = 48000
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=24)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        a = c.add_stream(codec, rate=rate)
+        a.layout = "mono"
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(picture(i), "bgr24")
+            f.pts, f.time_base = i, Fraction(1, 24)
+            c.mux(v.encode(f))
+        c.mux(v.encode())
+        total = rate * n // 24
+        fmt = "flt" if codec != "libopus" else "s16"
+        frame_size = a.codec_context.frame_size or 960
+        for start in range(0, total, frame_size):
+            k = min(frame_size, total - start)
+            data = np.zeros((1, k), np.float32 if fmt == "flt" else np.int16)
+            af = av.AudioFrame.from_ndarray(data, format=fmt, layout="mono")
+            af.sample_rate, af.pts, af.time_base = rate, start, Fraction(1, rate)
+            c.mux(a.encode(af))
+        c.mux(a.encode())
+    return path
+
+
+def test_opus_audio_into_flv_is_refused_before_any_work(tmp_path, capfd):
+    src = _with_audio(tmp_path / "talk.mkv", "libopus")
+    rc, log = run(capfd, src, "-o", tmp_path / "out.flv", "--size", SIZE, "--faces", "off")
+    assert rc == 1
+    _one_error_line(log, "opus audio")
+    assert "does not play" in log and ".mkv" in log
+    assert "engine:" not in log  # refused before the model starts
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["talk.mkv"]
+
+
+def test_aac_audio_into_flv_is_written_and_reads_back(tmp_path, capfd):
+    src = _with_audio(tmp_path / "talk.mkv", "aac")
+    rc, log = run(capfd, src, "-o", tmp_path / "out.flv", "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    with av.open(str(tmp_path / "out.flv")) as c:
+        assert [s.codec_context.name for s in c.streams.audio] == ["aac"]

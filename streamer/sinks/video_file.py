@@ -67,6 +67,18 @@ _DROP_KEYS = {"major_brand", "minor_version", "compatible_brands", "encoder", "r
               "duration", "bps", "number_of_frames", "number_of_bytes", "vendor_id"}
 
 
+#: audio codecs that play back from containers whose muxer accepts more than players read
+#: (FFmpeg's FLV muxer writes Opus and FLAC as "enhanced FLV", which ffprobe 7 and players
+#: do not read; AVI takes anything as an opaque tag). Containers not listed: what the muxer
+#: accepts plays.
+_AUDIO_THAT_PLAYS = {
+    "flv": frozenset({"aac", "mp3", "pcm_s16le", "pcm_u8", "pcm_alaw", "pcm_mulaw",
+                      "adpcm_swf", "nellymoser", "speex"}),
+    "avi": frozenset({"mp3", "mp2", "aac", "ac3", "pcm_s16le", "pcm_u8", "pcm_s24le",
+                      "pcm_f32le", "pcm_alaw", "pcm_mulaw", "adpcm_ms", "adpcm_ima_wav"}),
+}
+
+
 def container_format(path: Path) -> str:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -280,6 +292,12 @@ class VideoFileSink:
         self._video = v
         self._audio_map = {}
         for s in info.audio_streams:
+            playable = _AUDIO_THAT_PLAYS.get(fmt)
+            if playable is not None and s.codec_context.name not in playable:
+                # The muxer would write it, but players and ffprobe cannot read it back.
+                raise OutputError(f"{self.final.name}: {s.codec_context.name} audio (stream "
+                                  f"#{s.index}) in {fmt} is written but does not play; use "
+                                  f".mkv or .mp4")
             try:
                 a = out.add_stream_from_template(s)
             except ValueError:
