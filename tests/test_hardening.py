@@ -643,3 +643,15 @@ def test_aac_audio_into_flv_is_written_and_reads_back(tmp_path, capfd):
     assert rc == 0, log
     with av.open(str(tmp_path / "out.flv")) as c:
         assert [s.codec_context.name for s in c.streams.audio] == ["aac"]
+
+
+def test_web_video_tab_passes_on_the_warning_for_a_truncated_file(tmp_path, models_dir):
+    pytest.importorskip("gradio")
+    from web.harness import shared_service
+
+    src = _damaged(tmp_path, ".mkv", "truncated")
+    warnings: list[str] = []
+    out = shared_service(models_dir).video(src, "anime", on_warning=warnings.append)
+    frames = len(decoded(out))
+    assert len(warnings) == 1 and "ends early" in warnings[0]
+    assert f"{frames} frames written" in warnings[0]

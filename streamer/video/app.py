@@ -157,6 +157,7 @@ class Result:
     audio_packets: int = 0
     latency_mean_s: float | None = None
     faces: dict[str, float] | None = None  # None: faces off
+    warnings: list[str] = field(default_factory=list)  # damage decoded past, ends early
 
     @property
     def fps(self) -> float:
@@ -274,13 +275,12 @@ def convert_video(src: Path, dst: Path, settings: VideoSettings, engines: Engine
         if st.frames_out != st.frames_in:  # the offline pipeline drops nothing
             raise RuntimeError(f"wrote {st.frames_out} of {st.frames_in} frames")
         for warning in source.warnings:  # damage decoded past, or a file that ends early
-            notes.append(warning)
             log(f"warning: {warning}")
         return Result("video", str(src), str(dst), st.frames_out, st.elapsed_s,
                       {"decode": st.busy_s["source"], "toon": st.busy_s["toon"],
                        "encode": st.busy_s["sink"]}, notes, sink.stats.audio_packets,
                       st.latency_sum_s / st.frames_out if st.frames_out else None,
-                      _face_stats(flow))
+                      _face_stats(flow), list(source.warnings))
     finally:
         if progress is not None:
             progress.close()

@@ -160,7 +160,8 @@ def build_app(service: ToonService, *, stream_every: float = 0.2,
                 progress(fraction, desc=desc)
 
             try:
-                out = service.video(path, style_name, use_faces, report)
+                out = service.video(path, style_name, use_faces, report,
+                                    on_warning=lambda text: gr.Warning(text))
             except Exception as exc:  # noqa: BLE001 - shown on the page
                 raise _fail(exc) from None
             return str(out), str(out)

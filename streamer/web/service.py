@@ -229,10 +229,12 @@ class ToonService:
                            f"videos up to {_megapixels(lim.max_video_pixels)} a frame")
 
     def video(self, src: str | Path, style: str, faces: bool = False,
-              on_progress: convert.ProgressCallback | None = None) -> Path:
+              on_progress: convert.ProgressCallback | None = None,
+              on_warning: Callable[[str], None] | None = None) -> Path:
         """Convert one video the way `run_video.py src -o out.mp4` does (audio kept);
         returns the output file (.mp4, or .webm for a WebM input, .mkv when the input's
-        audio cannot go into MP4 untouched)."""
+        audio cannot go into MP4 untouched). `on_warning` gets each warning run_video
+        prints (a damaged or truncated input, converted as far as it decodes)."""
         if not src:
             raise WebError("upload a video first")
         src = Path(src)
@@ -245,12 +247,15 @@ class ToonService:
             engines = self.engines(style, faces)
             dst = job / f"{stem}_{style}{suffix}"
             try:
-                convert.convert_video(src, dst, engines, self.log, on_progress)
+                result = convert.convert_video(src, dst, engines, self.log, on_progress)
             except OutputError as exc:
                 if "cannot hold" not in str(exc) or suffix == ".mkv":
                     raise
                 dst = job / f"{stem}_{style}.mkv"  # Matroska takes any audio as it is
-                convert.convert_video(src, dst, engines, self.log, on_progress)
+                result = convert.convert_video(src, dst, engines, self.log, on_progress)
+        if on_warning is not None:
+            for warning in result.warnings:
+                on_warning(warning)
         return dst
 
     # --- webcam ----------------------------------------------------------------------------
