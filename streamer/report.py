@@ -17,7 +17,7 @@ from streamer.errors import UserError
 EXIT_OK = 0
 EXIT_ERROR = 1  # the run failed (run_video, run_stream, run_web)
 EXIT_USAGE = 2  # a bad command line, as argparse exits; the model CLI uses it for every error
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl+C
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl+C (143 SIGTERM, 129 SIGHUP)
 
 
 def one_line(text: object) -> str:
@@ -61,18 +61,21 @@ def fail(exc: BaseException, log: Log, stage: str | None = None,
     return status
 
 
-def run_main(body: Callable[[], int], log: Log,
-             interrupted: str = "interrupted") -> int:
+def run_main(body: Callable[[], int], log: Log, after_interrupt: str = "") -> int:
     """Run an entry point's body and turn whatever escapes it into one line and an exit
-    status: Ctrl+C -> `interrupted` and 130; a failed pipeline stage -> the stage's own
+    status: Ctrl+C, SIGTERM or SIGHUP -> "interrupted[ by SIGTERM]" + `after_interrupt` and
+    128 + the signal (see streamer.signals); a failed pipeline stage -> the stage's own
     error; anything else -> `fail()`."""
     from streamer.pipeline.core import PipelineError
+    from streamer.signals import Terminated, exit_status, signal_name, stop_signals
 
     try:
-        return body()
-    except KeyboardInterrupt:
-        log(interrupted)
-        return EXIT_INTERRUPTED
+        with stop_signals():  # SIGTERM/SIGHUP unwind like Ctrl+C
+            return body()
+    except KeyboardInterrupt as exc:
+        by = f" by {signal_name(exc.signum)}" if isinstance(exc, Terminated) else ""
+        log(f"interrupted{by}{after_interrupt}")
+        return exit_status(exc)
     except PipelineError as exc:
         return fail(exc.error, log, exc.stage)
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback

@@ -131,8 +131,8 @@ def test_run_main_reports_one_line_and_the_exit_status():
     assert lines[-1] == "error: the file is not a video; give a video file"
     assert run_main(bug, lines.append) == EXIT_ERROR
     assert lines[-1] == "error: KeyError: 'x'"
-    assert run_main(interrupted, lines.append, interrupted="stopped") == EXIT_INTERRUPTED
-    assert lines[-1] == "stopped"
+    assert run_main(interrupted, lines.append, after_interrupt=": stopped") == EXIT_INTERRUPTED
+    assert lines[-1] == "interrupted: stopped"
 
 
 def test_log_writes_to_the_stderr_of_the_moment(capsys):

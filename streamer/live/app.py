@@ -26,6 +26,7 @@ from streamer.config import (LiveSettings, add_face_options, build_settings, def
 from streamer.frame import StreamInfo
 from streamer.models.ensure import add_fetch_option, ensure_models
 from streamer.report import EXIT_ERROR, EXIT_OK, Log, run_main
+from streamer.signals import exit_status
 from streamer.stages import Sink, Source
 from streamer.toon.engine import DEVICES, PRECISIONS
 from streamer.toon.stage import ring_size
@@ -34,7 +35,7 @@ from streamer.toon.styles import StyleFlows
 from .controls import StdinCommands
 from .parts import LiveError, open_sinks, open_source, sink_specs
 from .session import LiveSession
-from .toon import LiveToon, style_factory, working_size
+from .toon import LiveToon, style_factory, work_note, working_size
 
 GPU_DEVICES = ("cuda", "tensorrt", "coreml", "directml")
 
@@ -169,8 +170,11 @@ def live_toon(s: LiveSettings, flows: StyleFlows, source: Source, out: StreamInf
               log: Log) -> LiveToon:
     """The toon callable at the working size, warmed up so the first frame is not slow."""
     src = source.info
-    work_wh = working_size(out.width if s.output_size else src.width,
-                           out.height if s.output_size else src.height, s.work_spec())
+    frame_wh = (out.width, out.height) if s.output_size else (src.width, src.height)
+    work_wh = working_size(*frame_wh, s.work_spec())
+    note = work_note(*frame_wh, s.work_spec())
+    if note:
+        log(f"note: {note}")
 
     toon = LiveToon(style_factory(flows, work_wh, out.fps), s.style, work_wh, (out.width, out.height),
                     ring=ring_size(s.queue, 1), on_event=log)
@@ -228,6 +232,8 @@ def _stream(s: LiveSettings, flows: StyleFlows, source: Source, log: Log,
     if session.quit_reason is None and lost not in (None, "end", "stopped"):
         log(f"error: {lost}")
         return EXIT_ERROR
+    if session.stop_signal is not None:  # stopped cleanly, but by a signal: say so
+        return exit_status(signum=session.stop_signal)
     return EXIT_OK
 
 

@@ -46,6 +46,11 @@ def sink_kind(spec: str) -> str:
     if key in ("preview", "null"):
         return key
     if is_stream_url(key):
+        from streamer.sinks.network import StreamError, check_stream_url
+        try:
+            check_stream_url(key)
+        except StreamError as exc:
+            raise LiveError(f"sink {exc}") from None
         return "stream"
     if Path(key).suffix.lower() in FORMATS:
         return "record"
@@ -57,8 +62,16 @@ def sink_specs(s: LiveSettings) -> list[str]:
     specs = [spec.strip() for spec in s.sinks]
     if s.preview and "preview" not in specs:
         specs.append("preview")
+    seen: dict[str, str] = {}
     for spec in specs:
-        sink_kind(spec)
+        kind = sink_kind(spec)
+        # The same file or address twice would be two writers on one target: the session
+        # would run to the end and then fail (or interleave packets). Refuse it now.
+        key = str(Path(spec).expanduser().resolve()) if kind == "record" else spec
+        if kind in ("record", "stream") and key in seen:
+            raise LiveError(f"sink {spec!r} is given twice (as {seen[key]!r} too); give each "
+                            f"file or address once")
+        seen[key] = spec
     return specs
 
 

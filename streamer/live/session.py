@@ -11,6 +11,7 @@ from typing import Callable
 
 from streamer.pipeline.core import Pipeline
 from streamer.report import Log
+from streamer.signals import Terminated, signal_name, stop_signals
 from streamer.sinks.multi import MultiSink
 from streamer.sinks.preview import PreviewSink
 from streamer.stages import Sink, Source
@@ -45,6 +46,7 @@ class LiveSession:
                                        emit=self.log)
         self.quit_reason: str | None = None
         self._interrupts = 0
+        self.stop_signal: int | None = None  # SIGTERM/SIGHUP that stopped the session
 
     def describe(self) -> str:
         style = self.toon.style + (f" -> {self.toon.loading} (loading)" if self.toon.loading
@@ -109,6 +111,15 @@ class LiveSession:
         else:
             raise KeyboardInterrupt
 
+    def _on_stop_signal(self, signum: int) -> None:
+        """SIGTERM/SIGHUP: the first stops cleanly like Ctrl+C (the recording is finished),
+        a second aborts; the command then exits with 128 + signum."""
+        if self.stop_signal is not None:
+            raise Terminated(signum)
+        self.stop_signal = signum
+        self.log(f"stopping ({signal_name(signum)})")
+        self.stop("interrupt")
+
     def run(self) -> dict:
         """Stream until the source ends, a quit, or `seconds`; returns the summary.
         Raises PipelineError for a failing stage, KeyboardInterrupt on a second Ctrl+C."""
@@ -119,7 +130,8 @@ class LiveSession:
         self.stats.started = time.monotonic()
         self.reporter.restart(self.stats.started)
         try:
-            self.pipeline.run(on_tick=self._tick, tick_s=tick)
+            with stop_signals(self._on_stop_signal):
+                self.pipeline.run(on_tick=self._tick, tick_s=tick)
         finally:
             if old is not None:
                 signal.signal(signal.SIGINT, old)

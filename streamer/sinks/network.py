@@ -47,6 +47,26 @@ def is_stream_url(url: str) -> bool:
     return scheme_of(url) in _FORMATS
 
 
+def check_stream_url(url: str) -> None:
+    """Refuse a stream URL that cannot work, before anything starts (FFmpeg would only say
+    so once the camera and the model are up, or take port 99999 as port 34463): a host, and
+    for udp/srt/tcp/rtp a port in 1..65535."""
+    from urllib.parse import urlsplit
+
+    scheme = scheme_of(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError when not a number or out of 0..65535
+    except ValueError:
+        raise StreamError(f"{url}: the port must be a number in 1..65535") from None
+    if not parts.hostname:
+        raise StreamError(f"{url}: no host given (use {scheme}://HOST:PORT)")
+    if port is None and scheme not in ("rtmp", "rtmps"):
+        raise StreamError(f"{url}: no port given (use {scheme}://{parts.hostname}:PORT)")
+    if port is not None and not 1 <= port <= 65535:
+        raise StreamError(f"{url}: the port must be a number in 1..65535")
+
+
 def _reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return " ".join(str(text).split())
@@ -61,6 +81,7 @@ class NetworkSink(Sink):
         if scheme not in _FORMATS:
             raise StreamError(f"unsupported stream URL {url!r}: use udp://HOST:PORT, "
                               f"srt://HOST:PORT or rtmp://HOST/APP/KEY")
+        check_stream_url(url)
         if width % 2 or height % 2:
             raise StreamError(f"H.264 4:2:0 needs an even size, got {width}x{height}")
         self.url, self.scheme = url, scheme

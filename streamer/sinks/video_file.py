@@ -67,6 +67,18 @@ _DROP_KEYS = {"major_brand", "minor_version", "compatible_brands", "encoder", "r
               "duration", "bps", "number_of_frames", "number_of_bytes", "vendor_id"}
 
 
+#: audio codecs that play back from containers whose muxer accepts more than players read
+#: (FFmpeg's FLV muxer writes Opus and FLAC as "enhanced FLV", which ffprobe 7 and players
+#: do not read; AVI takes anything as an opaque tag). Containers not listed: what the muxer
+#: accepts plays.
+_AUDIO_THAT_PLAYS = {
+    "flv": frozenset({"aac", "mp3", "pcm_s16le", "pcm_u8", "pcm_alaw", "pcm_mulaw",
+                      "adpcm_swf", "nellymoser", "speex"}),
+    "avi": frozenset({"mp3", "mp2", "aac", "ac3", "pcm_s16le", "pcm_u8", "pcm_s24le",
+                      "pcm_f32le", "pcm_alaw", "pcm_mulaw", "adpcm_ms", "adpcm_ima_wav"}),
+}
+
+
 def container_format(path: Path) -> str:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -252,9 +264,16 @@ class VideoFileSink(Sink):
             raise OutputError(f"{self.final.name}: the {fmt} container cannot hold {self.codec} "
                               f"video ({exc}); choose another --codec or container") from None
         v.width, v.height, v.pix_fmt = self.width, self.height, "yuv420p"
-        v.time_base = info.time_base
+        # AVI has no timestamps: a frame's time is its position counted in the stream's
+        # time base, and empty chunks fill every unused tick. With the input's fine time
+        # base (1/600, 1/90000) that writes thousands of empty chunks that players and
+        # ffprobe show as frames without pts; so AVI counts in frames at the average rate
+        # and each frame goes to its nearest frame slot (see _out_pts).
+        self._cfr = fmt == "avi"
+        self.time_base = 1 / rate if self._cfr else info.time_base
+        v.time_base = self.time_base
         cc = v.codec_context
-        cc.time_base = info.time_base
+        cc.time_base = self.time_base
         cc.framerate = rate
         cc.thread_count = self._threads
         sar = info.sample_aspect_ratio
@@ -275,6 +294,12 @@ class VideoFileSink(Sink):
         self._video = v
         self._audio_map = {}
         for s in (self.audio.streams if self.audio is not None else ()):
+            playable = _AUDIO_THAT_PLAYS.get(fmt)
+            if playable is not None and s.codec_context.name not in playable:
+                # The muxer would write it, but players and ffprobe cannot read it back.
+                raise OutputError(f"{self.final.name}: {s.codec_context.name} audio (stream "
+                                  f"#{s.index}) in {fmt} is written but does not play; use "
+                                  f".mkv or .mp4")
             try:
                 a = out.add_stream_from_template(s)
             except ValueError:
@@ -338,19 +363,29 @@ class VideoFileSink(Sink):
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), "bgr24")
         vf = self._reformatter.reformat(vf, format="yuv420p", dst_colorspace=self._matrix,
                                         dst_color_range=self._range)
-        pts = frame.pts
+        pts = self._out_pts(frame.pts)
         vf.pts = pts
-        vf.time_base = self.info.time_base
+        vf.time_base = self.time_base
         if self._last_pts is not None:
             self._next_pts[self._last_pts] = pts
             self._last_interval = pts - self._last_pts
         else:
             self._first_pts = pts
         self._last_pts = pts
-        self._last_duration = frame.duration
+        self._last_duration = None if self._cfr else frame.duration
         self._mux_video(self._video.encode(vf))
         self.stats.frames += 1
         self._mux_audio()
+
+    def _out_pts(self, pts: int) -> int:
+        """The frame's pts in the output time base: as it is, or for AVI the nearest frame
+        slot after the previous frame's."""
+        if not self._cfr:
+            return pts
+        slot = round(pts * self.info.time_base / self.time_base)
+        if self._last_pts is not None and slot <= self._last_pts:
+            slot = self._last_pts + 1
+        return slot
 
     def _mux_video(self, packets) -> None:
         if packets:
@@ -401,7 +436,7 @@ class VideoFileSink(Sink):
             return self._last_interval
         rate = self.info.rate
         if rate:
-            return max(1, round(1 / (rate * self.info.time_base)))
+            return max(1, round(1 / (rate * self.time_base)))
         return 1
 
     def finish(self) -> None:

@@ -31,15 +31,31 @@ from typing import Iterator
 import av
 import cv2
 import numpy as np
-from av.sidedata.sidedata import Type as SideDataType
 
 from streamer.errors import UserError
 from streamer.frame import AudioTrack, ColorTags, Frame, StreamInfo
+from streamer.sources.display_matrix import read_display_matrix
 from streamer.stages import Source
 
 
 class MediaError(UserError):
     """A problem with an input file, in one line for the user."""
+
+
+#: demuxers whose stream frame count is the number of video packets in the file
+_INDEXED = frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})
+
+#: read errors in a row after which a damaged file is taken as ended
+_MAX_READ_ERRORS = 32
+
+#: FFmpeg decoders that draw text or text-mode art: what any unknown file decodes as.
+TEXT_ART_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
+
+
+def is_still_container(container: str) -> bool:
+    """Whether FFmpeg opened the file as a single picture (PNG, JPEG, WebP ... read through
+    an image demuxer) rather than as a video."""
+    return container.endswith("_pipe") or container in ("image2", "webp")
 
 
 def _ffmpeg_reason(exc: BaseException) -> str:
@@ -127,14 +143,17 @@ def _chroma(fmt) -> str:
 
 def _orientation(frame: av.VideoFrame) -> tuple[int, str]:
     """(clockwise rotation, extra flip) from the frame's display matrix, the way FFmpeg's
-    own autorotate reads it."""
-    sd = frame.side_data.get(SideDataType.DISPLAYMATRIX)
-    if sd is None:
+    own autorotate reads it. Never through `frame.side_data`: see display_matrix.py (an ICC
+    profile there crashes the process, an EXIF block raises)."""
+    known, m = read_display_matrix(frame)
+    theta = (-frame.rotation) % 360  # frame.rotation is counter-clockwise; read safely in C
+    if not known:  # no safe way to the matrix here: the rotation, without flips
+        if theta % 90:
+            raise MediaError(f"display matrix rotates by {theta} degrees; only multiples of "
+                             f"90 are supported")
+        return theta, ""
+    if m is None:
         return 0, ""
-    m = np.frombuffer(bytes(sd), np.int32)
-    if m.size < 9:
-        return 0, ""
-    theta = (-frame.rotation) % 360  # frame.rotation is counter-clockwise
     if theta == 90:
         return (90, "") if m[3] <= 0 else (0, "transpose")
     if theta == 270:
@@ -224,10 +243,20 @@ class VideoFileSource(Source):
             else:
                 name = s.codec_context.name if s.codec_context is not None else "data"
                 skipped.append(f"{s.type} stream #{s.index} ({name})")
+        self._audio_streams = audio
         self.audio = AudioTrack(audio) if audio else None
-        self._expected_packets = int(v.frames or 0)  # 0: the container does not say
+        # MP4/MOV index every sample, so their count is the number of packets to expect.
+        # Other containers' counts are not packet counts (AVI's header counts ticks of its
+        # time base, empty ones included) or are absent: 0, the container does not say.
+        self._expected_packets = int(v.frames or 0) if c.format.name in _INDEXED else 0
         self._video_packets = 0
         self._last_corrupt = False
+        self.skipped_packets = 0  # video packets the decoder rejected (damage)
+        self.read_errors = 0  # read errors the demuxer resynced after
+        self._read_errors = 0  # in a row
+        self._skip_reason = ""
+        self._ended_by = ""  # why reading stopped early, when it did
+        self.warnings: list[str] = []  # what the user must be told after decoding
         self._demux = c.demux(v, *audio)
         self._pending: list[av.VideoFrame] = []
         # The first frame says what the stream header may not: the real pixel format,
@@ -253,6 +282,11 @@ class VideoFileSource(Source):
         if v.codec_context is None:
             raise MediaError(f"{self.path.name}: the video codec is unknown to this FFmpeg "
                              f"build, so it cannot be decoded")
+        if v.codec_context.name in TEXT_ART_CODECS:
+            # FFmpeg's text-art demuxers take any file they do not recognise (random bytes
+            # read as "bin", text as "tty") and draw it as characters: not a video.
+            raise MediaError(f"{self.path.name}: not a video file (FFmpeg only reads it as "
+                             f"text, {v.codec_context.name})")
         return v
 
     def _describe(self, v, first: av.VideoFrame, audio: list, skipped: list[str]) -> VideoInfo:
@@ -283,20 +317,32 @@ class VideoFileSource(Source):
             metadata=dict(c.metadata), stream_metadata=dict(v.metadata))
 
     def _next_decoded(self) -> av.VideoFrame | None:
-        """The next decoded video frame; audio packets met on the way are queued."""
+        """The next decoded video frame; audio packets met on the way are queued.
+
+        Damage is decoded past the way the ffmpeg tool does it: a packet the decoder rejects
+        is skipped (counted in `skipped_packets`), and after a read error the demuxer is
+        asked again from where it stopped (it resyncs on the next cluster or chunk it can
+        parse), up to _MAX_READ_ERRORS times in a row; `warnings` says what was lost."""
         v = self._stream
         while True:
             if self._pending:
                 return self._pending.pop(0)
             try:
                 packet = next(self._demux)
+                self._read_errors = 0
             except StopIteration:
                 self._check_complete()
                 return None
             except av.error.FFmpegError as exc:
-                raise MediaError(f"{self.path.name}: the file is damaged or truncated after "
-                                 f"{self.decoded} frames "
-                                 f"({_ffmpeg_reason(exc)})") from None
+                self._read_errors += 1
+                reason = _ffmpeg_reason(exc)
+                if self._read_errors > _MAX_READ_ERRORS:
+                    self._ended_by = reason
+                    self._check_complete()
+                    return None
+                self.read_errors += 1
+                self._demux = self._container.demux(self._stream, *self._audio_streams)
+                continue
             if packet.stream is not v:
                 if packet.size and packet.dts is not None and self.audio is not None:
                     self.audio.packets.append(packet)
@@ -307,9 +353,9 @@ class VideoFileSource(Source):
             try:
                 frames = v.decode(packet)
             except av.error.FFmpegError as exc:
-                raise MediaError(f"{self.path.name}: the video data is damaged or truncated "
-                                 f"after {self.decoded} frames "
-                                 f"({_ffmpeg_reason(exc)})") from None
+                self.skipped_packets += 1
+                self._skip_reason = self._skip_reason or _ffmpeg_reason(exc)
+                continue
             self._pending.extend(frames)
 
     def _check_complete(self) -> None:
@@ -322,6 +368,50 @@ class VideoFileSource(Source):
             raise MediaError(f"{self.path.name}: the file is damaged or truncated: it ends after "
                              f"{got}{promised} video packets")
 
+    def _expected_end(self) -> float | None:
+        """When the video stream should end, in seconds, from what the file says: the
+        stream's duration, Matroska's per-track DURATION tag, or, for a file with no other
+        stream that could be longer, the container's duration. None when it does not say."""
+        c, v = self._container, self._stream
+        start = float(v.start_time * v.time_base) if v.start_time is not None else 0.0
+        if v.duration is not None:
+            return start + float(v.duration * v.time_base)
+        tag = v.metadata.get("DURATION") or v.metadata.get("duration")
+        if tag:
+            try:
+                h, m, sec = tag.split(":")
+                return start + int(h) * 3600 + int(m) * 60 + float(sec)
+            except ValueError:
+                pass
+        if c.duration is not None and not self._audio_streams and len(c.streams) == 1:
+            first = c.start_time / av.time_base if c.start_time is not None else start
+            return first + c.duration / av.time_base
+        return None
+
+    def _end_warnings(self, frames: int, end_s: float | None, interval_s: float) -> list[str]:
+        out = []
+        if self.skipped_packets or self.read_errors:
+            what = []
+            if self.skipped_packets:
+                what.append(f"{self.skipped_packets} damaged video packet(s) could not be "
+                            f"decoded ({self._skip_reason})")
+            if self.read_errors:
+                what.append(f"{self.read_errors} unreadable stretch(es) were skipped")
+            out.append(f"{self.path.name} is damaged: {'; '.join(what)}; {frames} frames "
+                       f"written")
+        expected = self._expected_end()
+        if expected is not None and end_s is not None:
+            short = expected - end_s
+            if short > max(2.5 * interval_s, 0.25):
+                why = f" ({self._ended_by})" if self._ended_by else ""
+                out.append(f"{self.path.name} ends early{why}: {frames} frames written, up to "
+                           f"{end_s:.2f} s of the {expected:.2f} s the file says it lasts; it is "
+                           f"probably truncated")
+        elif self._ended_by:
+            out.append(f"{self.path.name}: reading stopped at damage ({self._ended_by}); "
+                       f"{frames} frames written")
+        return out
+
     def frames(self) -> Iterator[Frame]:
         """Decode the whole stream (call once). Runs in the pipeline's source thread."""
         probe = self.probe
@@ -331,11 +421,22 @@ class VideoFileSource(Source):
             step = max(1, round(1 / (probe.average_rate * tb)))
         rotation, flip = probe.rotation, probe.flip
         last_pts: int | None = None
+        last_duration = step
+        gap_ticks = max(10 * step, round(1.0 / tb))
+        gaps: list[tuple[int, float]] = []  # (frame index after the gap, seconds)
         index = 0
         try:
             while not self.stop_requested:
                 vf = self._next_decoded()
                 if vf is None:
+                    end = None if last_pts is None else float((last_pts + last_duration) * tb)
+                    self.warnings = self._end_warnings(index, end, float(step * tb))
+                    if gaps:
+                        worst = max(gaps, key=lambda g: g[1])
+                        self.warnings.append(
+                            f"{self.path.name} has {len(gaps)} gap(s) with no frames (the "
+                            f"longest {worst[1]:.2f} s, before frame {worst[0]}): damaged data "
+                            f"was probably skipped; {index} frames written")
                     break
                 pts = vf.pts
                 if pts is None:
@@ -344,7 +445,12 @@ class VideoFileSource(Source):
                 elif last_pts is not None and pts <= last_pts:
                     pts = last_pts + 1
                     self.fixed_pts += 1
+                if last_pts is not None and pts - last_pts > gap_ticks:
+                    # frames missing in the middle: a damaged stretch the demuxer resynced
+                    # past without an error (Matroska does); real pauses this long are rare
+                    gaps.append((index, float((pts - last_pts) * tb)))
                 last_pts = pts
+                last_duration = vf.duration or step
                 img = vf.to_ndarray(format="bgr24", src_color_range=vf.color_range)
                 if rotation or flip:
                     img = _upright(img, rotation, flip)

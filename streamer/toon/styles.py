@@ -21,7 +21,7 @@ from typing import Callable
 from streamer.models import ModelNotInstalled, Store, open_store
 
 from .engine import Engine, EngineSettings, create_engine
-from .faces.flow import FaceAwareFlow
+from .faces.flow import FaceAwareFlow, describe_detection
 from .faces.track import TrackerSettings
 from .flow import OFFICIAL_SHORT_SIDE, FullFrameFlow
 from .stage import Stylise
@@ -148,17 +148,18 @@ class StyleFlows:
     # --- flows --------------------------------------------------------------------------
 
     def flow(self, style: str, *, short_side: int = OFFICIAL_SHORT_SIDE, ring: int = 4,
-             fps: float = 30.0, faces: bool | None = None) -> Stylise:
+             fps: float = 30.0, faces: bool | None = None, official: bool = False) -> Stylise:
         """A new stylise callable for one stream (face tracks never carry from one stream
         to the next): FaceAwareFlow when faces are on, else the official FullFrameFlow.
-        `ring`: output buffers kept (see toon.stage.ring_size)."""
+        `ring`: output buffers kept (see toon.stage.ring_size); `official`: compose faces
+        exactly as the official compound code (see FaceAwareFlow), for exact offline runs."""
         bg = self.engine(style)
         files = self.face_files(faces)
         if files is None:
             return FullFrameFlow(bg, short_side=short_side, ring=ring)
         return FaceAwareFlow(bg, self.head_engine(style), files.detector, files.head_mask,
                              tracker=self.tracker, detect_side=self.detect_side,
-                             short_side=short_side, ring=ring, fps=fps)
+                             short_side=short_side, ring=ring, fps=fps, official=official)
 
     # --- what runs, in words --------------------------------------------------------------
 
@@ -166,13 +167,14 @@ class StyleFlows:
         engine = self.started(style)
         return engine.describe() if engine is not None else "not started"
 
-    def describe_faces(self, faces: bool | None = None) -> str:
+    def describe_faces(self, faces: bool | None = None, official: bool = False) -> str:
         if self.face_files(faces) is None:
             if faces is None and self.faces_mode == "auto":
                 return f"faces off (the face detector is not installed: `{FETCH_FACES}`)"
             return "faces off"
         t = self.tracker
+        where = describe_detection(official, self.detect_side)
         if t.detect_every <= 1 and not t.smooth:
-            return f"faces on (per-frame detection, official; up to {t.max_faces})"
+            return f"faces on (per-frame detection, official; up to {t.max_faces}), {where}"
         return (f"faces on (detect every {t.detect_every} frames, tracked and smoothed; "
-                f"up to {t.max_faces})")
+                f"up to {t.max_faces}), {where}")

@@ -4,7 +4,7 @@ Every failure the user can cause or fix (bad input, unwritable output, unknown s
 missing model, unavailable device or encoder) ends as one `error: ...` line on stderr and a
 non-zero exit, with nothing left behind: outputs are written under a temporary name and
 renamed only when complete. Ctrl+C stops all stages, removes the temporary file and exits
-with 130.
+with 130; SIGTERM and SIGHUP do the same and exit with 143 and 129 (streamer/signals.py).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from streamer.report import EXIT_OK, Log, run_main
 from streamer.sinks.video_file import CODECS, OutputError
 from streamer.toon.engine import DEVICES, PRECISIONS
 
-from .convert import Job, Result, convert, summary
+from .convert import FolderIncomplete, Job, Result, convert, summary
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +93,17 @@ def write_stats(path: str, results: list[Result], job: Job) -> None:
         raise OutputError(f"cannot write stats to {path} ({exc.strerror})") from None
 
 
+def _done_line(results: list[Result], job: Job) -> str:
+    if not results:
+        return "done: nothing to convert (every output exists; -y converts them again)"
+    if len(results) == 1:
+        return summary(results[0], job)
+    frames = sum(r.frames for r in results)
+    seconds = sum(r.seconds for r in results)
+    return (f"done: {len(results)} files, {frames} frames in {seconds:.1f} s "
+            f"with {job.engine().describe()}")
+
+
 def main(argv: list[str] | None = None, log: Log | None = None) -> int:
     """The run_video.py command; returns the exit status."""
     log = log or Log()
@@ -105,17 +116,17 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
             ensure_models(job.flows.store, settings.style, settings.faces,
                           fetch=getattr(args, "fetch", None), log=log,
                           options=DownloadOptions(progress=None if settings.progress else False))
-        results = convert(Path(args.input), Path(args.output) if args.output else None, job)
-        if len(results) == 1:
-            log(summary(results[0], job))
-        else:
-            frames = sum(r.frames for r in results)
-            seconds = sum(r.seconds for r in results)
-            log(f"done: {len(results)} files, {frames} frames in {seconds:.1f} s "
-                f"with {job.engine().describe()}")
-        if settings.stats_json:
+        incomplete = None
+        try:
+            results = convert(Path(args.input), Path(args.output) if args.output else None, job)
+        except FolderIncomplete as exc:  # each file's line is above; the error line last
+            incomplete, results = exc, exc.results
+        if incomplete is None:
+            log(_done_line(results, job))
+        if settings.stats_json and results:
             write_stats(settings.stats_json, results, job)
+        if incomplete is not None:
+            raise incomplete
         return EXIT_OK
 
-    return run_main(body, log, interrupted="interrupted: stopped; the unfinished output "
-                                           "was removed")
+    return run_main(body, log, after_interrupt=": stopped; the unfinished output was removed")

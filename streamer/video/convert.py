@@ -13,13 +13,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from streamer.config import VideoSettings
-from streamer.pipeline.core import Pipeline
-from streamer.report import Log
+from streamer.errors import UserError
+from streamer.pipeline.core import Pipeline, PipelineError
+from streamer.report import Log, one_line
 from streamer.sinks.image import write_image
 from streamer.sinks.video_file import (FORMATS, OutputError, VideoFileSink,
                                        check_output_folder, container_format)
-from streamer.sources.image import IMAGE_SUFFIXES, is_image_path, read_image
+from streamer.sources.image import IMAGE_SUFFIXES, is_image_path, read_image_alpha
 from streamer.sources.video_file import MediaError, VideoFileSource
 from streamer.toon.engine import Engine, auto_device
 from streamer.toon.faces.flow import FaceAwareFlow
@@ -27,6 +30,9 @@ from streamer.toon.stage import Stylise, ToonStage, ring_size
 from streamer.toon.styles import StyleFlows
 
 from .progress import Progress, ProgressCallback
+
+#: still outputs that keep an input's transparency
+ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")
 
 
 class Job:
@@ -38,6 +44,12 @@ class Job:
         self.log = log
         self.flows = flows if flows is not None else StyleFlows.from_settings(settings, log)
         self._announced = False
+
+    @property
+    def official(self) -> bool:
+        """Exact precision composes faces the official way (detection on the official
+        working image, see FaceAwareFlow); fast keeps the quicker 640 px detection."""
+        return self.settings.precision == "exact"
 
     @property
     def faces(self) -> bool | None:
@@ -52,14 +64,14 @@ class Job:
         if not self._announced:
             self._announced = True
             self.log(f"engine: {engine.describe()}; style {s.style}, working short side "
-                     f"{s.size}, {self.flows.describe_faces(self.faces)}")
+                     f"{s.size}, {self.flows.describe_faces(self.faces, self.official)}")
         return engine
 
     def stylise(self, ring: int, fps: float = 30.0) -> Stylise:
         """A new stylise callable for one video or still (face tracks never carry over)."""
         self.engine()
         return self.flows.flow(self.settings.style, short_side=self.settings.size, ring=ring,
-                               fps=fps, faces=self.faces)
+                               fps=fps, faces=self.faces, official=self.official)
 
 
 @dataclass
@@ -74,6 +86,7 @@ class Result:
     audio_packets: int = 0
     latency_mean_s: float | None = None
     faces: dict[str, float] | None = None  # None: faces off
+    warnings: list[str] = field(default_factory=list)  # damage decoded past, ends early
 
     @property
     def fps(self) -> float:
@@ -147,11 +160,13 @@ def convert_video(src: Path, dst: Path, job: Job,
                 log(f"note: {notes[-1]}")
             if st.frames_out != st.frames_in:  # the offline pipeline drops nothing
                 raise RuntimeError(f"wrote {st.frames_out} of {st.frames_in} frames")
+            for warning in source.warnings:  # damage decoded past, or a file that ends early
+                log(f"warning: {warning}")
             return Result("video", str(src), str(dst), st.frames_out, st.elapsed_s,
                           {"decode": st.busy_s["source"], "toon": st.busy_s["toon"],
                            "encode": st.busy_s["sink"]}, notes, sink.stats.audio_packets,
                           st.latency_sum_s / st.frames_out if st.frames_out else None,
-                          _face_stats(flow))
+                          _face_stats(flow), list(source.warnings))
 
 
 def convert_still(src: Path, dst: Path, job: Job) -> Result:
@@ -159,14 +174,24 @@ def convert_still(src: Path, dst: Path, job: Job) -> Result:
         raise OutputError(f"{dst.name}: a still image needs an image output "
                           f"({', '.join(IMAGE_SUFFIXES)})")
     _check_target(src, dst, job.settings.overwrite)
-    img = read_image(src)
+    img, alpha = read_image_alpha(src)
     flow = job.stylise(ring=1)
     t0 = time.perf_counter()
     out = flow([img], [0.0])[0]
     t1 = time.perf_counter()
+    notes = []
+    if alpha is not None:
+        if dst.suffix.lower() in ALPHA_SUFFIXES:
+            # The model sees the colour as the official code reads it; the transparency
+            # goes back on unchanged, so a cut-out stays a cut-out.
+            out = np.dstack([out, alpha])
+        else:
+            notes.append(f"{src.name} has transparency (an alpha channel); {dst.suffix} "
+                         f"cannot hold it, so it was dropped (write .png or .webp to keep it)")
+            job.log(f"note: {notes[-1]}")
     write_image(out, dst, job.settings.overwrite)
     return Result("image", str(src), str(dst), 1, time.perf_counter() - t0,
-                  {"toon": t1 - t0}, faces=_face_stats(flow))
+                  {"toon": t1 - t0}, notes=notes, faces=_face_stats(flow))
 
 
 def default_output(src: Path, style: str) -> Path:
@@ -211,7 +236,25 @@ def convert(src: Path, dst: Path | None, job: Job) -> list[Result]:
     return [convert_video(src, dst, job)]
 
 
+class FolderIncomplete(UserError):
+    """Some files of a folder could not be converted; the others were (`results`)."""
+
+    def __init__(self, results: list[Result], failed: list[tuple[str, str]], total: int):
+        super().__init__(f"{len(failed)} of {total} files could not be converted "
+                         f"(each is listed above as 'failed:')")
+        self.results = results
+        self.failed = failed
+
+
 def convert_folder(src: Path, dst: Path, job: Job) -> list[Result]:
+    """Convert every image and video under `src` into the same names under `dst`.
+
+    A file that fails (damaged, unreadable, an output that cannot be written) is reported
+    in one `failed:` line and the rest go on; FolderIncomplete at the end counts them. An
+    output that already exists is skipped unless -y: outputs are only ever complete files
+    (written under a temporary name, renamed at the end), so a rerun after a failure or an
+    interruption finishes the rest. Problems common to all files (the model, the device,
+    Ctrl+C) stop the folder at once."""
     if dst.exists() and not dst.is_dir():
         raise OutputError(f"{dst} is a file; a folder input needs an output folder")
     files = media_files(src, dst.resolve() if dst.exists() else dst.absolute())
@@ -221,18 +264,43 @@ def convert_folder(src: Path, dst: Path, job: Job) -> list[Result]:
         dst.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the output folder {dst} ({exc.strerror})") from None
-    results = []
+    results: list[Result] = []
+    failed: list[tuple[str, str]] = []
+    skipped = 0
     for i, f in enumerate(files, 1):
-        target = dst / f.relative_to(src)
+        rel = f.relative_to(src)
+        target = dst / rel
+        if target.is_file() and not job.settings.overwrite:
+            job.log(f"[{i}/{len(files)}] {rel}: skipped, {target} exists (-y converts it again)")
+            skipped += 1
+            continue
+        job.log(f"[{i}/{len(files)}] {rel}")
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create {target.parent} ({exc.strerror})") from None
-        job.log(f"[{i}/{len(files)}] {f.relative_to(src)}")
-        r = convert_still(f, target, job) if is_image_path(f) else convert_video(f, target, job)
+            r = _convert_one(f, target, job)
+        except (MediaError, OutputError, PipelineError) as exc:
+            cause = exc.error if isinstance(exc, PipelineError) else exc
+            if not isinstance(cause, (MediaError, OutputError)):
+                raise  # a stage failed for a reason that is not this file's
+            failed.append((str(rel), one_line(cause)))
+            job.log(f"failed: {rel}: {one_line(cause)}")
+            continue
         job.log(summary(r, job))
         results.append(r)
+    if skipped:
+        job.log(f"note: {skipped} file(s) skipped because their output exists")
+    if failed:
+        raise FolderIncomplete(results, failed, len(files))
     return results
+
+
+def _convert_one(src: Path, target: Path, job: Job) -> Result:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {target.parent} ({exc.strerror})") from None
+    if is_image_path(src):
+        return convert_still(src, target, job)
+    return convert_video(src, target, job)
 
 
 def summary(r: Result, job: Job) -> str:

@@ -153,7 +153,8 @@ def _video_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox) -> Non
             progress(fraction, desc=desc)
 
         try:
-            out = service.video(path, style_name, use_faces, report)
+            out = service.video(path, style_name, use_faces, report,
+                                on_warning=lambda text: gr.Warning(text))
         except Exception as exc:  # noqa: BLE001 - shown on the page
             raise _fail(exc) from None
         return str(out), str(out)

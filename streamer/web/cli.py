@@ -6,16 +6,17 @@ the address can use the model, and the machine's CPU or GPU, and read what is co
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import atexit
+import dataclasses
 import ipaddress
-import signal
+import re
 import sys
 
 from streamer.commands import prog
 from streamer.config import FaceSettings, add_face_options
 from streamer.errors import UserError
 from streamer.report import EXIT_ERROR, EXIT_OK, Log, fail, one_line
+from streamer.signals import Terminated, exit_status, signal_name, stop_signals
 from streamer.toon.engine import DEVICES
 
 DEFAULT_HOST = "127.0.0.1"
@@ -61,16 +62,17 @@ def _positive(kind):
     return parse
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM (a service manager, `kill`) stops the server like Ctrl+C does, so the
-    temporary files go too."""
-    def stop(signum, frame):
-        raise KeyboardInterrupt
+_FILE_SIZE = re.compile(r"([0-9]+)\s*(b|kb|mb|gb|tb)?", re.IGNORECASE)
 
-    try:
-        signal.signal(signal.SIGTERM, stop)
-    except (ValueError, OSError):  # not the main thread
-        pass
+
+def file_size(value: str) -> str:
+    """An upload limit as Gradio takes it ("50mb", "1gb"; a bare number is bytes). Checked
+    here: Gradio parses it only when the server starts, with a traceback."""
+    m = _FILE_SIZE.fullmatch(value.strip())
+    if m is None or int(m.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"not a file size: {value!r} (give a number with "
+                                         f"b, kb, mb, gb or tb, e.g. 50mb)")
+    return f"{int(m.group(1))}{(m.group(2) or 'b').lower()}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-video-seconds", type=_positive(float),
                    default=lim.max_video_seconds, metavar="S",
                    help=f"longest video accepted (default {lim.max_video_seconds:g})")
-    p.add_argument("--max-file-size", default=lim.max_file_size, metavar="SIZE",
+    p.add_argument("--max-file-size", type=file_size, default=lim.max_file_size, metavar="SIZE",
                    help=f"largest upload, e.g. 50mb, 1gb (default {lim.max_file_size})")
     add_face_options(p, mode=False)
     return p
@@ -140,14 +142,27 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
     except UserError as exc:
         service.close()
         return fail(exc, log)
-    _stop_on_sigterm()
+    stopped: list[int] = []
+
+    def stop(signum: int) -> None:
+        # SIGTERM/SIGHUP (a service manager, `kill`, a closed terminal) stop the server
+        # like Ctrl+C, so the temporary files go too; the exit status names the signal.
+        stopped.append(signum)
+        raise Terminated(signum)
+
     try:
-        web_app.launch(demo, service, host=args.host, port=args.port, auth=args.auth)
+        with stop_signals(stop):
+            web_app.launch(demo, service, host=args.host, port=args.port, auth=args.auth)
+    except KeyboardInterrupt:
+        pass
     except OSError as exc:  # the port is taken
         log(f"error: cannot serve on {args.host}:{args.port}: {one_line(exc)}")
         return EXIT_ERROR
     finally:
         service.close()
+    if stopped:
+        log(f"stopped by {signal_name(stopped[0])}; temporary files removed")
+        return exit_status(signum=stopped[0])
     return EXIT_OK
 
 

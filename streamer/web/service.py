@@ -26,7 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import cv2
 import numpy as np
@@ -35,7 +35,7 @@ from streamer.config import VideoSettings, build_settings
 from streamer.errors import UserError
 from streamer.report import Log, one_line
 from streamer.sinks.video_file import OutputError
-from streamer.sources.video_file import MediaError, VideoFileSource
+from streamer.sources.video_file import MediaError, VideoFileSource, is_still_container
 from streamer.toon.flow import FullFrameFlow
 from streamer.toon.stage import Stylise
 from streamer.toon.styles import StyleFlows
@@ -204,6 +204,9 @@ class ToonService:
         finally:
             source.close()
         lim = self.limits
+        if is_still_container(source.probe.container):
+            raise WebError(f"{src.name} is a still image ({source.probe.codec}), not a video: "
+                           f"use the Photo tab")
         if info.duration is not None and info.duration > lim.max_video_seconds + 0.05:
             raise WebError(f"the video is {info.duration:.1f} s long; this server converts "
                            f"videos up to {lim.max_video_seconds:g} s")
@@ -215,10 +218,12 @@ class ToonService:
                            f"videos up to {_megapixels(lim.max_video_pixels)} a frame")
 
     def video(self, src: str | Path, style: str, faces: bool = False,
-              on_progress: ProgressCallback | None = None) -> Path:
+              on_progress: ProgressCallback | None = None,
+              on_warning: Callable[[str], None] | None = None) -> Path:
         """Convert one video the way `run_video.py src -o out.mp4` does (audio kept);
         returns the output file (.mp4, or .webm for a WebM input, .mkv when the input's
-        audio cannot go into MP4 untouched)."""
+        audio cannot go into MP4 untouched). `on_warning` gets each warning run_video
+        prints (a damaged or truncated input, converted as far as it decodes)."""
         if not src:
             raise WebError("upload a video first")
         src = Path(src)
@@ -231,12 +236,15 @@ class ToonService:
             work = self.job(style, faces)
             dst = job / f"{stem}_{style}{suffix}"
             try:
-                convert_video(src, dst, work, on_progress)
+                result = convert_video(src, dst, work, on_progress)
             except OutputError as exc:
                 if "cannot hold" not in str(exc) or suffix == ".mkv":
                     raise
                 dst = job / f"{stem}_{style}.mkv"  # Matroska takes any audio as it is
-                convert_video(src, dst, work, on_progress)
+                result = convert_video(src, dst, work, on_progress)
+        if on_warning is not None:
+            for warning in result.warnings:
+                on_warning(warning)
         return dst
 
     # --- webcam ----------------------------------------------------------------------------

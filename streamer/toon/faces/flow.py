@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 from ..engine import Engine
@@ -58,6 +59,13 @@ class FaceAwareFlow:
       for the stateless official behaviour).
     - `fps`: the frame rate used for time when `__call__` gets no timestamps (pass the
       frames' presentation times in seconds where known: smoothing and fades are timed).
+    - `official`: compose the way the official compound code does (exact precision,
+      offline): faces are detected on the official working image itself (short side at most
+      720, never a smaller copy: a 640 px copy moves the five points by several pixels and
+      the head with them), heads are cut and pasted there, and the result is resized back
+      to the frame's size when the frame was larger. Otherwise (`--precision fast`, live)
+      the detector sees a copy of at most `detect_side` px, and `__call__` pastes heads on
+      the frame at its own size.
 
     Frames must come in order: the flow keeps tracks between calls (`reset()` forgets them,
     e.g. on a seek). Results are views into the full-frame flow's ring of `ring` buffers.
@@ -66,12 +74,17 @@ class FaceAwareFlow:
     def __init__(self, bg_engine: Engine, head_engine: Engine, detector_model: Path | str,
                  head_mask: Path | str, *, tracker: TrackerSettings = TrackerSettings(),
                  detect_side: int | None = 640, short_side: int = OFFICIAL_SHORT_SIDE,
-                 ring: int = 4, fps: float = 30.0):
+                 ring: int = 4, fps: float = 30.0, official: bool = False):
         if fps <= 0:
             raise ValueError("fps must be positive")
+        self.official = official
+        self.ring = max(1, ring)
+        self._work_in: np.ndarray | None = None  # the frame at the official working size
+        self._resized: list[np.ndarray] = []  # ring of results resized back (official)
+        self._turn = 0
         self.bg = FullFrameFlow(bg_engine, short_side=short_side, ring=ring)
         self.head_engine = head_engine
-        self.detector = FaceDetector(detector_model, max_side=detect_side)
+        self.detector = FaceDetector(detector_model, max_side=None if official else detect_side)
         self.tracker = FaceTracker(self.detector, tracker)
         self.mask = load_head_mask(head_mask)
         self._scratch = PasteScratch()
@@ -92,7 +105,32 @@ class FaceAwareFlow:
     def __call__(self, frames: list[np.ndarray], times: Sequence[float] | None = None
                  ) -> list[np.ndarray]:
         """Stylise same-size uint8 BGR frames (in order); `times` in seconds, optional."""
-        return self.paste_faces(frames, self.background(frames), times)
+        if not frames:
+            return []
+        h, w = frames[0].shape[:2]
+        wh, ww = work_size(h, w, OFFICIAL_SHORT_SIDE)
+        if not self.official or (wh, ww) == (h, w):
+            return self.paste_faces(frames, self.background(frames), times)
+        # Official composite of a frame larger than the working size: everything happens
+        # on the working image, then the result is enlarged back, as the official code does.
+        buf = self._work_in
+        if buf is None or buf.shape[1:3] != (wh, ww) or len(buf) < len(frames):
+            buf = self._work_in = np.empty((len(frames), wh, ww, 3), np.uint8)
+        work = [cv2.resize(f, (ww, wh), dst=buf[i], interpolation=cv2.INTER_AREA)
+                for i, f in enumerate(frames)]
+        outs = self.paste_faces(work, self.background(work), times)
+        n = len(frames)
+        if not self._resized or self._resized[0].shape[:3] != (n, h, w):
+            self._resized = [np.empty((n, h, w, 3), np.uint8) for _ in range(self.ring)]
+        dst = self._resized[self._turn]
+        self._turn = (self._turn + 1) % self.ring
+        for i, out in enumerate(outs):
+            cv2.resize(out, (w, h), dst=dst[i])  # the official default: bilinear
+        return [dst[i] for i in range(n)]
+
+    def describe_detection(self) -> str:
+        """Where faces are detected, for the log line that says what runs."""
+        return describe_detection(self.official, self.detector.max_side)
 
     def background(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         """The whole-frame half alone: the official full-frame flow."""
@@ -163,6 +201,15 @@ class FaceAwareFlow:
         self.timings.head_s += t2 - t1
         self.timings.face_s += (t1 - t0) + (t3 - t2)
         return outs
+
+
+def describe_detection(official: bool, detect_side: int | None = 640) -> str:
+    """Where a FaceAwareFlow detects faces, in the words the apps print."""
+    if official:
+        return "detection on the official working image"
+    if detect_side:
+        return f"fast detection on a copy of at most {detect_side} px"
+    return "detection at full size"
 
 
 def head_batches(n: int, largest: int = 8) -> list[tuple[int, int]]:
