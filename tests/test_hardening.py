@@ -159,13 +159,14 @@ def test_web_video_tab_survives_a_png_with_an_icc_profile(tmp_path, models_dir):
     src.write_bytes(png_with_icc(picture(0)))
     code = (
         "import sys\n"
-        "from streamer.web.service import ToonService, message, user_errors\n"
+        "from streamer.errors import UserError\n"
+        "from streamer.web.service import ToonService, message\n"
         f"svc = ToonService(models={str(models_dir)!r})\n"
         "for _ in range(2):\n"
         "    try:\n"
         f"        svc.video({str(src)!r}, 'anime')\n"
         "        print('converted')\n"
-        "    except user_errors() as exc:\n"
+        "    except UserError as exc:\n"
         "        print('message:', message(exc))\n"
         "svc.close()\n")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
