@@ -12,9 +12,12 @@ ARGS   ?=
 
 .PHONY: run test venv clean
 
+# The tests run the PyTorch engine on the CPU (--device torch-cpu): the CPU build is pinned
+# before the extras, so nothing pulls a multi-GB CUDA build onto a CI machine.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev,web]'
 	touch $@
 

@@ -292,6 +292,23 @@ class Store:
                 f"for a file you downloaded yourself")
         return self._build(style, part, precision, src)
 
+    def weights(self, style: str, part: str = "bg"):
+        """The style part's generator weights (a DctNetWeights), read from the installed
+        file as `onnx_model_path` reads them, for engines that build the network themselves
+        (PyTorch); the head part falls back to bg the same way."""
+        from streamer.models.dctnet.weights import ModelFormatError, load_weights
+
+        src = self.source_for(style, part)
+        if src is None and part == "h":
+            return self.weights(style, "bg")
+        if src is None:
+            self.onnx_model_path(style, part)  # raises ModelNotInstalled with the commands
+        try:
+            return load_weights(src)
+        except ModelFormatError as exc:
+            raise BadModelFile(f"{exc} (in {src.parent}); "
+                               f"replace it with `fetch` or `import`") from None
+
     def _onnx_name(self, style: str, part: str, precision: str) -> str:
         suffix = "" if precision == "fp32" else f"_{precision}"
         return f"{style}_{part}{suffix}.onnx"
