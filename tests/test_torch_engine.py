@@ -121,6 +121,10 @@ def test_legacy_upsample_is_tf1_resize_bilinear_without_half_pixel_centres():
             want[..., i, j] = top + (bottom - top) * fy
     got = _up2_legacy(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    # the channels-last path (fast mode's layout) gives the same values in that layout
+    cl = _up2_legacy(torch.from_numpy(x).contiguous(memory_format=torch.channels_last))
+    assert cl.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(cl.numpy(), want, rtol=0, atol=1e-6)
 
 
 def test_exact_mode_switches_tf32_off_for_cudnn_convolutions():

@@ -170,7 +170,8 @@ class TorchEngine:
         pair = self._staging.get(shape)
         if pair is None:
             torch = self._torch
-            self._staging.clear()  # one stream size at a time: drop the previous size's
+            if len(self._staging) >= 4:  # frames and heads of a stream or two; page-locking
+                self._staging.pop(next(iter(self._staging)))  # is slow, so keep a few
             pair = tuple(torch.empty(shape, dtype=torch.uint8, pin_memory=True) for _ in range(2))
             self._staging[shape] = pair
         return pair
@@ -189,6 +190,9 @@ class TorchEngine:
                 if self._graphs_on:
                     slot["graph"], slot["out"] = self._capture(dev_in)
                 slots.append(slot)
+            # The buffers were zeroed on the default stream; the upload stream must not
+            # write into them before that has run.
+            torch.cuda.synchronize(self._dev)
             self._slots[key] = slots
         return slots
 

@@ -45,13 +45,25 @@ def _up2_legacy(x: torch.Tensor) -> torch.Tensor:
     """TF1 ResizeBilinear x2 with align_corners=False, half_pixel_centers=False.
 
     Output pixel 2i is input i; 2i+1 sits half-way to i+1 (the last one clamps to the edge),
-    computed as TF does, `a + (b - a) * 0.5`, columns first and then rows.
+    computed as TF does, `a + (b - a) * 0.5`, columns first and then rows. A channels-last
+    tensor is upsampled in that layout, so the convolutions around it keep theirs.
     """
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return _up2_nhwc(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
     n, c, h, w = x.shape
     right = torch.cat((x[..., 1:], x[..., -1:]), dim=3)
     x = torch.stack((x, x + (right - x) * 0.5), dim=4).reshape(n, c, h, 2 * w)
     below = torch.cat((x[:, :, 1:], x[:, :, -1:]), dim=2)
     return torch.stack((x, x + (below - x) * 0.5), dim=3).reshape(n, c, 2 * h, 2 * w)
+
+
+def _up2_nhwc(t: torch.Tensor) -> torch.Tensor:
+    """`_up2_legacy` on a contiguous `[N, H, W, C]` tensor."""
+    n, h, w, c = t.shape
+    right = torch.cat((t[:, :, 1:], t[:, :, -1:]), dim=2)
+    t = torch.stack((t, t + (right - t) * 0.5), dim=3).reshape(n, h, 2 * w, c)
+    below = torch.cat((t[:, 1:], t[:, -1:]), dim=1)
+    return torch.stack((t, t + (below - t) * 0.5), dim=2).reshape(n, 2 * h, 2 * w, c)
 
 
 class Generator(nn.Module):
@@ -128,4 +140,5 @@ class DctNet(nn.Module):
         y = torch.clamp(y, -0.999999, 0.999999)
         # TF's Cast truncates; floor first so the cast cannot round.
         y = torch.floor((y + 1.0) * 127.5)
-        return y.permute(0, 2, 3, 1).to(torch.uint8)
+        # channels-last all the way, so this is already contiguous NHWC (no copy)
+        return y.permute(0, 2, 3, 1).to(torch.uint8).contiguous()
