@@ -144,10 +144,14 @@ def section_parity(data: Path) -> None:
     out = host_array(engine, batch.shape)
     engine.run(batch, out)
     plain = engine.run(np.ascontiguousarray(batch.copy()))
-    same = all(np.array_equal(out[i], single) and np.array_equal(plain[i], single)
-               for i in range(5))
-    RESULTS["batch_equals_single"] = same
-    say(f"  batch of 5 (halves 3 + 2, pinned and plain buffers) equals single runs: {same}")
+    worst_b = max(int(_diff(x[i], single).max()) for x in (out, plain) for i in range(5))
+    gold_b = max(int(_diff(x[i], gold["luciano__anime"]).max()) for x in (out, plain)
+                 for i in range(5))
+    RESULTS["batch_vs_single_max"] = worst_b
+    RESULTS["batch_vs_golden_max"] = gold_b
+    say(f"  batch of 5 (halves 3 + 2, page-locked and plain buffers): max |diff| to the "
+        f"single run {worst_b} (0 unless cuDNN picks other kernels per batch size), to the "
+        f"golden {gold_b}  ({'PASS' if gold_b <= 1 else 'FAIL'}: goal <= 1)")
 
 
 def section_fast(data: Path) -> None:

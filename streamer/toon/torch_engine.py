@@ -207,7 +207,10 @@ class TorchEngine:
                 self.net(dev_in)
         s.synchronize()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool, stream=s):
+        # thread_local: a style loading on another thread (live switching) may allocate
+        # or capture meanwhile; only this thread's unsafe calls would break the capture.
+        with torch.cuda.graph(graph, pool=self._pool, stream=s,
+                              capture_error_mode="thread_local"):
             dev_out = self.net(dev_in)
         if self._pool is None:
             self._pool = graph.pool()
