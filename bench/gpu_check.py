@@ -91,11 +91,17 @@ def _golden(data: Path) -> dict:
         return {k: z[k] for k in z.files}
 
 
-def _engine(style: str, precision: str):
+def _flows(precision: str):
     from streamer.models import open_store
     from streamer.toon.engine import EngineSettings
-    from streamer.toon.stage import open_engine
-    return open_engine(open_store(), style, EngineSettings(device=DEVICE, precision=precision))
+    from streamer.toon.styles import StyleFlows
+    return StyleFlows(open_store(), EngineSettings(device=DEVICE, precision=precision),
+                      faces="off")
+
+
+def _engine(style: str, precision: str):
+    """A fresh engine (own CUDA graphs and buffers) through the composition layer."""
+    return _flows(precision).engine(style)
 
 
 def _diff(a, b):
@@ -226,18 +232,19 @@ def section_offline(data: Path, frames_limit: int) -> None:
     import av  # noqa: F401  (PyAV: a clear ImportError here when it is missing)
     from streamer.config import VideoSettings
     from streamer.frame import Frame
+    from streamer.report import Log
     from streamer.sinks.video_file import VideoFileSink
     from streamer.sources.video_file import VideoFileSource
-    from streamer.video.app import Engines, Log, engine_batch
+    from streamer.video.convert import Job, engine_batch
     from video import cut_clip, decode_all, model_only, pipeline  # bench/video.py
 
-    engine = _engine("anime", "fast")
+    settings = VideoSettings(style="anime", size=720, device=DEVICE, precision="fast",
+                             overwrite=True, progress=False, faces="off")
+    job = Job(settings, Log(open(os.devnull, "w")), _flows("fast"))  # one engine for all
+    engine = job.engine()
+    batch = engine_batch(settings, engine)
     results = {}
     for full in (data / "media" / "tears_1280x720.mp4", data / "media" / "tears_640x360.mp4"):
-        settings = VideoSettings(style="anime", size=720, device=DEVICE, precision="fast",
-                                 overwrite=True, progress=False, faces="off")
-        engines = Engines(settings, Log(open(os.devnull, "w")), engine=engine)
-        batch = engine_batch(settings, engine)
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             clip = full
@@ -245,11 +252,11 @@ def section_offline(data: Path, frames_limit: int) -> None:
                 clip = tmp / full.name
                 cut_clip(full, clip, frames_limit)
             images = decode_all(clip)
-            engines.stylise(ring=2)(images[:batch])  # warm-up for this shape
+            job.stylise(ring=2)(images[:batch])  # warm-up for this shape
             a, c = [], []
             for r in range(3):  # interleaved, medians
-                a.append(model_only(engines.stylise(ring=2), images, batch)[0])
-                c.append(pipeline(settings, engines, clip, tmp / "out.mp4"))
+                a.append(model_only(job.stylise(ring=2), images, batch)[0])
+                c.append(pipeline(job, clip, tmp / "out.mp4"))
             # the decoder alone
             t0 = time.perf_counter()
             with VideoFileSource(clip) as source:
@@ -257,17 +264,17 @@ def section_offline(data: Path, frames_limit: int) -> None:
                 n_dec = sum(1 for _ in source.frames())
             dec = n_dec / (time.perf_counter() - t0)
             # the encoder alone (run_video's VideoFileSink, libx264 defaults) on stylised frames
-            flow = engines.stylise(ring=2)
+            flow = job.stylise(ring=2)
             styled = [flow([img])[0].copy() for img in images]
             tb = info.time_base
-            frames = [Frame(i, int(i / (float(info.average_rate) * tb)), tb, 0.0, img)
+            frames = [Frame(i, int(round(i / (info.fps * tb))), tb, 0.0, img)
                       for i, img in enumerate(styled)]
-            sink = VideoFileSink(tmp / "enc.mp4", info, None, overwrite=True)
-            t0 = time.perf_counter()
-            for f in frames:
-                sink.write(f)
-            sink.finish()
-            enc = len(frames) / (time.perf_counter() - t0)
+            with VideoFileSink(tmp / "enc.mp4", info, None, overwrite=True) as sink:
+                t0 = time.perf_counter()
+                for f in frames:
+                    sink.write(f)
+                sink.finish()
+                enc = len(frames) / (time.perf_counter() - t0)
         ma, mc = statistics.median(a), statistics.median(c)
         h, w = images[0].shape[:2]
         side = "encoder" if enc <= dec else "decoder"

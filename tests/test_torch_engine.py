@@ -221,3 +221,9 @@ def test_run_video_torch_cpu_converts_a_clip_and_reports_the_engine_and_batch(
     assert (stats["frames"], stats["backend"], stats["device"]) == (6, "torch", "torch-cpu")
     assert stats["batch"] == 1  # the engine's choice on a CPU
     assert probe(tmp_path / "out.mp4")["times"] == pytest.approx(probe(src)["times"], abs=1e-6)
+
+
+def test_run_stream_takes_the_gpu_preset_for_torch_cuda_and_the_cpu_one_for_torch_cpu():
+    from streamer.live.app import auto_preset
+    assert auto_preset("torch-cuda")[0] == "live-720p"
+    assert auto_preset("torch-cpu")[0] == "live-cpu"
