@@ -227,3 +227,14 @@ def test_run_stream_takes_the_gpu_preset_for_torch_cuda_and_the_cpu_one_for_torc
     from streamer.live.app import auto_preset
     assert auto_preset("torch-cuda")[0] == "live-720p"
     assert auto_preset("torch-cpu")[0] == "live-cpu"
+
+
+def test_store_weights_refuse_a_file_changed_since_it_was_installed(models_dir, tmp_path):
+    from streamer.models import BadModelFile
+    store = Store(tmp_path)
+    store.import_file(models_dir / "dctnet" / "cartoon_anime_bg.pb", "anime")
+    installed = store.source_for("anime")
+    data = installed.read_bytes()
+    installed.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(BadModelFile, match="changed since it was installed"):
+        store.weights("anime")
