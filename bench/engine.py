@@ -82,7 +82,8 @@ def main() -> int:
     ap.add_argument("--style", default="anime")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--devices", default="cpu,openvino", help="comma-separated engine devices")
+    ap.add_argument("--devices", default="cpu,openvino",
+                    help="comma-separated engine devices (torch-cpu, torch-cuda too)")
     ap.add_argument("--batches", default="1,4")
     args = ap.parse_args()
     if not args.models:
@@ -98,7 +99,8 @@ def main() -> int:
         for precision in ("exact", "fast"):
             try:
                 e = create_engine(model_for, EngineSettings(device=device, precision=precision,
-                                                            threads=args.threads))
+                                                            threads=args.threads),
+                                  weights=lambda: store.weights(args.style, "bg"))  # torch-*
             except EngineUnavailable as exc:
                 print(f"skip {device}/{precision}: {exc}")
                 continue

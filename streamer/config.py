@@ -84,7 +84,7 @@ class VideoSettings(FaceSettings):
     style: str = "anime"
     models: str | None = None  # model store root; None: $TOONSTREAM_MODELS, else user cache
     size: int = OFFICIAL_SHORT_SIDE  # working short side (frames are never enlarged)
-    batch: int = 1  # frames per engine call
+    batch: int = 0  # frames per engine call; 0: the engine's choice (engine_batch)
     device: str = "auto"
     precision: str = "exact"  # exact: fp32, golden parity; fast: bf16/fp16 where available
     threads: int | None = None  # engine threads; None: the runtime's choice
@@ -99,8 +99,9 @@ class VideoSettings(FaceSettings):
     def __post_init__(self) -> None:
         if self.size < 16:
             raise ConfigError(f"size must be at least 16 pixels, got {self.size}")
-        if self.batch < 1:
-            raise ConfigError(f"batch must be at least 1, got {self.batch}")
+        if self.batch < 0:
+            raise ConfigError(f"batch must be at least 1 (or 0 for the engine's choice), "
+                              f"got {self.batch}")
         if self.queue < 1:
             raise ConfigError(f"queue must be at least 1, got {self.queue}")
         _check_engine_options(self.device, self.precision, self.threads)

@@ -37,7 +37,7 @@ from .parts import LiveError, open_sinks, open_source, sink_specs
 from .session import LiveSession
 from .toon import LiveToon, style_factory, work_note, working_size
 
-GPU_DEVICES = ("cuda", "tensorrt", "coreml", "directml")
+GPU_DEVICES = ("cuda", "tensorrt", "coreml", "directml", "torch-cuda")
 
 
 # --- settings ------------------------------------------------------------------------------

@@ -292,6 +292,27 @@ class Store:
                 f"for a file you downloaded yourself")
         return self._build(style, part, precision, src)
 
+    def weights(self, style: str, part: str = "bg"):
+        """The style part's generator weights (a DctNetWeights) for engines that build the
+        network themselves (PyTorch), read with the same checks `onnx_model_path` makes on
+        every load (install record, structure, weight range); the head part falls back to
+        bg the same way."""
+        from streamer.models.dctnet.weights import ModelFormatError, load_weights
+
+        src = self.source_for(style, part)
+        if src is None and part == "h":
+            return self.weights(style, "bg")
+        if src is None:
+            self.onnx_model_path(style, part)  # raises ModelNotInstalled with the commands
+        self._check_installed(src)
+        try:
+            return load_weights(src)
+        except ModelFormatError as exc:
+            local = self._local(src) if src.is_relative_to(self.root) else str(src)
+            reason = str(exc).removeprefix(f"{src.name}: ")
+            raise BadModelFile(f"{local} in the model store {self.root} is unusable ({reason}); "
+                               f"repair it with {self.repair_hint(local)}") from None
+
     def _onnx_name(self, style: str, part: str, precision: str) -> str:
         suffix = "" if precision == "fp32" else f"_{precision}"
         return f"{style}_{part}{suffix}.onnx"

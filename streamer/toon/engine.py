@@ -1,23 +1,29 @@
-"""One small inference interface over ONNX Runtime and OpenVINO.
+"""One small inference interface over ONNX Runtime, OpenVINO and PyTorch.
 
-An engine runs the DCT-Net ONNX graph on uint8 BGR batches `[N, H, W, 3]` and writes uint8
+An engine runs the DCT-Net network (the ONNX graph, or for PyTorch the module built from
+the same weights, see torch_engine.py) on uint8 BGR batches `[N, H, W, 3]` and writes uint8
 BGR of the same shape. The backend and device that actually run are always known
 (`engine.describe()`); a device the user asked for that cannot start raises
 `EngineUnavailable` naming what to install, never a silent fall back.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 
 from streamer.errors import UserError
 
-DEVICES = ("auto", "cpu", "cuda", "tensorrt", "coreml", "directml", "openvino")
+if TYPE_CHECKING:
+    from streamer.models.dctnet.weights import DctNetWeights
+
+DEVICES = ("auto", "cpu", "cuda", "tensorrt", "coreml", "directml", "openvino", "torch-cuda",
+           "torch-cpu")
 PRECISIONS = ("exact", "fast")
 
 # device -> (ONNX Runtime provider, what to install when it is missing)
@@ -71,8 +77,8 @@ class EngineSettings:
 
 
 class Engine(Protocol):
-    backend: str  # "onnxruntime" or "openvino"
-    device: str  # what actually runs, e.g. "cpu", "cuda", "openvino-cpu"
+    backend: str  # "onnxruntime", "openvino" or "torch"
+    device: str  # what actually runs, e.g. "cpu", "cuda", "openvino-cpu", "torch-cuda"
     precision: str  # numeric precision actually used: "fp32", "fp16", "bf16"
     shape_bound: bool  # builds for each input shape: a new batch size costs a compile
 
@@ -89,6 +95,14 @@ def _check_batch(batch: np.ndarray) -> None:
         raise ValueError(f"expected uint8 [N, H, W, 3], got {batch.dtype} {batch.shape}")
     if batch.shape[1] % 4 or batch.shape[2] % 4:
         raise ValueError(f"height and width must be multiples of 4, got {batch.shape[1:3]}")
+
+
+def host_array(engine: Engine, shape: tuple[int, ...]) -> np.ndarray:
+    """A uint8 array for an engine's batches or results: from the engine when it offers
+    `host_buffer` (page-locked memory, which a GPU copies by DMA without a staging copy),
+    else a plain array."""
+    alloc = getattr(engine, "host_buffer", None)
+    return alloc(shape) if alloc is not None else np.empty(shape, np.uint8)
 
 
 def _describe(e: Engine) -> str:
@@ -228,7 +242,13 @@ def _has_openvino_cpu() -> bool:
 
 
 def auto_device() -> str:
-    """The fastest device available here: a GPU provider, else OpenVINO on x86, else ORT CPU."""
+    """The fastest device available here: PyTorch on a CUDA GPU (the GPU path that has been
+    measured), else a GPU provider of ONNX Runtime, else OpenVINO on x86, else ORT CPU."""
+    if _gpu_present("cuda") and importlib.util.find_spec("torch") is not None:
+        # Only here is torch imported for detection: a GPU node may be there and torch is.
+        from .torch_engine import cuda_usable
+        if cuda_usable():
+            return "torch-cuda"
     try:
         import onnxruntime as ort
         available = set(ort.get_available_providers())
@@ -247,10 +267,18 @@ def _gpu_present(device: str) -> bool:
     return True
 
 
-def create_engine(model_for: Callable[[str], Path], settings: EngineSettings) -> Engine:
+def create_engine(model_for: Callable[[str], Path], settings: EngineSettings,
+                  weights: Callable[[], DctNetWeights] | None = None) -> Engine:
     """Start the engine for `settings.device`; `model_for(precision)` returns the ONNX file
-    for "fp32" or "fp16" (the model store builds it on first use)."""
+    for "fp32" or "fp16" (the model store builds it on first use); `weights()` returns the
+    generator weights the torch devices build their module from (the store's `weights()`)."""
     device = auto_device() if settings.device == "auto" else settings.device
+    if device in ("torch-cuda", "torch-cpu"):
+        if weights is None:
+            raise EngineUnavailable(f"device {device!r} needs the model's weights file, "
+                                    f"which this caller does not give")
+        from .torch_engine import TorchEngine
+        return TorchEngine(weights(), device, settings)
     if device == "openvino":
         return OpenVinoEngine(model_for, settings)
     return OrtEngine(model_for, device, settings)

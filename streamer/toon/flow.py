@@ -11,7 +11,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .engine import Engine
+from .engine import Engine, host_array
 
 OFFICIAL_SHORT_SIDE = 720
 
@@ -67,8 +67,11 @@ class FullFrameFlow:
         if buf is None or buf.frame_hw != (h, w) or buf.batch_in.shape[0] != n:
             wh, ww = work_size(h, w, self.short_side)
             ph, pw = padded_size(wh, ww)
-            batch_in = np.full((n, ph, pw, 3), 255, np.uint8)
-            outs = [np.empty_like(batch_in) for _ in range(self.ring)]
+            # From the engine: page-locked on a GPU, so frames are resized straight into
+            # memory the GPU copies from (and results land where the GPU writes).
+            batch_in = host_array(self.engine, (n, ph, pw, 3))
+            batch_in.fill(255)
+            outs = [host_array(self.engine, batch_in.shape) for _ in range(self.ring)]
             resized = None
             if (wh, ww) != (h, w):
                 resized = [np.empty((n, h, w, 3), np.uint8) for _ in range(self.ring)]

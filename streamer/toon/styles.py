@@ -130,7 +130,8 @@ class StyleFlows:
             # Started outside the lock: a model build or compile takes seconds, and the
             # toon thread may need another style's engine meanwhile.
             engine = create_engine(lambda p: self.store.onnx_model_path(style, part, p),
-                                   self.engine_settings)
+                                   self.engine_settings,
+                                   weights=lambda: self.store.weights(style, part))
             with self._lock:
                 engine = self._engines.setdefault(key, engine)
         return engine

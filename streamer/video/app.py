@@ -22,7 +22,7 @@ from streamer.report import EXIT_OK, Log, run_main
 from streamer.sinks.video_file import CODECS, OutputError
 from streamer.toon.engine import DEVICES, PRECISIONS
 
-from .convert import FolderIncomplete, Job, Result, convert, summary
+from .convert import FolderIncomplete, Job, Result, convert, engine_batch, summary
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, metavar="PX",
                    help=f"working short side; larger frames are reduced, as the official "
                         f"code does {d('size')}")
-    p.add_argument("--batch", type=int, help=f"frames per engine call {d('batch')}")
+    p.add_argument("--batch", type=int, help="frames per engine call (default: the engine's "
+                                             "choice, 8 with torch-cuda, else 1)")
     p.add_argument("--device", choices=DEVICES, help=f"inference device {d('device')}")
     p.add_argument("--precision", choices=PRECISIONS,
                    help=f"exact: fp32, golden parity; fast: bf16/fp16 where available "
@@ -83,7 +84,7 @@ def write_stats(path: str, results: list[Result], job: Job) -> None:
         "frames": total_frames, "seconds": round(total_s, 4),
         "fps": round(total_frames / total_s, 4) if total_s else 0.0,
         "backend": engine.backend, "device": engine.device, "precision": engine.precision,
-        "engine": engine.describe(),
+        "engine": engine.describe(), "batch": engine_batch(job.settings, engine),
         "settings": asdict(job.settings),
         "items": [{**asdict(r), "fps": round(r.fps, 4)} for r in results],
     }

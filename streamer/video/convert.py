@@ -104,6 +104,12 @@ def _check_target(src: Path, dst: Path, overwrite: bool) -> None:
     check_output_folder(dst)
 
 
+def engine_batch(settings: VideoSettings, engine: Engine) -> int:
+    """Frames per engine call: `--batch` when given, else the engine's own choice (several
+    frames on a GPU, where batches fill the device; one on a CPU, where they gain nothing)."""
+    return settings.batch or getattr(engine, "preferred_batch", 1)
+
+
 def _side_work(settings: VideoSettings) -> tuple[int, int]:
     """(decoder threads, nice increment for the source and sink threads).
 
@@ -114,7 +120,7 @@ def _side_work(settings: VideoSettings) -> tuple[int, int]:
     while probing, gets few threads. With a GPU the encoder may be the bottleneck: FFmpeg
     picks the threads and nothing is reniced."""
     device = auto_device() if settings.device == "auto" else settings.device
-    if device in ("cpu", "openvino"):
+    if device in ("cpu", "openvino", "torch-cpu"):
         return max(1, (os.cpu_count() or 2) // 4), 10
     return 0, 0
 
@@ -143,8 +149,9 @@ def convert_video(src: Path, dst: Path, job: Job,
             notes = source.probe.notes + sink.notes
             for note in notes:
                 log(f"note: {note}")
-            flow = job.stylise(ring_size(settings.queue, settings.batch), info.fps)
-            pipe = Pipeline(source, ToonStage(flow, settings.batch), sink,
+            batch = engine_batch(settings, job.engine())
+            flow = job.stylise(ring_size(settings.queue, batch), info.fps)
+            pipe = Pipeline(source, ToonStage(flow, batch), sink,
                             queue_size=settings.queue, side_nice=nice)
             progress = Progress(info.frames, info.duration, info.start_time, src.name,
                                 settings.progress and sys.stderr.isatty(),

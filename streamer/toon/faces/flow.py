@@ -23,7 +23,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..engine import Engine
+from ..engine import Engine, host_array
 from ..flow import OFFICIAL_SHORT_SIDE, FullFrameFlow, work_size
 from .align import CROP_SIZE, warp_crop
 from .compose import PasteScratch, load_head_mask, paste_head
@@ -178,8 +178,8 @@ class FaceAwareFlow:
             self.timings.face_s += time.perf_counter() - t0
             return outs
         if len(self._crops) < n:
-            self._crops = np.empty((n, CROP_SIZE, CROP_SIZE, 3), np.uint8)
-            self._heads = np.empty_like(self._crops)
+            self._crops = host_array(self.head_engine, (n, CROP_SIZE, CROP_SIZE, 3))
+            self._heads = host_array(self.head_engine, self._crops.shape)
         k = 0
         for frame, frame_faces in zip(frames, faces):
             for face in frame_faces:
