@@ -50,8 +50,8 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.add_parser("verify", parents=[common],
                    help="re-hash installed files against the catalog and check their structure")
 
-    f = sub.add_parser("fetch", parents=[common], help="download STYLE, face, mask or all")
-    f.add_argument("target", metavar="STYLE|all|face|mask")
+    f = sub.add_parser("fetch", parents=[common], help="download STYLE, face, mask, seg or all")
+    f.add_argument("target", metavar="STYLE|all|face|mask|seg")
     f.add_argument("--mirror", metavar="URL", default=None,
                    help="fetch from URL/<model_id>/<path> instead of the official hosts "
                         "(default: $TOONSTREAM_MODEL_MIRROR)")

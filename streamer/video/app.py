@@ -14,7 +14,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from streamer.config import VideoSettings, add_face_options, build_settings, default_help
+from streamer.config import (VideoSettings, add_background_options, add_face_options,
+                             build_settings, default_help)
 from streamer.report import EXIT_OK, Log, run_main
 from streamer.sinks.video_file import CODECS, OutputError
 from streamer.toon.engine import DEVICES, PRECISIONS
@@ -34,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         argument_default=S)
     p.add_argument("input", help="video file, image, or folder")
     p.add_argument("-o", "--output", default=None,
-                   help="output file (or folder for a folder input); default: "
-                        "INPUT_STYLE next to the input")
+                   help="output file (or folder for a folder input; FOLDER/%%05d.png for a "
+                        "PNG sequence); default: INPUT_STYLE next to the input")
     p.add_argument("--config", default=None, metavar="NAME",
                    help="YAML preset: a path or a name in configs/ (video-hq, cpu, gpu)")
     p.add_argument("--style", help=f"anime, 3d, handdrawn, sketch, artstyle, sd-design, "
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="encoder speed preset (default: medium; p5 for NVENC)")
     p.add_argument("--queue", type=int, help=f"frames per pipeline queue {d('queue')}")
     add_face_options(p)
+    add_background_options(p, key_color=False)
     p.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output")
     p.add_argument("--stats-json", metavar="PATH", help="write run statistics as JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false",
