@@ -15,10 +15,10 @@ from pathlib import Path
 
 import cv2
 
-from streamer.frame import Frame
+from streamer.frame import AudioTrack, Frame
 from streamer.stages import Sink
 
-from .video_file import OutputError, temp_path_for
+from .video_file import OutputError, SinkStats, temp_path_for
 
 _PATTERN = re.compile(r"%0?(\d*)d")
 
@@ -33,9 +33,12 @@ class PngSequenceSink(Sink):
     name = "png sequence"
 
     def __init__(self, pattern: str | os.PathLike[str], *, overwrite: bool = False,
-                 compression: int = 1):
+                 compression: int = 1, audio: AudioTrack | None = None):
         """`compression`: zlib level 0-9; 1 is fast and still about half the raw size of a
-        cartoon frame (flat colours compress well)."""
+        cartoon frame (flat colours compress well). `audio`: the source's audio side
+        stream, drained and dropped as frames arrive so it does not pile up in memory."""
+        self.audio = audio
+        self.stats = SinkStats()
         self.pattern = Path(pattern)
         if not is_sequence_pattern(self.pattern):
             raise OutputError(f"{self.pattern}: a PNG sequence is named FOLDER/%05d.png")
@@ -62,6 +65,9 @@ class PngSequenceSink(Sink):
 
     def write(self, frame: Frame) -> None:
         self.frames += 1
+        self.stats.frames += 1
+        if self.audio is not None:
+            self.audio.packets.clear()
         ok, data = cv2.imencode(".png", frame.image, self._params)
         if not ok:
             raise OutputError(f"cannot encode frame {frame.index} as PNG")

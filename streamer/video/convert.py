@@ -136,7 +136,7 @@ def convert_video(src: Path, dst: Path, job: Job,
     with VideoFileSource(src, threads=threads) as source:
         info = source.info
         if sequence:
-            sink = PngSequenceSink(dst, overwrite=settings.overwrite)
+            sink = PngSequenceSink(dst, overwrite=settings.overwrite, audio=source.audio)
             extra = ["a PNG sequence holds no audio: the input's audio is not kept"] \
                 if source.audio is not None and source.audio.streams else []
         else:
