@@ -415,3 +415,19 @@ def test_web_page_offers_the_background_and_its_png_has_alpha(models_dir, media_
     img = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
     assert out.suffix == ".png" and img.shape[2] == 4
     assert img[..., 3].min() < 20 and img[..., 3].max() > 235
+
+
+def test_presets_carry_the_background_like_the_command_line(tmp_path):
+    from streamer.config import LiveSettings, VideoSettings, build_settings
+    overlay = build_settings(LiveSettings, "live-overlay")
+    assert overlay.background_spec().alpha and overlay.key_bgr() == (0, 255, 0)
+    assert "ndi:Toonstream" in overlay.sinks
+    preset = tmp_path / "call.yaml"
+    preset.write_text("background: 'color:#336699'\nseg-model: general\n")
+    s = build_settings(VideoSettings, str(preset), {"style": "3d"})
+    assert s.background_spec().color == (0x99, 0x66, 0x33) and s.seg_model == "general"
+    assert build_settings(VideoSettings, str(preset), {"background": "blur"}).background == "blur"
+    preset.write_text("background: stripes\n")
+    from streamer.config import ConfigError
+    with pytest.raises(ConfigError, match="--background must be"):
+        build_settings(VideoSettings, str(preset))
