@@ -10,7 +10,7 @@ import numpy as np
 
 from streamer.frame import Frame
 from streamer.stages import Sink
-from streamer.toon.background import blend
+from streamer.toon.background import blend, split_alpha
 
 
 class FlattenSink(Sink):
@@ -33,8 +33,8 @@ class FlattenSink(Sink):
                 self._plate = np.empty((h, w, 3), np.uint8)
                 self._plate[...] = self.color
                 self._out = np.empty((h, w, 3), np.uint8)
-            mask = img[..., 3].astype(np.float32) * (1 / 255)
-            flat = blend(np.ascontiguousarray(img[..., :3]), self._plate, mask, self._out)
+            bgr, mask = split_alpha(img)
+            flat = blend(bgr, self._plate, mask, self._out)
             # A copy of the frame: the other sinks of a MultiSink still get the alpha.
             frame = dataclasses.replace(frame, image=flat)
         self.inner.write(frame)

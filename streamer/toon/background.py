@@ -50,11 +50,15 @@ def parse_color(text: str, what: str = "color") -> tuple[int, int, int]:
 
 @dataclass(frozen=True)
 class Background:
-    """A parsed --background value."""
+    """A parsed --background value (parse_background makes them from text)."""
 
     kind: str = "keep"
     color: tuple[int, int, int] = (0, 0, 0)  # BGR, for kind "color"
     image: Path | None = None  # for kind "image"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS or (self.kind == "image" and self.image is None):
+            raise BackgroundError(f"--background must be {CHOICES}; got {self.kind!r}")
 
     @property
     def needs_mask(self) -> bool:
@@ -131,19 +135,29 @@ def with_alpha(fg: np.ndarray, mask: np.ndarray, out: np.ndarray | None = None) 
     h, w = fg.shape[:2]
     if out is None:
         out = np.empty((h, w, 4), np.uint8)
-    out[..., :3] = fg[..., :3]
-    out[..., 3] = cv2.convertScaleAbs(mask, alpha=255.0)  # rounds and saturates
+    # OpenCV's channel ops: numpy's strided out[..., 3] = ... measured 10x slower at 720p.
+    cv2.cvtColor(fg, cv2.COLOR_BGR2BGRA, dst=out)
+    alpha = cv2.convertScaleAbs(mask, alpha=255.0)  # rounds and saturates
+    cv2.mixChannels([alpha], [out], [0, 3])
     return out
+
+
+def split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A BGRA frame as (contiguous BGR, alpha as float32 0..1)."""
+    bgr = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    mask = cv2.extractChannel(image, 3).astype(np.float32)
+    mask *= 1 / 255
+    return bgr, mask
 
 
 def flatten(image: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
     """A BGRA frame over a solid colour, BGR out (for sinks that carry no alpha: a virtual
     camera, a network stream); a BGR frame is returned as it is."""
     if image.ndim == 3 and image.shape[2] == 4:
-        mask = image[..., 3].astype(np.float32) * (1 / 255)
+        bgr, mask = split_alpha(image)
         bg = np.empty(image.shape[:2] + (3,), np.uint8)
         bg[...] = color
-        return blend(np.ascontiguousarray(image[..., :3]), bg, mask)
+        return blend(bgr, bg, mask)
     return image
 
 
@@ -156,8 +170,8 @@ def checkerboard(image: np.ndarray, square: int = 16) -> np.ndarray:
     light = ((yy // square + xx // square) % 2).astype(bool)
     bg = np.where(light[..., None], np.uint8(204), np.uint8(153)).astype(np.uint8)
     bg = np.repeat(bg, 3, axis=2)
-    mask = image[..., 3].astype(np.float32) * (1 / 255)
-    return blend(np.ascontiguousarray(image[..., :3]), bg, mask)
+    bgr, mask = split_alpha(image)
+    return blend(bgr, bg, mask)
 
 
 def cover(image: np.ndarray, width: int, height: int) -> np.ndarray:
