@@ -431,3 +431,18 @@ def test_presets_carry_the_background_like_the_command_line(tmp_path):
     from streamer.config import ConfigError
     with pytest.raises(ConfigError, match="--background must be"):
         build_settings(VideoSettings, str(preset))
+
+
+def test_default_output_names_pick_a_format_with_alpha(media_dir, tmp_path):
+    src = tmp_path / "me.jpg"
+    cv2.imwrite(str(src), cv2.imread(str(media_dir / "bryan_115px.png")))
+    clip = _clip_with_opus(tmp_path / "clip.mkv", n=2)
+    for inp, want in ((src, "me_anime.png"), (clip, "clip_anime.mkv")):
+        res = _run("run_video.py", str(inp), "--background", "transparent", "--faces", "off")
+        assert res.returncode == 0, res.stderr
+        assert (tmp_path / want).is_file()
+    assert cv2.imread(str(tmp_path / "me_anime.png"), cv2.IMREAD_UNCHANGED).shape[2] == 4
+    mp4 = _clip_with_opus(tmp_path / "c.mp4", n=2)
+    res = _run("run_video.py", str(mp4), "--background", "transparent", "--faces", "off")
+    assert res.returncode == 0, res.stderr
+    assert len(read_alpha_frames(tmp_path / "c_anime.webm")) == 2

@@ -244,14 +244,15 @@ class BackgroundFlow:
         self.inner = inner
         self.segmenter = segmenter
         self.compositor = Compositor(background)
-        self.background = background
+        # Not named `background`: that is FaceLayer's method name (live/toon.py checks it).
+        self.treatment = background
         self._ring: list[np.ndarray] = []
         self._ring_size = max(1, ring)
         self._next = 0
         self.last_masks: list[np.ndarray] = []  # the latest batch's masks (tests, stats)
 
     def _buffer(self, h: int, w: int) -> np.ndarray:
-        c = 4 if self.background.alpha else 3
+        c = 4 if self.treatment.alpha else 3
         if not self._ring or self._ring[0].shape != (h, w, c):
             self._ring = [np.empty((h, w, c), np.uint8) for _ in range(self._ring_size)]
             self._next = 0

@@ -224,6 +224,12 @@ def convert(src: Path, dst: Path | None, job: Job) -> list[Result]:
         raise MediaError(f"{src}: cannot read ({exc.strerror})") from None
     if dst is None:
         dst = default_output(src, job.settings.style)
+        if job.alpha and not src.is_dir():
+            # The default name keeps the input's type, in a format that carries alpha.
+            if is_image_path(src) and dst.suffix.lower() not in ALPHA_IMAGE_SUFFIXES:
+                dst = dst.with_suffix(".png")
+            elif not is_image_path(src) and dst.suffix.lower() not in (".webm", ".mov", ".mkv"):
+                dst = dst.with_suffix(".webm")
     if src.is_dir():
         return convert_folder(src, dst, job)
     if dst.is_dir():
