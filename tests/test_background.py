@@ -383,6 +383,93 @@ def test_ndi_sink_sends_bgra_frames(monkeypatch):
         sink.close()
 
 
+NDI_SEND = """
+import sys, threading, time
+from fractions import Fraction
+import numpy as np
+sys.path.insert(0, {tests!r})
+from ndi_receive import receive
+from streamer.frame import Frame
+from streamer.sinks.ndi import NdiSink
+img = np.load({src!r})
+sink = NdiSink("toonstream-loop", img.shape[1], img.shape[0], 24.0)
+stop = threading.Event()
+def send():
+    i = 0
+    while not stop.is_set():
+        sink.write(Frame(i, i, Fraction(1, 24), time.monotonic(), img)); i += 1
+        time.sleep(1 / 24)
+threading.Thread(target=send, daemon=True).start()
+got = receive("toonstream-loop", 30.0)
+stop.set(); time.sleep(0.1); sink.close()
+np.save({dst!r}, got)
+"""
+
+
+def test_an_ndi_receiver_on_this_machine_reads_the_alpha_back(tmp_path):
+    """The NdiSink's frames read back by a real NDI receiver (what OBS's NDI source does),
+    through NDI's own compressed transport: the alpha is the mask within a few levels."""
+    pytest.importorskip("cyndilib")
+    sys.path.insert(0, str(ROOT / "tests"))
+    from ndi_receive import ndi_config
+
+    src = _bgra_frames(1)[0]
+    np.save(tmp_path / "src.npy", src)
+    script = NDI_SEND.format(tests=str(ROOT / "tests"), src=str(tmp_path / "src.npy"),
+                             dst=str(tmp_path / "got.npy"))
+    env = {**__import__("os").environ, "NDI_CONFIG_DIR": str(ndi_config(tmp_path / "ndi"))}
+    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    got = np.load(tmp_path / "got.npy", allow_pickle=True)
+    assert got.shape == src.shape
+    d = np.abs(got[..., 3].astype(int) - src[..., 3])
+    assert d.mean() <= 2.0, d.mean()
+    assert np.abs(got[..., :3].astype(int) - src[..., :3]).mean() <= 8
+
+
+def test_run_stream_ndi_sink_sends_the_person_with_transparent_surroundings(media_dir,
+                                                                            tmp_path):
+    """run_stream --sink ndi:NAME --background transparent on a clip of a real portrait,
+    received by an NDI receiver in another process: alpha 255 on the person, 0 on the room."""
+    pytest.importorskip("cyndilib")
+    sys.path.insert(0, str(ROOT / "tests"))
+    from ndi_receive import ndi_config
+
+    clip = tmp_path / "me.mp4"
+    person = cv2.resize(cv2.imread(str(media_dir / "luciano.png")), (240, 240))
+    with av.open(str(clip), "w") as c:
+        v = c.add_stream("libx264", rate=24)
+        v.width, v.height, v.pix_fmt = 320, 240, "yuv420p"
+        for i in range(48):
+            img = np.full((240, 320, 3), (60, 140, 90), np.uint8)
+            img[:, 40:280] = person
+            f = av.VideoFrame.from_ndarray(img, "bgr24")
+            f.pts = i
+            c.mux(v.encode(f))
+        c.mux(v.encode())
+    env = {**__import__("os").environ, "NDI_CONFIG_DIR": str(ndi_config(tmp_path / "ndi"))}
+    stream = subprocess.Popen(
+        [sys.executable, str(ROOT / "run_stream.py"), "--source", str(clip), "--loop",
+         "--sink", "ndi:toonstream-e2e", "--background", "transparent", "--faces", "off",
+         "--work", "144", "--seconds", "40", "--no-commands", "--status-every", "0"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        res = subprocess.run([sys.executable, str(ROOT / "tests" / "ndi_receive.py"),
+                              "toonstream-e2e", "60", str(tmp_path / "got.npy")],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        stream.terminate()
+        _, err = stream.communicate(timeout=60)
+    assert res.returncode == 0, (res.stdout, err)
+    assert "NDI source 'toonstream-e2e' (320x240 BGRA, alpha kept)" in err
+    got = np.load(tmp_path / "got.npy")
+    alpha = got[..., 3]
+    assert got.shape == (240, 320, 4)
+    assert alpha[:, :30].mean() < 20  # the room beside the portrait
+    assert alpha[120:, 120:200].mean() > 235  # the shirt
+
+
 def test_ndi_without_cyndilib_says_what_to_install(monkeypatch):
     import builtins
 
