@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from streamer.models.selfie.graph import INPUT_NAME, OUTPUT_NAME
+from streamer.models.selfie import INPUT_NAME, OUTPUT_NAME
 
 from .engine import EngineSettings, EngineUnavailable, _ORT_PROVIDERS, auto_device
 

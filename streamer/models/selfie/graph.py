@@ -29,9 +29,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from streamer.models.formats.tflite import TfliteError, TfliteModel
 
+from . import INPUT_NAME, OUTPUT_NAME
+
 CONVERTER_VERSION = "1"
-INPUT_NAME = "frame_bgr"
-OUTPUT_NAME = "mask"
 OPSET = 17
 TRANSPOSE_CONV_BIAS = "Convolution2DTransposeBias"
 
