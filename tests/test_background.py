@@ -533,3 +533,14 @@ def test_default_output_names_pick_a_format_with_alpha(media_dir, tmp_path):
     res = _run("run_video.py", str(mp4), "--background", "transparent", "--faces", "off")
     assert res.returncode == 0, res.stderr
     assert len(read_alpha_frames(tmp_path / "c_anime.webm")) == 2
+
+
+def test_web_video_with_a_transparent_background_is_webm_with_alpha(models_dir, tmp_path):
+    from web.harness import require_web, shared_service
+    require_web()
+    service = shared_service(models_dir)
+    clip = _clip_with_opus(tmp_path / "in.mkv", n=3)
+    out = service.video(clip, "anime", False, None, "transparent")
+    assert out.suffix == ".webm"
+    frames = read_alpha_frames(out)
+    assert len(frames) == 3 and frames[0].shape == (64, 96, 4)
