@@ -299,7 +299,8 @@ class Store:
                                f"`{self._cmd('fetch seg')}`") from None
         import onnx
 
-        meta = {"model": "seg", "part": variant, "input": [info.height, info.width],
+        meta = {"model": "seg", "part": variant, "precision": "fp32",
+                "input": [info.height, info.width],
                 "source_file": str(src.resolve()), "source_sha256": src_sha,
                 "source_format": "tflite", "converter_version": CONVERTER_VERSION,
                 "built": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
