@@ -3,7 +3,13 @@ resize, model, upscale to the output size, fan-out sink) to the null sink.
 
     python bench/live.py [--models DIR] [--seconds 60] [--work 144,224] [--fps 30]
                          [--camera-size 1280x720] [--device auto] [--precision fast]
-                         [--faces off|on] [--source CLIP]
+                         [--faces off|on] [--source CLIP] [--background keep,transparent]
+
+`--background keep,transparent` runs each working size once per background: with a mask
+the table adds the segmentation cost (model and smoothing, on the camera frame) as a
+fraction of the background model's time at the working size, bare (both timed outside the
+pipeline, interleaved) and inside the run, and the edge refinement and compositing at the
+output size. The goal: segmentation at most 10% of the background model's time.
 
 `--faces on --source ../shared/media/tears_640x360.mp4` measures the face-aware live path on
 a real clip played at its own rate (the synthetic camera has no faces).
@@ -33,6 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streamer.config import LiveSettings, parse_size  # noqa: E402
+from streamer.toon.background import parse_background  # noqa: E402
 from streamer.live.session import LiveSession  # noqa: E402
 from streamer.toon.styles import StyleFlows  # noqa: E402
 from streamer.live.toon import LiveToon, style_factory, working_size  # noqa: E402
@@ -73,11 +80,25 @@ def _first_frame(clip: str) -> np.ndarray:
         return next(c.decode(video=0)).to_ndarray(format="bgr24")
 
 
+def bare_seg_ms(seg, img: np.ndarray, runs: int) -> list[float]:
+    """The segmentation step alone (model on the camera frame, smoothing), ms per frame."""
+    seg.step([img])  # warm
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        seg.step([img])
+        times.append((time.perf_counter() - t) * 1000)
+    return times
+
+
 def run_one(settings: LiveSettings, cam_w: int, cam_h: int, fps: float, work, seconds: float,
-            runs: int, clip: str | None = None) -> dict:
+            runs: int, clip: str | None = None, background: str = "keep") -> dict:
     work_wh = working_size(cam_w, cam_h, work)
     flows = StyleFlows.from_settings(settings)
-    toon = LiveToon(style_factory(flows, work_wh, fps), settings.style, work_wh, (cam_w, cam_h), ring=ring_size(1, 1))
+    bg = parse_background(background)
+    seg = flows.segmenter() if bg.needs_mask else None
+    toon = LiveToon(style_factory(flows, work_wh, fps), settings.style, work_wh, (cam_w, cam_h),
+                    ring=ring_size(1, 1), background=bg, segmenter=seg)
     toon.warm_up()
     if clip is None:
         bare, img = toon.current, None
@@ -86,7 +107,13 @@ def run_one(settings: LiveSettings, cam_w: int, cam_h: int, fps: float, work, se
         # working size, enlarged, heads pasted at the output size): faces are in it.
         img = _first_frame(clip)
         bare = lambda imgs: toon(imgs, [time.monotonic()])  # noqa: E731
-    model_before = bare_model_ms(bare, *work_wh, runs, img)
+    model_before = bare_model_ms(bare,
+                                 *work_wh, runs, img)
+    cam_img = img if img is not None else SyntheticSource(cam_w, cam_h, 30.0).render(0)
+    seg_bare: list[float] = []
+    if seg is not None:
+        # A separate segmenter: the live one's previous mask stays the stream's own.
+        seg_bare = bare_seg_ms(flows.segmenter(), cam_img, runs)
     rss_start = rss_mb()
     if clip is None:
         src = SyntheticSource(cam_w, cam_h, fps, seconds=seconds)
@@ -105,8 +132,12 @@ def run_one(settings: LiveSettings, cam_w: int, cam_h: int, fps: float, work, se
     result = session.run()
     timer.cancel()
     rss_end = rss_mb()
-    model_after = bare_model_ms(bare, *work_wh, runs, img)
+    model_after = bare_model_ms(bare,
+                                *work_wh, runs, img)
+    if seg is not None:
+        seg_bare += bare_seg_ms(flows.segmenter(), cam_img, runs)
     model_ms = statistics.median(model_before + model_after)
+    seg_ms = statistics.median(seg_bare) if seg_bare else None
     interval_ms = 1000 / fps
     lat = result["latency_ms"]
     return {
@@ -128,6 +159,15 @@ def run_one(settings: LiveSettings, cam_w: int, cam_h: int, fps: float, work, se
         "seconds": result["seconds"],
         "faces_pasted": result["faces_pasted"],
         "faces": flows.describe_faces(),
+        "background": str(bg),
+        "seg_ms": None if seg_ms is None else round(seg_ms, 2),
+        "seg_over_model": None if seg_ms is None else round(seg_ms / model_ms, 3),
+        "seg_ms_in_pipeline": result["seg_ms_median"],
+        "seg_over_model_in_pipeline": (None if not result["seg_ms_median"] else
+                                       round(result["seg_ms_median"] /
+                                             result["model_ms_median"], 3)),
+        "background_ms_in_pipeline": result["background_ms_median"],
+        "seg_model": ", ".join(f"{v}: {r.describe()}" for v, r in flows._seg.items()),
     }
 
 
@@ -149,8 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", metavar="CLIP",
                    help="play this video file, looped at its own rate, instead of the "
                         "synthetic camera (which has no faces); its size is the camera size")
+    p.add_argument("--background", default="keep",
+                   help="backgrounds to run, comma-separated (keep,transparent): with a mask "
+                        "the segmentation cost is printed next to the model's")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     a = p.parse_args(argv)
+    backgrounds = [b.strip() for b in a.background.split(",") if b.strip()]
+    for b in backgrounds:
+        parse_background(b)
     settings = LiveSettings(models=a.models, device=a.device, precision=a.precision,
                             threads=a.threads, style=a.style, sinks=("null",), faces=a.faces)
     cam_w, cam_h = parse_size(a.camera_size, "camera-size")
@@ -165,21 +211,36 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.cpu_count()} cores; process RSS at start {rss0:.0f} MB", flush=True)
     rows = []
     for work in works:
-        r = run_one(settings, cam_w, cam_h, a.fps, work, a.seconds, a.runs, a.source)
-        rows.append(r)
-        print(f"  {r['work']} done: {r['engine']}; {r['faces']}, {r['faces_pasted']} pasted",
-              flush=True)
-    hdr = (f"{'work':>8} {'model ms':>8} {'in run':>6} {'p50 ms':>7} {'p95 ms':>7} {'goal p95':>8} "
-           f"{'p95/goal':>8} {'fps out':>7} {'drops toon/sink/src':>19} "
-           f"{'RSS MB start/5s/end':>20}")
+        for background in backgrounds:
+            r = run_one(settings, cam_w, cam_h, a.fps, work, a.seconds, a.runs, a.source,
+                        background)
+            rows.append(r)
+            print(f"  {r['work']} {r['background']} done: {r['engine']}; {r['faces']}, "
+                  f"{r['faces_pasted']} pasted" + (f"; mask {r['seg_model']}"
+                                                   if r["seg_model"] else ""), flush=True)
+    hdr = (f"{'work':>8} {'backgr.':>11} {'model ms':>8} {'in run':>6} {'p50 ms':>7} "
+           f"{'p95 ms':>7} {'goal p95':>8} {'p95/goal':>8} {'fps out':>7} "
+           f"{'drops toon/sink/src':>19} {'RSS MB start/5s/end':>20} {'seg ms':>6} "
+           f"{'seg/model':>9} {'in run':>6} {'edges+comp ms':>13}")
     print(hdr)
     for r in rows:
         d = r["drops"]
-        print(f"{r['work']:>8} {r['model_ms']:8.1f} {r['model_ms_in_pipeline'] or 0:6.1f} "
+        seg = ("" if r["seg_ms"] is None else
+               f" {r['seg_ms']:6.2f} {r['seg_over_model']:9.3f} "
+               f"{r['seg_over_model_in_pipeline'] or 0:6.3f} "
+               f"{r['background_ms_in_pipeline'] or 0:13.2f}")
+        print(f"{r['work']:>8} {r['background']:>11} {r['model_ms']:8.1f} "
+              f"{r['model_ms_in_pipeline'] or 0:6.1f} "
               f"{r['p50_ms']:7.1f} {r['p95_ms']:7.1f} "
               f"{r['goal_p95_ms']:8.1f} {r['p95_over_goal']:8.2f} {r['fps_out']:7.1f} "
               f"{d['toon']:>9}/{d['sink']}/{d['source']:<5} "
-              f"{r['rss_mb_start']:8.0f}/{r['rss_mb_settled'] or 0:.0f}/{r['rss_mb_end']:.0f}")
+              f"{r['rss_mb_start']:8.0f}/{r['rss_mb_settled'] or 0:.0f}/{r['rss_mb_end']:.0f}"
+              + seg)
+    if any(r["seg_ms"] is not None for r in rows):
+        print("seg ms: the segmentation step alone (model on the camera frame and smoothing), "
+              "median of runs before and after; seg/model: over the bare model ms (goal <= "
+              "0.10), and 'in run' the same ratio inside the live run; edges+comp: guided "
+              "refinement at the output size and the composite, per frame in the run")
     print("model ms: the bare stylise call at the working size (median of runs before and "
           "after the live run; 'in run': the same call's median inside the live run, which "
           "shows load from other processes); goal p95 = model + 1.5 frame intervals; RSS at the start of "

@@ -20,10 +20,13 @@ from typing import Any, Callable, Mapping, TypeVar
 import yaml
 
 from streamer.errors import UserError
+from streamer.toon.background import (CHOICES as BACKGROUND_CHOICES, DEFAULT_KEY_COLOR,
+                                      Background, BackgroundError, parse_background, parse_color)
 from streamer.toon.engine import DEVICES, PRECISIONS
 from streamer.toon.faces.detect import OFFICIAL_MAX_FACES, OFFICIAL_MIN_FACE
 from streamer.toon.faces.track import TrackerSettings
 from streamer.toon.flow import OFFICIAL_SHORT_SIDE
+from streamer.toon.segment import SEG_MODELS
 
 # The presets are package data, so an installed wheel finds them as well as a checkout.
 # Wheels install as plain folders, so the resource is a real path (find_preset globs it).
@@ -78,7 +81,37 @@ class FaceSettings:
 
 
 @dataclass(frozen=True)
-class VideoSettings(FaceSettings):
+class BackgroundSettings:
+    """The background treatment, shared by run_video, run_stream and the web page.
+
+    `background`: keep | transparent | blur | color:#RRGGBB | image:PATH (toon/background.py);
+    the person mask is computed on the input and applied to the cartoon. `key_color`: what a
+    sink without alpha (virtual camera, network stream, H.264 file) shows behind the person
+    when the background is transparent. `seg_model`: the segmentation model, auto picks the
+    landscape one for frames wider than 4:3."""
+
+    background: str = "keep"
+    key_color: str = DEFAULT_KEY_COLOR
+    seg_model: str = "auto"
+
+    def _check_background(self) -> None:
+        try:
+            parse_background(self.background)
+            parse_color(self.key_color, "key-color")
+        except BackgroundError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.seg_model not in SEG_MODELS:
+            raise ConfigError(f"seg-model must be {', '.join(SEG_MODELS)}, got {self.seg_model!r}")
+
+    def background_spec(self) -> Background:
+        return parse_background(self.background, check_image=False)
+
+    def key_bgr(self) -> tuple[int, int, int]:
+        return parse_color(self.key_color, "key-color")
+
+
+@dataclass(frozen=True)
+class VideoSettings(FaceSettings, BackgroundSettings):
     """Everything run_video needs besides the input and output paths."""
 
     style: str = "anime"
@@ -108,6 +141,7 @@ class VideoSettings(FaceSettings):
         if self.crf is not None and not 0 <= self.crf <= 63:
             raise ConfigError(f"crf must be 0..63, got {self.crf}")
         self._check_faces()
+        self._check_background()
 
 
 S = TypeVar("S")
@@ -206,7 +240,7 @@ def parse_size(text: str, what: str) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class LiveSettings(FaceSettings):
+class LiveSettings(FaceSettings, BackgroundSettings):
     """Everything run_stream needs; presets in configs/live-*.yaml."""
 
     source: str = "0"  # camera index or device path, "synthetic", a video file, or a URL
@@ -262,6 +296,7 @@ class LiveSettings(FaceSettings):
         if self.reconnect < 0:
             raise ConfigError("reconnect must be 0 or more seconds")
         self._check_faces()
+        self._check_background()
 
     def work_spec(self) -> int | tuple[int, int]:
         """The working size: a short side, or (width, height)."""
@@ -326,3 +361,25 @@ def add_face_options(parser: argparse.ArgumentParser, *, mode: bool = True) -> N
                         f"{d('smooth_beta')}")
     g.add_argument("--fade", type=float, metavar="S",
                    help=f"seconds a face takes to fade in or out {d('fade')}")
+
+
+def add_background_options(parser: argparse.ArgumentParser, *, key_color: bool = True) -> None:
+    """--background and its companions, the same for run_video, run_stream and run_web (no
+    defaults here, as for the face options)."""
+    d = default_help(BackgroundSettings)
+    g = parser.add_argument_group(
+        "background", "The person is found on the input frame (MediaPipe selfie segmentation) "
+                      "and the cartoon's background is kept, made transparent, blurred or "
+                      "replaced.")
+    g.argument_default = argparse.SUPPRESS
+    g.add_argument("--background", metavar="MODE",
+                   help=f"{BACKGROUND_CHOICES}; transparent needs an output with alpha "
+                        f"(PNG, WebP, .webm, .mov, a PNG folder, NDI) {d('background')}")
+    if key_color:
+        g.add_argument("--key-color", metavar="#RRGGBB",
+                       help=f"with a transparent background, what outputs without alpha "
+                            f"(virtual camera, streams) show behind the person: green for a "
+                            f"chroma key {d('key_color')}")
+    g.add_argument("--seg-model", choices=SEG_MODELS,
+                   help=f"segmentation model: general (256x256), landscape (144x256, "
+                        f"cheaper), auto: landscape for frames wider than 4:3 {d('seg_model')}")

@@ -207,3 +207,20 @@ def test_upload_over_the_size_limit_is_refused(browser, models_dir, media_dir):
     finally:
         ctx.close()
         demo.close()
+
+
+def test_background_choice_gives_a_png_with_alpha(page, media_dir, tmp_path):
+    # the page offers every --background choice; transparent gives a PNG with alpha
+    values = page.locator("#background input[type=radio]").evaluate_all(
+        "els => els.map(e => e.value)")
+    assert values == ["keep", "transparent", "blur", "color", "image"]
+    page.locator('#background input[type=radio][value="transparent"]').check()
+    page.locator("#photo-in input[type=file]").set_input_files(str(media_dir / "luciano.png"))
+    page.wait_for_selector("#photo-in img", timeout=WAIT_MS)
+    page.click("#photo-run")
+    page.wait_for_selector("#photo-file a[download]", timeout=WAIT_MS)
+    got = cv2.imread(str(_download(page, "#photo-file a[download]", tmp_path / "web.png")),
+                     cv2.IMREAD_UNCHANGED)
+    assert got is not None and got.shape == (400, 400, 4)
+    alpha = got[..., 3]
+    assert (alpha < 10).mean() > 0.2 and (alpha > 245).mean() > 0.3  # room and person

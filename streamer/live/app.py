@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
+
+import numpy as np
 import platform
 from fractions import Fraction
 from pathlib import Path
 from typing import TextIO
 
 from streamer.commands import prog
-from streamer.config import (LiveSettings, add_face_options, build_settings, default_help,
-                             parse_size)
+from streamer.config import (LiveSettings, add_background_options, add_face_options,
+                             build_settings, default_help, parse_size)
 from streamer.frame import StreamInfo
 from streamer.models.ensure import add_fetch_option, ensure_models
 from streamer.report import EXIT_ERROR, EXIT_OK, Log, run_main
@@ -80,8 +82,9 @@ def _toon_options(p: argparse.ArgumentParser, d) -> None:
 def _output_options(p: argparse.ArgumentParser, d) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--sink", dest="sinks", action="append", metavar="SINK",
-                     help="vcam (default), preview, null, udp://HOST:PORT, rtmp://HOST/APP/KEY, "
-                          "or a file (.mp4 .mkv .ts) to record; repeat for several")
+                     help="vcam (default), preview, null, ndi:NAME (with alpha; needs "
+                          "toonstream[ndi]), udp://HOST:PORT, rtmp://HOST/APP/KEY, or a file "
+                          "(.mp4 .mkv .ts; .webm .mov keep alpha) to record; repeat for several")
     out.add_argument("--preview", action="store_true", help="also show a preview window")
     out.add_argument("--no-overlay", dest="overlay", action="store_false",
                      help="no fps/latency/style text on the preview")
@@ -126,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     _source_options(p, d)
     _toon_options(p, d)
     add_face_options(p)
+    add_background_options(p)
     _output_options(p, d)
     _run_options(p, d)
     return p
@@ -176,9 +180,15 @@ def live_toon(s: LiveSettings, flows: StyleFlows, source: Source, out: StreamInf
     if note:
         log(f"note: {note}")
 
+    background = s.background_spec()
     toon = LiveToon(style_factory(flows, work_wh, out.fps), s.style, work_wh, (out.width, out.height),
-                    ring=ring_size(s.queue, 1), on_event=log)
+                    ring=ring_size(s.queue, 1), on_event=log, background=background,
+                    segmenter=flows.segmenter() if background.needs_mask else None)
     toon.warm_up()
+    if background.needs_mask:
+        # Start the segmentation model now (it compiles on first use), not on frame one.
+        toon.segmenter.step([np.zeros((out.height, out.width, 3), np.uint8)])
+        toon.segmenter.reset()
     return toon
 
 
@@ -201,7 +211,8 @@ def _stream(s: LiveSettings, flows: StyleFlows, source: Source, log: Log,
         log(f"sinks: {'; '.join(k.describe() for k in sinks)}")
         toon = live_toon(s, flows, source, out, log)
         log(f"toon: {s.style} at {toon.work_w}x{toon.work_h} -> {out.width}x{out.height} @ "
-            f"{out.fps:g} fps, {flows.describe(s.style)}; {flows.describe_faces()}")
+            f"{out.fps:g} fps, {flows.describe(s.style)}; {flows.describe_faces()}; "
+            f"{flows.describe_background()}")
         commands = None
         if s.commands:
             commands = StdinCommands(styles, stdin).start()

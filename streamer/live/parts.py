@@ -37,12 +37,14 @@ def open_source(s: LiveSettings) -> Source:
 
 
 def sink_kind(spec: str) -> str:
-    """vcam | preview | null | stream | record; LiveError for anything else."""
+    """vcam | preview | null | stream | record | ndi; LiveError for anything else."""
     from streamer.sinks.network import is_stream_url
     from streamer.sinks.video_file import FORMATS
     key = spec.strip()
     if key in ("vcam", "virtualcam"):
         return "vcam"
+    if key.lower().startswith("ndi:"):
+        return "ndi"
     if key in ("preview", "null"):
         return key
     if is_stream_url(key):
@@ -54,7 +56,7 @@ def sink_kind(spec: str) -> str:
         return "stream"
     if Path(key).suffix.lower() in FORMATS:
         return "record"
-    raise LiveError(f"unknown sink {spec!r}: use vcam, preview, null, udp://HOST:PORT, "
+    raise LiveError(f"unknown sink {spec!r}: use vcam, preview, null, ndi:NAME, udp://HOST:PORT, "
                     f"rtmp://HOST/APP/KEY, or a file name ending in {', '.join(sorted(FORMATS))}")
 
 
@@ -75,20 +77,47 @@ def sink_specs(s: LiveSettings) -> list[str]:
     return specs
 
 
-def open_recording(path: str, info: StreamInfo, overwrite: bool) -> Sink:
+def alpha_recording(path: str) -> bool:
+    """A recording that keeps the alpha channel (.webm / .mkv VP9, .mov ProRes 4444)."""
+    from streamer.sinks.video_file import _ALPHA_DEFAULT, container_format
+    return container_format(Path(path)) in _ALPHA_DEFAULT
+
+
+def open_recording(path: str, info: StreamInfo, overwrite: bool, alpha: bool = False) -> Sink:
     """A live recording: the offline file sink (temporary name, renamed when the stream
-    ends cleanly, removed otherwise) with a fast x264 preset, so it keeps up."""
+    ends cleanly, removed otherwise) with a fast preset, so it keeps up."""
     from streamer.sinks.video_file import VideoFileSink, check_output_folder
     final = Path(path)
     check_output_folder(final)
     if final.exists() and not overwrite:
         raise LiveError(f"{final} exists; add -y to overwrite it")
-    return VideoFileSink(final, info, None, crf=20, preset="veryfast", overwrite=overwrite)
+    return VideoFileSink(final, info, None, crf=20, preset="veryfast", overwrite=overwrite,
+                         alpha=alpha)
 
 
 def open_sink(spec: str, s: LiveSettings, info: StreamInfo,
               overlay_text: Callable[[], str]) -> Sink:
+    """One sink; with a transparent background, a sink that carries no alpha gets the
+    person over the key colour (FlattenSink) and says so in its description."""
+    sink = _open_sink(spec, s, info, overlay_text)
+    if s.background_spec().alpha and not _carries_alpha(spec):
+        from streamer.sinks.flatten import FlattenSink
+        return FlattenSink(sink, s.key_bgr())
+    return sink
+
+
+def _carries_alpha(spec: str) -> bool:
     kind = sink_kind(spec)
+    # The preview draws a checkerboard itself; null drops everything.
+    return kind in ("ndi", "preview", "null") or (kind == "record" and alpha_recording(spec))
+
+
+def _open_sink(spec: str, s: LiveSettings, info: StreamInfo,
+               overlay_text: Callable[[], str]) -> Sink:
+    kind = sink_kind(spec)
+    if kind == "ndi":
+        from streamer.sinks.ndi import NdiSink, ndi_name
+        return NdiSink(ndi_name(spec) or "", info.width, info.height, info.fps)
     if kind == "vcam":
         from streamer.sinks.virtualcam import VirtualCamSink
         return VirtualCamSink(info.width, info.height, info.fps, device=s.vcam_device,
@@ -103,7 +132,8 @@ def open_sink(spec: str, s: LiveSettings, info: StreamInfo,
         from streamer.sinks.network import NetworkSink
         return NetworkSink(spec, info.width, info.height, info.fps, bitrate_kbps=s.bitrate,
                            gop_s=s.gop)
-    return open_recording(spec, info, s.overwrite)
+    return open_recording(spec, info, s.overwrite,
+                          alpha=s.background_spec().alpha and alpha_recording(spec))
 
 
 def open_sinks(s: LiveSettings, info: StreamInfo, overlay_text: Callable[[], str]

@@ -143,6 +143,9 @@ class LiveSession:
         out = summary(self.stats, self.pipeline.stats.frames_in, self.drops(), elapsed)
         model = self.toon.model_ms()
         out["model_ms_median"] = None if model is None else round(model, 2)
+        seg, treat = self.toon.seg_ms(), self.toon.treat_ms()
+        out["seg_ms_median"] = None if seg is None else round(seg, 2)
+        out["background_ms_median"] = None if treat is None else round(treat, 2)
         out["style"] = self.toon.style
         out["style_switches"] = list(self.toon.switches)
         out["faces_pasted"] = self.toon.faces_pasted

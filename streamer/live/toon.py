@@ -30,8 +30,9 @@ from typing import Callable, Protocol, Sequence, runtime_checkable
 import cv2
 import numpy as np
 
+from streamer.toon.background import Background, Compositor
+from streamer.toon.segment import PersonSegmenter
 from streamer.toon.stage import Stylise
-
 
 
 @runtime_checkable
@@ -54,7 +55,9 @@ def style_factory(flows, work_wh: tuple[int, int], fps: float = 30.0
     """style -> stylise callable at the working size, from the composition layer
     (streamer.toon.styles.StyleFlows): what LiveToon builds each style with."""
     def factory(style: str) -> Stylise:
-        return flows.flow(style, short_side=min(work_wh), ring=2, fps=fps)
+        # The background treatment is LiveToon's own last step, at the output size.
+        return flows.flow(style, short_side=min(work_wh), ring=2, fps=fps,
+                          background=Background("keep"))
     return factory
 
 
@@ -96,7 +99,10 @@ class LiveToon:
     def __init__(self, factory: Callable[[str], Stylise], style: str,
                  work_wh: tuple[int, int], out_wh: tuple[int, int], *, ring: int = 6,
                  cache_size: int = 3, on_event: Callable[[str], None] | None = None,
-                 initial: Stylise | None = None):
+                 initial: Stylise | None = None, background: Background = Background(),
+                 segmenter: PersonSegmenter | None = None):
+        """`background`/`segmenter`: the background treatment, applied at the output size
+        with the person mask of the camera frame (None: keep)."""
         self.factory = factory
         self.work_w, self.work_h = work_wh
         self.out_w, self.out_h = out_wh
@@ -123,6 +129,14 @@ class LiveToon:
         self.model_s: deque = deque(maxlen=2048)  # seconds per stylise call (work size)
         self.calls = 0
         self.faces_pasted = 0  # head crops pasted, over all styles
+        self.background = background
+        if background.needs_mask and segmenter is None:
+            raise ValueError(f"background {background} needs a person segmenter")
+        self.segmenter = segmenter if background.needs_mask else None
+        self._compositor = Compositor(background)
+        self._treated_ring: list[np.ndarray] | None = None
+        self.seg_s: deque = deque(maxlen=2048)  # seconds per call: segmentation model + smoothing
+        self.treat_s: deque = deque(maxlen=2048)  # edge refinement and compositing
 
     # --- per batch (toon thread) -----------------------------------------------------
 
@@ -132,6 +146,10 @@ class LiveToon:
             self._out_ring = [np.empty((n, self.out_h, self.out_w, 3), np.uint8)
                               for _ in range(self.ring)]
             self._src_buf = None
+            if self.segmenter is not None:
+                c = 4 if self.background.alpha else 3
+                self._treated_ring = [np.empty((n, self.out_h, self.out_w, c), np.uint8)
+                                      for _ in range(self.ring)]
 
     def _at_output_size(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """The input frames at the output size, for cutting heads (no copy when they are)."""
@@ -178,7 +196,26 @@ class LiveToon:
             self.faces_pasted += sum(len(f) for f in stylise.last_faces)
         self.model_s.append(time.perf_counter() - t0)
         self.calls += 1
+        if self.segmenter is not None:
+            outs = self._treat(images, outs, turn)
         return outs
+
+    def _treat(self, images: list[np.ndarray], outs: list[np.ndarray], turn: int
+               ) -> list[np.ndarray]:
+        """The background treatment: the mask of each camera frame, refined at the output
+        size with the frame as guide, applied to the cartoon."""
+        t0 = time.perf_counter()
+        smalls = self.segmenter.step(images)
+        t1 = time.perf_counter()
+        guides = self._at_output_size(images)
+        dst = self._treated_ring[turn]
+        size = (self.out_w, self.out_h)
+        for i, (small, guide, cartoon) in enumerate(zip(smalls, guides, outs)):
+            mask = self.segmenter.refine(small, guide, size)
+            self._compositor(cartoon, mask, dst[i])
+        self.seg_s.append(t1 - t0)
+        self.treat_s.append(time.perf_counter() - t1)
+        return [dst[i] for i in range(len(outs))]
 
     def warm_up(self) -> None:
         """Run the current style once on a blank frame (compiles kernels, sizes arenas)."""
@@ -192,6 +229,16 @@ class LiveToon:
     def model_ms(self) -> float | None:
         """Median stylise time per call at the working size, over recent calls."""
         vals = list(self.model_s)
+        return statistics.median(vals) * 1000 if vals else None
+
+    def seg_ms(self) -> float | None:
+        """Median segmentation time per call (model and smoothing), over recent calls."""
+        vals = list(self.seg_s)
+        return statistics.median(vals) * 1000 if vals else None
+
+    def treat_ms(self) -> float | None:
+        """Median time of the edge refinement and compositing per call."""
+        vals = list(self.treat_s)
         return statistics.median(vals) * 1000 if vals else None
 
     # --- switching (any thread) --------------------------------------------------------

@@ -20,7 +20,7 @@ from .errors import StoreError, UnknownModel
 DEFAULT_CATALOG = Path(str(resources.files("streamer.models") / "catalog.yaml"))
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-KINDS = ("style", "face", "mask")
+KINDS = ("style", "face", "mask", "seg")
 PARTS = ("bg", "h")
 
 
@@ -32,7 +32,7 @@ class CatalogError(StoreError):
 class FileRecord:
     """One downloadable file: where it comes from, where it goes, how to check it."""
 
-    model: str            # the record it belongs to: a style name, "face" or "mask"
+    model: str            # the record it belongs to: a style name, "face", "mask" or "seg"
     part: str             # bg / h for styles; the asset name otherwise
     remote_path: str      # path inside the source repository
     local: str            # path under the store root, with forward slashes

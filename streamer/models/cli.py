@@ -75,8 +75,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="re-hash installed files against the catalog and check their structure")
 
     f = sub.add_parser("fetch", parents=[common],
-                       help="download STYLE, face, mask or all (several: `fetch face mask`)")
-    f.add_argument("targets", nargs="+", metavar="STYLE|all|face|mask")
+                       help="download STYLE, face, mask, seg or all (several: `fetch face mask`)")
+    f.add_argument("targets", nargs="+", metavar="STYLE|all|face|mask|seg")
     f.add_argument("--mirror", metavar="URL", default=None,
                    help="fetch from URL/<model_id>/<path> instead of the official hosts "
                         "(default: $TOONSTREAM_MODEL_MIRROR)")

@@ -7,7 +7,8 @@ Layout under the root (the same as the shared test store):
     dctnet/tflite/<style>_<part>.tflite   TFLite conversions (import)
     dctnet/alpha.jpg                 head mask                (fetch mask)
     face/yunet.onnx                  face detector            (fetch face)
-    onnx/<style>_<part>.onnx + .json built models, or under $TOONSTREAM_CACHE/onnx (else the
+    seg/selfie_segmentation*.tflite  person segmentation, general and landscape (fetch seg)
+    onnx/<style>_<part>.onnx + .json built models (and seg_<variant>.onnx), or under $TOONSTREAM_CACHE/onnx (else the
                                      per-user cache) when the root is read-only
     manifest.json                    where each fetched/imported file came from
 """
@@ -35,6 +36,8 @@ log = logging.getLogger("streamer.models")
 PRECISIONS = ("fp32", "fp16")
 MANIFEST = "manifest.json"
 TFLITE_DIR = "dctnet/tflite"
+SEG_DIR = "seg"
+SEG_VARIANTS = ("general", "landscape")  # catalog parts of the seg model
 # Public TFLite conversions name the face model "head" (e.g. sketch_head288.tflite).
 _TFLITE_ALIASES = {"bg": ("bg",), "h": ("h", "head")}
 _ASSET_NAMES = {"mask": "mask", "alpha.jpg": "mask", "face": "face", "yunet.onnx": "face"}
@@ -103,6 +106,15 @@ def _check_structure(path: Path, fmt: str | None = None) -> str | None:
     Model files go through the same reader the engine uses, so verify accepts exactly what
     will load."""
     fmt = fmt or _fmt_of(path)
+    if fmt == "tflite" and path.parent.name == SEG_DIR:
+        # Segmentation models live under seg/ (see the layout above); they are not DCT-Net.
+        from streamer.models.selfie.graph import SegModelError, load_seg_model
+
+        try:
+            load_seg_model(path)
+        except SegModelError as exc:
+            return str(exc).removeprefix(f"{path.name}: ")
+        return None
     if fmt in ("pb", "tflite"):
         from streamer.models.dctnet.weights import ModelFormatError, load_weights
 
@@ -372,6 +384,56 @@ class Store:
             log.info("built %s from %s", out, src.name)
         return out
 
+    # --- person segmentation --------------------------------------------------------------
+
+    def seg_model_path(self, variant: str = "general") -> Path:
+        """The ONNX graph of the selfie segmentation model `variant` (general 256x256 or
+        landscape 144x256), built from the installed .tflite on first use and rebuilt when
+        the file or the converter changes."""
+        if variant not in SEG_VARIANTS:
+            raise UnknownModel(f"unknown segmentation model {variant!r}; choose "
+                               f"{' or '.join(SEG_VARIANTS)}")
+        rec = self.catalog.asset("seg").file(variant)
+        if rec is None:
+            raise UnknownModel(f"the catalog's seg model has no {variant!r} file")
+        src = self.root / rec.local
+        if not src.is_file():
+            raise ModelNotInstalled(f"{rec.local} is not in the model store {self.root}: "
+                                    f"run `{self._cmd('fetch seg')}`")
+        from streamer.models.selfie.graph import CONVERTER_VERSION, SegModelError, load_seg_model
+
+        out = self.onnx_dir / f"seg_{variant}.onnx"
+        meta_path = out.with_suffix(".json")
+        src_sha = sha256_file(src)
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if (out.is_file() and meta.get("source_sha256") == src_sha
+                    and meta.get("converter_version") == CONVERTER_VERSION):
+                return out
+        except (OSError, ValueError):
+            pass  # no usable metadata: build
+        try:
+            model, info = load_seg_model(src)
+        except SegModelError as exc:
+            raise BadModelFile(f"{exc} (in {src.parent}); replace it with "
+                               f"`{self._cmd('fetch seg')}`") from None
+        import onnx
+
+        meta = {"model": "seg", "part": variant, "precision": "fp32",
+                "input": [info.height, info.width],
+                "source_file": str(src.resolve()), "source_sha256": src_sha,
+                "source_format": "tflite", "converter_version": CONVERTER_VERSION,
+                "built": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        try:
+            _atomic_write(out, lambda p: onnx.save_model(model, str(p)))
+            _atomic_write(meta_path, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n",
+                                                            encoding="utf-8"))
+        except OSError as exc:
+            raise StoreError(f"cannot write the ONNX cache in {out.parent}: {exc.strerror}; "
+                             f"set TOONSTREAM_CACHE to a writable folder") from None
+        log.info("built %s from %s", out, src.name)
+        return out
+
     # --- manifest ------------------------------------------------------------------------
 
     def _manifest(self) -> dict[str, Any]:
@@ -454,13 +516,13 @@ class Store:
     # --- fetch ---------------------------------------------------------------------------
 
     def targets(self, target: str) -> list[FileRecord]:
-        """The files that `fetch TARGET` downloads: one style, face, mask or all."""
+        """The files that `fetch TARGET` downloads: one style, face, mask, seg or all."""
         if target == "all":
             return list(self.catalog.files)
         names = [m.name for m in self.catalog.models]
         if target not in names:
             raise UnknownModel(f"unknown model {target!r}; choose a style "
-                               f"({', '.join(self.catalog.styles)}), face, mask or all")
+                               f"({', '.join(self.catalog.styles)}), face, mask, seg or all")
         return list(self.catalog.model(target).files)
 
     def fetch(self, target: str, *, mirror: str | None = None,
@@ -501,6 +563,9 @@ class Store:
             for style in dict.fromkeys(r.model for r in records if r.part in PARTS):
                 for part in PARTS:
                     self.onnx_model_path(style, part, precision)
+            for rec in records:
+                if rec.part in SEG_VARIANTS and rec.local.startswith(SEG_DIR + "/"):
+                    self.seg_model_path(rec.part)
         return done
 
     # --- list / verify -------------------------------------------------------------------

@@ -10,6 +10,7 @@ import numpy as np
 
 from .video_file import OutputError, commit, temp_path_for
 
+ALPHA_IMAGE_SUFFIXES = (".png", ".webp")  # still formats with an alpha channel
 _PARAMS = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, 95], ".jpeg": [cv2.IMWRITE_JPEG_QUALITY, 95],
            ".webp": [cv2.IMWRITE_WEBP_QUALITY, 95], ".png": [cv2.IMWRITE_PNG_COMPRESSION, 3]}
 
@@ -17,6 +18,9 @@ _PARAMS = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, 95], ".jpeg": [cv2.IMWRITE_JPEG_QU
 def write_image(img: np.ndarray, final: str | os.PathLike[str], overwrite: bool = False) -> None:
     final = Path(final)
     suffix = final.suffix.lower()
+    if img.ndim == 3 and img.shape[2] == 4 and suffix not in ALPHA_IMAGE_SUFFIXES:
+        raise OutputError(f"{final.name}: {suffix or '(no suffix)'} cannot carry an alpha "
+                          f"channel; use {' or '.join(ALPHA_IMAGE_SUFFIXES)}")
     try:
         ok, data = cv2.imencode(suffix, img, _PARAMS.get(suffix, []))
     except cv2.error:

@@ -68,6 +68,10 @@ class PreviewSink(Sink):
 
     def write(self, frame: Frame) -> None:
         img = frame.image
+        if img.ndim == 3 and img.shape[2] == 4:
+            # A transparent background shows as the usual grey checkerboard.
+            from streamer.toon.background import checkerboard
+            img = checkerboard(img)
         with self._lock:
             if self._slot is None or self._slot.shape != img.shape:
                 self._slot = np.empty_like(img)

@@ -46,13 +46,20 @@ FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".we
 _MOV_FAMILY = {"mp4", "mov"}
 VIDEO_SUFFIXES = tuple(FORMATS)
 
-CODECS = ("libx264", "libx265", "h264_nvenc", "hevc_nvenc", "libvpx-vp9")
+CODECS = ("libx264", "libx265", "h264_nvenc", "hevc_nvenc", "libvpx-vp9", "prores_ks")
+# Encoders that carry an alpha channel, with the pixel format that holds it, and the
+# containers they go in. VP9 alpha decodes only with the libvpx-vp9 decoder (FFmpeg's own
+# vp9 decoder drops it): see read_alpha_frames in the tests.
+ALPHA_PIX_FMTS = {"libvpx-vp9": "yuva420p", "prores_ks": "yuva444p10le"}
+_ALPHA_DEFAULT = {"webm": "libvpx-vp9", "matroska": "libvpx-vp9", "mov": "prores_ks"}
+ALPHA_OUTPUTS = ("PNG or WebP for stills; .webm or .mkv (VP9), .mov (ProRes 4444), or a PNG "
+                 "sequence (-o FOLDER/%05d.png) for video")
 DEFAULT_CODEC = "libx264"
 # Quality defaults per encoder: visually transparent for cartoon output at moderate size.
 _DEFAULT_QUALITY = {"libx264": 18, "libx265": 20, "h264_nvenc": 19, "hevc_nvenc": 21,
                     "libvpx-vp9": 24}
 _DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "h264_nvenc": "p5",
-                   "hevc_nvenc": "p5", "libvpx-vp9": "good"}
+                   "hevc_nvenc": "p5", "libvpx-vp9": "good", "prores_ks": "4444"}
 # x264-style preset names -> libvpx cpu-used (speed); libvpx has no presets of its own.
 _VPX_SPEED = {"ultrafast": 8, "superfast": 7, "veryfast": 6, "faster": 5, "fast": 4,
               "medium": 3, "good": 3, "slow": 2, "slower": 1, "veryslow": 0}
@@ -87,9 +94,27 @@ def container_format(path: Path) -> str:
     return fmt
 
 
-def default_codec_for(path: Path) -> str:
-    """libx264, except for WebM, which only holds VP8/VP9/AV1."""
-    return "libvpx-vp9" if container_format(path) == "webm" else DEFAULT_CODEC
+def default_codec_for(path: Path, alpha: bool = False) -> str:
+    """libx264, except for WebM, which only holds VP8/VP9/AV1; with `alpha`, the
+    container's alpha encoder (VP9 for WebM/Matroska, ProRes 4444 for MOV)."""
+    fmt = container_format(path)
+    if alpha and fmt in _ALPHA_DEFAULT:
+        return _ALPHA_DEFAULT[fmt]
+    return "libvpx-vp9" if fmt == "webm" else DEFAULT_CODEC
+
+
+def check_alpha_output(path: Path, codec: str | None = None) -> str:
+    """The encoder for a video with an alpha channel at `path`; OutputError, one line
+    naming the outputs that can, when the container or `codec` cannot carry alpha."""
+    fmt = container_format(path)
+    chosen = codec or _ALPHA_DEFAULT.get(fmt)
+    if chosen not in ALPHA_PIX_FMTS or (fmt, chosen) not in {
+            ("webm", "libvpx-vp9"), ("matroska", "libvpx-vp9"), ("mov", "prores_ks"),
+            ("matroska", "prores_ks")}:
+        what = f"{path.suffix} with {chosen}" if codec else f"{path.suffix or path.name}"
+        raise OutputError(f"{path.name}: {what} cannot carry the alpha channel that "
+                          f"--background transparent makes; use {ALPHA_OUTPUTS}")
+    return chosen
 
 
 def _keep_key(key: str) -> bool:
@@ -111,6 +136,10 @@ def _encoder_options(codec: str, crf: int | None, preset: str | None) -> dict[st
         if p not in _NVENC_PRESETS:
             raise OutputError(f"unknown preset {p!r} for {codec}; choose p1 (fastest) .. p7")
         return {"rc": "vbr", "cq": str(q), "preset": p, "b": "0"}
+    if codec == "prores_ks":
+        # ProRes has fixed profiles and no CRF (--crf does not apply): 4444 is the profile
+        # with alpha, at its own visually lossless rate; 16-bit alpha planes.
+        return {"profile": "4444", "vendor": "apl0", "alpha_bits": "16"}
     if codec == "libvpx-vp9":
         if p not in _VPX_SPEED:
             raise OutputError(f"unknown preset {p!r} for {codec}; choose {', '.join(_VPX_SPEED)}")
@@ -125,7 +154,7 @@ def _encoder_hint(codec: str) -> str:
     return "use --codec libx264"
 
 
-def check_encoder(codec: str) -> None:
+def check_encoder(codec: str, pix_fmt: str = "yuv420p") -> None:
     """Raise OutputError unless `codec` is a video encoder that can start here (a trial
     open: hardware encoders are in the build even where no GPU is)."""
     try:
@@ -136,7 +165,7 @@ def check_encoder(codec: str) -> None:
     if c.type != "video":
         raise OutputError(f"{codec!r} is not a video encoder")
     ctx = av.codec.CodecContext.create(c)
-    ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
+    ctx.width, ctx.height, ctx.pix_fmt = 256, 256, pix_fmt
     ctx.time_base = Fraction(1, 25)
     ctx.framerate = Fraction(25)
     if codec == "libx265":
@@ -208,7 +237,7 @@ class VideoFileSink(Sink):
     def __init__(self, final: str | os.PathLike[str], info: StreamInfo,
                  audio: AudioTrack | None = None, *, codec: str | None = None,
                  crf: int | None = None, preset: str | None = None, overwrite: bool = False,
-                 threads: int = 0, open_in_writer: bool = False):
+                 threads: int = 0, open_in_writer: bool = False, alpha: bool = False):
         """`threads`: encoder threads, 0 for the encoder's choice. `open_in_writer`: open
         the encoder on the first write instead of here, so its worker threads are created by
         (and inherit the priority of) the thread that writes; the trial open below still
@@ -218,9 +247,17 @@ class VideoFileSink(Sink):
         self._open_in_writer = open_in_writer
         self.overwrite = overwrite
         fmt = container_format(self.final)
-        self.codec = codec or default_codec_for(self.final)
+        # alpha: frames are BGRA and the encoder keeps the A (VP9 yuva420p, ProRes 4444);
+        # the opaque path below is untouched by it.
+        self.alpha = alpha
+        if alpha:
+            self.codec = check_alpha_output(self.final, codec)
+            self.pix_fmt = ALPHA_PIX_FMTS[self.codec]
+        else:
+            self.codec = codec or default_codec_for(self.final)
+            self.pix_fmt = "yuv420p"
         options = _encoder_options(self.codec, crf, preset)
-        check_encoder(self.codec)
+        check_encoder(self.codec, self.pix_fmt)
         self.info = info
         self.width = info.width + (info.width & 1)
         self.height = info.height + (info.height & 1)
@@ -263,7 +300,7 @@ class VideoFileSink(Sink):
         except ValueError as exc:
             raise OutputError(f"{self.final.name}: the {fmt} container cannot hold {self.codec} "
                               f"video ({exc}); choose another --codec or container") from None
-        v.width, v.height, v.pix_fmt = self.width, self.height, "yuv420p"
+        v.width, v.height, v.pix_fmt = self.width, self.height, self.pix_fmt
         # AVI has no timestamps: a frame's time is its position counted in the stream's
         # time base, and empty chunks fill every unused tick. With the input's fine time
         # base (1/600, 1/90000) that writes thousands of empty chunks that players and
@@ -339,7 +376,7 @@ class VideoFileSink(Sink):
         h, w = img.shape[:2]
         buf = self._pad_buf
         if buf is None:
-            buf = self._pad_buf = np.empty((self.height, self.width, 3), np.uint8)
+            buf = self._pad_buf = np.empty((self.height, self.width, img.shape[2]), np.uint8)
         buf[:h, :w] = img
         if w < self.width:
             buf[:h, w] = img[:, w - 1]
@@ -357,11 +394,13 @@ class VideoFileSink(Sink):
             self._open_encoder()
         if self.padded:
             img = self._even(img)
-        if img.strides[1:] == (3, 1):
+        if self.alpha:
+            vf = self._alpha_frame(img)
+        elif img.strides[1:] == (3, 1):
             vf = av.VideoFrame.from_numpy_buffer(img, "bgr24")  # no copy: encoded below
         else:
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), "bgr24")
-        vf = self._reformatter.reformat(vf, format="yuv420p", dst_colorspace=self._matrix,
+        vf = self._reformatter.reformat(vf, format=self.pix_fmt, dst_colorspace=self._matrix,
                                         dst_color_range=self._range)
         pts = self._out_pts(frame.pts)
         vf.pts = pts
@@ -386,6 +425,14 @@ class VideoFileSink(Sink):
         if self._last_pts is not None and slot <= self._last_pts:
             slot = self._last_pts + 1
         return slot
+
+    def _alpha_frame(self, img: np.ndarray) -> av.VideoFrame:
+        if img.ndim != 3 or img.shape[2] != 4:
+            raise OutputError(f"{self.final.name}: an alpha output needs BGRA frames "
+                              f"(--background transparent)")
+        if img.strides[1:] == (4, 1):
+            return av.VideoFrame.from_numpy_buffer(img, "bgra")
+        return av.VideoFrame.from_ndarray(np.ascontiguousarray(img), "bgra")
 
     def _mux_video(self, packets) -> None:
         if packets:

@@ -20,10 +20,12 @@ from typing import Callable
 
 from streamer.models import ModelNotInstalled, Store, open_store
 
+from .background import Background, BackgroundFlow, parse_background
 from .engine import Engine, EngineSettings, create_engine
 from .faces.flow import FaceAwareFlow, describe_detection
 from .faces.track import TrackerSettings
 from .flow import OFFICIAL_SHORT_SIDE, FullFrameFlow
+from .segment import PersonSegmenter, SegRunner
 from .stage import Stylise
 
 FACE_FILES = ("yunet.onnx", "alpha.jpg")  # the detector and the soft head mask
@@ -60,7 +62,8 @@ class StyleFlows:
 
     def __init__(self, store: Store, engine: EngineSettings, *, faces: str = "auto",
                  tracker: TrackerSettings = TrackerSettings(), detect_side: int | None = 640,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None,
+                 background: Background | str = "keep", seg_model: str = "auto"):
         self.store = store
         self.engine_settings = engine
         self.faces_mode = faces
@@ -71,6 +74,10 @@ class StyleFlows:
         self._files: FaceFiles | None = None
         self._files_known = False
         self._lock = threading.Lock()  # engine bookkeeping only, never held while running
+        self.background = (background if isinstance(background, Background)
+                           else parse_background(background))
+        self.seg_model = seg_model
+        self._seg: dict[str, SegRunner] = {}
 
     @classmethod
     def from_settings(cls, settings, log: Callable[[str], None] | None = None,
@@ -80,7 +87,8 @@ class StyleFlows:
         return cls(store if store is not None else open_store(settings.models),
                    EngineSettings(device=settings.device, precision=settings.precision,
                                   threads=settings.threads),
-                   faces=settings.faces, tracker=settings.tracker_settings(), log=log)
+                   faces=settings.faces, tracker=settings.tracker_settings(), log=log,
+                   background=settings.background_spec(), seg_model=settings.seg_model)
 
     # --- what is installed --------------------------------------------------------------
 
@@ -136,6 +144,24 @@ class StyleFlows:
                 engine = self._engines.setdefault(key, engine)
         return engine
 
+    def seg_runner(self, variant: str = "general") -> SegRunner:
+        """The person segmentation model `variant` (general, landscape) on the engine's
+        backend, started on first use and shared by every stream."""
+        runner = self._seg.get(variant)
+        if runner is None:
+            path = self.store.seg_model_path(variant)
+            h, w = (144, 256) if variant == "landscape" else (256, 256)
+            runner = SegRunner(path, h, w, self.engine_settings)
+            with self._lock:
+                runner = self._seg.setdefault(variant, runner)
+        return runner
+
+    def segmenter(self) -> PersonSegmenter:
+        """A new person segmenter for one stream (it keeps the previous mask)."""
+        if self.seg_model != "auto":
+            return PersonSegmenter(self.seg_runner(self.seg_model), model=self.seg_model)
+        return PersonSegmenter(self.seg_runner, model="auto")
+
     def adopt(self, style: str, engine: Engine) -> None:
         """Use an engine started elsewhere as `style`'s whole-frame engine (benchmarks that
         time the bare engine first)."""
@@ -149,24 +175,40 @@ class StyleFlows:
     # --- flows --------------------------------------------------------------------------
 
     def flow(self, style: str, *, short_side: int = OFFICIAL_SHORT_SIDE, ring: int = 4,
-             fps: float = 30.0, faces: bool | None = None, official: bool = False) -> Stylise:
-        """A new stylise callable for one stream (face tracks never carry from one stream
-        to the next): FaceAwareFlow when faces are on, else the official FullFrameFlow.
+             fps: float = 30.0, faces: bool | None = None, official: bool = False,
+             background: Background | None = None) -> Stylise:
+        """A new stylise callable for one stream (face tracks and the previous mask never
+        carry from one stream to the next): FaceAwareFlow when faces are on, else the
+        official FullFrameFlow, wrapped in the background treatment unless it is `keep`.
         `ring`: output buffers kept (see toon.stage.ring_size); `official`: compose faces
-        exactly as the official compound code (see FaceAwareFlow), for exact offline runs."""
+        exactly as the official compound code (see FaceAwareFlow), for exact offline runs;
+        `background` overrides the setting for one flow (the web page's choice)."""
         bg = self.engine(style)
         files = self.face_files(faces)
         if files is None:
-            return FullFrameFlow(bg, short_side=short_side, ring=ring)
-        return FaceAwareFlow(bg, self.head_engine(style), files.detector, files.head_mask,
-                             tracker=self.tracker, detect_side=self.detect_side,
-                             short_side=short_side, ring=ring, fps=fps, official=official)
+            flow: Stylise = FullFrameFlow(bg, short_side=short_side, ring=ring)
+        else:
+            flow = FaceAwareFlow(bg, self.head_engine(style), files.detector, files.head_mask,
+                                 tracker=self.tracker, detect_side=self.detect_side,
+                                 short_side=short_side, ring=ring, fps=fps, official=official)
+        background = background if background is not None else self.background
+        if not background.needs_mask:
+            return flow
+        return BackgroundFlow(flow, self.segmenter(), background, ring=ring)
 
     # --- what runs, in words --------------------------------------------------------------
 
     def describe(self, style: str) -> str:
         engine = self.started(style)
         return engine.describe() if engine is not None else "not started"
+
+    def describe_background(self, background: Background | None = None) -> str:
+        background = background if background is not None else self.background
+        if not background.needs_mask:
+            return "background kept"
+        started = ", ".join(f"{v} {r.describe()}" for v, r in self._seg.items())
+        return f"background {background} (person mask: selfie segmentation {self.seg_model}" + \
+            (f", {started})" if started else ")")
 
     def describe_faces(self, faces: bool | None = None, official: bool = False) -> str:
         if self.face_files(faces) is None:

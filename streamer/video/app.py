@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from streamer.commands import prog
-from streamer.config import VideoSettings, add_face_options, build_settings, default_help
+from streamer.config import (VideoSettings, add_background_options, add_face_options,
+                             build_settings, default_help)
 from streamer.models.download import DownloadOptions
 from streamer.models.ensure import add_fetch_option, ensure_models
 from streamer.report import EXIT_OK, Log, run_main
@@ -37,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         argument_default=S)
     p.add_argument("input", help="video file, image, or folder")
     p.add_argument("-o", "--output", default=None,
-                   help="output file (or folder for a folder input); default: "
-                        "INPUT_STYLE next to the input")
+                   help="output file (or folder for a folder input; FOLDER/%%05d.png for a "
+                        "PNG sequence); default: INPUT_STYLE next to the input")
     p.add_argument("--config", default=None, metavar="NAME",
                    help="YAML preset: a path or a name in configs/ (video-hq, cpu, gpu)")
     p.add_argument("--style", help=f"anime, 3d, handdrawn, sketch, artstyle, sd-design, "
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue", type=int, help=f"frames per pipeline queue {d('queue')}")
     add_face_options(p)
     add_fetch_option(p)
+    add_background_options(p, key_color=False)
     p.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output")
     p.add_argument("--stats-json", metavar="PATH", help="write run statistics as JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false",

@@ -19,9 +19,11 @@ from streamer.config import VideoSettings
 from streamer.errors import UserError
 from streamer.pipeline.core import Pipeline, PipelineError
 from streamer.report import Log, one_line
-from streamer.sinks.image import write_image
-from streamer.sinks.video_file import (FORMATS, OutputError, VideoFileSink,
-                                       check_output_folder, container_format)
+from streamer.sinks.image import ALPHA_IMAGE_SUFFIXES, write_image
+from streamer.sinks.png_sequence import PngSequenceSink, is_sequence_pattern
+from streamer.sinks.video_file import (ALPHA_OUTPUTS, FORMATS, OutputError, VideoFileSink,
+                                       check_alpha_output, check_output_folder,
+                                       container_format)
 from streamer.sources.image import IMAGE_SUFFIXES, is_image_path, read_image_alpha
 from streamer.sources.video_file import MediaError, VideoFileSource
 from streamer.toon.engine import Engine, auto_device
@@ -71,7 +73,13 @@ class Job:
         """A new stylise callable for one video or still (face tracks never carry over)."""
         self.engine()
         return self.flows.flow(self.settings.style, short_side=self.settings.size, ring=ring,
-                               fps=fps, faces=self.faces, official=self.official)
+                               fps=fps, faces=self.faces, official=self.official,
+                               background=self.settings.background_spec())
+
+    @property
+    def alpha(self) -> bool:
+        """Outputs carry an alpha channel (--background transparent)."""
+        return self.settings.background_spec().alpha
 
 
 @dataclass
@@ -138,15 +146,27 @@ def convert_video(src: Path, dst: Path, job: Job,
                   on_progress: ProgressCallback | None = None) -> Result:
     """Convert one video file; `on_progress` gets the progress about every 0.2 s."""
     settings, log = job.settings, job.log
-    container_format(dst)  # a suffix we can write, before any work
-    _check_target(src, dst, settings.overwrite)
+    sequence = is_sequence_pattern(dst)
+    if not sequence:
+        container_format(dst)  # a suffix we can write, before any work
+        if job.alpha:
+            check_alpha_output(dst, settings.codec)
+        _check_target(src, dst, settings.overwrite)
     threads, nice = _side_work(settings)
     with VideoFileSource(src, threads=threads) as source:
         info = source.info
-        with VideoFileSink(dst, info, source.audio, codec=settings.codec, crf=settings.crf,
-                           preset=settings.preset, overwrite=settings.overwrite,
-                           open_in_writer=nice > 0) as sink:
-            notes = source.probe.notes + sink.notes
+        if sequence:
+            sink = PngSequenceSink(dst, overwrite=settings.overwrite, audio=source.audio)
+            extra = ["a PNG sequence holds no audio: the input's audio is not kept"] \
+                if source.audio is not None and source.audio.streams else []
+        else:
+            sink = VideoFileSink(dst, info, source.audio, codec=settings.codec,
+                                 crf=settings.crf, preset=settings.preset,
+                                 overwrite=settings.overwrite, open_in_writer=nice > 0,
+                                 alpha=job.alpha)
+            extra = sink.notes
+        with sink:
+            notes = source.probe.notes + extra
             for note in notes:
                 log(f"note: {note}")
             batch = engine_batch(settings, job.engine())
@@ -180,6 +200,9 @@ def convert_still(src: Path, dst: Path, job: Job) -> Result:
     if dst.suffix.lower() not in IMAGE_SUFFIXES:
         raise OutputError(f"{dst.name}: a still image needs an image output "
                           f"({', '.join(IMAGE_SUFFIXES)})")
+    if job.alpha and dst.suffix.lower() not in ALPHA_IMAGE_SUFFIXES:
+        raise OutputError(f"{dst.name}: {dst.suffix} cannot carry the alpha channel that "
+                          f"--background transparent makes; use {ALPHA_OUTPUTS}")
     _check_target(src, dst, job.settings.overwrite)
     img, alpha = read_image_alpha(src)
     flow = job.stylise(ring=1)
@@ -187,7 +210,11 @@ def convert_still(src: Path, dst: Path, job: Job) -> Result:
     out = flow([img], [0.0])[0]
     t1 = time.perf_counter()
     notes = []
-    if alpha is not None:
+    if alpha is not None and out.shape[2] == 4:
+        # --background transparent made its own alpha: the input's cut-out stays cut out
+        out = out.copy()
+        np.minimum(out[..., 3], alpha, out=out[..., 3])
+    elif alpha is not None:
         if dst.suffix.lower() in ALPHA_SUFFIXES:
             # The model sees the colour as the official code reads it; the transparency
             # goes back on unchanged, so a cut-out stays a cut-out.
@@ -234,6 +261,12 @@ def convert(src: Path, dst: Path | None, job: Job) -> list[Result]:
         raise MediaError(f"{src}: cannot read ({exc.strerror})") from None
     if dst is None:
         dst = default_output(src, job.settings.style)
+        if job.alpha and not src.is_dir():
+            # The default name keeps the input's type, in a format that carries alpha.
+            if is_image_path(src) and dst.suffix.lower() not in ALPHA_IMAGE_SUFFIXES:
+                dst = dst.with_suffix(".png")
+            elif not is_image_path(src) and dst.suffix.lower() not in (".webm", ".mov", ".mkv"):
+                dst = dst.with_suffix(".webm")
     if src.is_dir():
         return convert_folder(src, dst, job)
     if dst.is_dir():

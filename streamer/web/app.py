@@ -102,7 +102,38 @@ def _style_row(service: ToonService) -> tuple[gr.Radio, gr.Checkbox]:
 _ONE_AT_A_TIME = dict(concurrency_limit=1, concurrency_id=CONCURRENCY_ID)
 
 
-def _photo_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox) -> None:
+BACKGROUNDS = ("keep", "transparent", "blur", "color", "image")
+
+
+def background_value(choice: str | None, color: str | None, image: str | None) -> str:
+    """The page's three background controls as one --background value."""
+    choice = choice or "keep"
+    if choice == "color":
+        return f"color:{color or '#00ff00'}"
+    if choice == "image":
+        if not image:
+            raise _error("Choose a background image first.")
+        return f"image:{image}"
+    return choice
+
+
+def _background_row(service: ToonService) -> list:
+    """The background choice (as --background) with its colour and image."""
+    default = service.default_background.partition(":")[0]
+    with gr.Row(equal_height=True):
+        choice = gr.Radio(choices=list(BACKGROUNDS), value=default if default in BACKGROUNDS
+                          else "keep", label="Background", elem_id="background", scale=3,
+                          info="the person is found on the input; transparent gives a PNG "
+                               "(or WebM video) with alpha")
+        color = gr.ColorPicker(value="#00ff00", label="Colour", elem_id="background-color",
+                               scale=1)
+        image = gr.Image(type="filepath", sources=["upload"], label="Background image",
+                         elem_id="background-image", height=120, scale=1)
+    return [choice, color, image]
+
+
+def _photo_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox,
+               bg: list) -> None:
     with gr.Tab("Photo", id="photo"):
         with gr.Row(equal_height=True):
             # An uploaded file reaches run_video as it is (type="filepath" hands over the
@@ -115,20 +146,23 @@ def _photo_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox) -> Non
         photo_file = gr.File(label="Download (PNG)", interactive=False, height=90,
                              elem_id="photo-file")
 
-    def run_photo(path: str | None, style_name: str, use_faces: bool):
+    def run_photo(path: str | None, style_name: str, use_faces: bool, bg_choice: str,
+                  bg_color: str, bg_image: str | None):
         if not path:
             raise _error("Upload a photo first.")
+        background = background_value(bg_choice, bg_color, bg_image)
         try:
-            out = service.photo(path, style_name, use_faces)
+            out = service.photo(path, style_name, use_faces, background)
         except Exception as exc:  # noqa: BLE001 - shown on the page
             raise _fail(exc) from None
         return str(out), str(out)
 
-    photo_btn.click(run_photo, [photo_in, style, faces], [photo_out, photo_file],
+    photo_btn.click(run_photo, [photo_in, style, faces, *bg], [photo_out, photo_file],
                     api_name="photo", **_ONE_AT_A_TIME)
 
 
-def _video_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox) -> None:
+def _video_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox,
+               bg: list) -> None:
     with gr.Tab("Video", id="video"):
         lim = service.limits
         gr.Markdown(f"Videos up to {lim.max_video_seconds:g} s and "
@@ -142,10 +176,11 @@ def _video_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox) -> Non
         video_file = gr.File(label="Download", interactive=False, height=90,
                              elem_id="video-file")
 
-    def run_video(path: str | None, style_name: str, use_faces: bool,
-                  progress=gr.Progress()):
+    def run_video(path: str | None, style_name: str, use_faces: bool, bg_choice: str,
+                  bg_color: str, bg_image: str | None, progress=gr.Progress()):
         if not path:
             raise _error("Upload a video first.")
+        background = background_value(bg_choice, bg_color, bg_image)
         progress(0.0, desc="starting")
 
         def report(fraction, frames, total):
@@ -153,18 +188,18 @@ def _video_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox) -> Non
             progress(fraction, desc=desc)
 
         try:
-            out = service.video(path, style_name, use_faces, report,
+            out = service.video(path, style_name, use_faces, report, background,
                                 on_warning=lambda text: gr.Warning(text))
         except Exception as exc:  # noqa: BLE001 - shown on the page
             raise _fail(exc) from None
         return str(out), str(out)
 
-    video_btn.click(run_video, [video_in, style, faces], [video_out, video_file],
+    video_btn.click(run_video, [video_in, style, faces, *bg], [video_out, video_file],
                     api_name="video", **_ONE_AT_A_TIME)
 
 
 def _webcam_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox,
-                stream_every: float) -> None:
+                stream_every: float, bg: list) -> None:
     with gr.Tab("Webcam", id="webcam"):
         gr.Markdown(f"Your camera, stylised live at a working short side of "
                     f"{service.live_size} px. Frames that arrive while one is being "
@@ -175,14 +210,16 @@ def _webcam_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox,
             cam_out = gr.Image(label="Cartoon", interactive=False, streaming=True,
                                elem_id="cam-out")
 
-    def run_cam(frame, style_name: str, use_faces: bool, request: gr.Request):
+    def run_cam(frame, style_name: str, use_faces: bool, bg_choice: str, bg_color: str,
+                bg_image: str | None, request: gr.Request):
         try:
             return service.webcam(frame, style_name, use_faces,
-                                  getattr(request, "session_hash", "") or "")
+                                  getattr(request, "session_hash", "") or "",
+                                  background_value(bg_choice, bg_color, bg_image))
         except Exception as exc:  # noqa: BLE001 - shown on the page
             raise _fail(exc) from None
 
-    cam_in.stream(run_cam, [cam_in, style, faces], [cam_out], api_name="webcam",
+    cam_in.stream(run_cam, [cam_in, style, faces, *bg], [cam_out], api_name="webcam",
                   stream_every=stream_every, show_progress="hidden", time_limit=3600,
                   **_ONE_AT_A_TIME)
 
@@ -195,10 +232,11 @@ def build_app(service: ToonService, *, stream_every: float = 0.2,
                    delete_cache=(600, 3600)) as demo:
         gr.Markdown(_INTRO)
         style, faces = _style_row(service)
+        bg = _background_row(service)
         with gr.Tabs():
-            _photo_tab(service, style, faces)
-            _video_tab(service, style, faces)
-            _webcam_tab(service, style, faces, stream_every)
+            _photo_tab(service, style, faces, bg)
+            _video_tab(service, style, faces, bg)
+            _webcam_tab(service, style, faces, stream_every, bg)
     demo.queue(default_concurrency_limit=1, max_size=max_queue)
     return demo
 

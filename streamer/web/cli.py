@@ -13,7 +13,7 @@ import re
 import sys
 
 from streamer.commands import prog
-from streamer.config import FaceSettings, add_face_options
+from streamer.config import FaceSettings, add_background_options, add_face_options
 from streamer.errors import UserError
 from streamer.report import EXIT_ERROR, EXIT_OK, Log, fail, one_line
 from streamer.signals import Terminated, exit_status, signal_name, stop_signals
@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-file-size", type=file_size, default=lim.max_file_size, metavar="SIZE",
                    help=f"largest upload, e.g. 50mb, 1gb (default {lim.max_file_size})")
     add_face_options(p, mode=False)
+    add_background_options(p, key_color=False)
     return p
 
 
@@ -130,7 +131,9 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
             threads=args.threads, live_size=args.live_size,
             limits=Limits(max_file_size=args.max_file_size,
                           max_video_seconds=args.max_video_seconds),
-            face_options={k: v for k, v in vars(args).items() if k in FACE_FIELDS})
+            face_options={k: v for k, v in vars(args).items()
+                          if k in FACE_FIELDS or k == "seg_model"},
+            background=getattr(args, "background", "keep"))
     except UserError as exc:
         return fail(exc, log)
     atexit.register(service.close)

@@ -85,7 +85,7 @@ class ToonService:
                  precision: str = "exact", threads: int | None = None,
                  live_size: int = LIVE_SHORT_SIDE, limits: Limits = Limits(),
                  log: Log | None = None, keep_s: float = 900.0,
-                 face_options: Mapping[str, Any] | None = None):
+                 face_options: Mapping[str, Any] | None = None, background: str = "keep"):
         """`face_options`: FaceSettings fields (max_faces, detect_every, smooth_cutoff ...)
         as run_video takes them; photos, videos and the webcam all follow them."""
         self.log = log or Log()
@@ -94,7 +94,8 @@ class ToonService:
         self.keep_s = keep_s
         # The command line's settings object, checked the way the command line checks it.
         self.base = build_settings(VideoSettings, None, {
-            **(face_options or {}), "models": models, "device": device,
+            **(face_options or {}), "background": background,
+            "models": models, "device": device,
             "precision": precision, "threads": threads, "overwrite": True, "progress": False})
         self.flows = StyleFlows.from_settings(self.base, self.log)
         self.store = self.flows.store
@@ -121,14 +122,21 @@ class ToonService:
                            f"{', '.join(self.styles)}")
         return style
 
-    def settings(self, style: str, faces: bool) -> VideoSettings:
-        """What `run_video.py --style STYLE --faces on|off` would run with."""
+    def settings(self, style: str, faces: bool, background: str | None = None) -> VideoSettings:
+        """What `run_video.py --style STYLE --faces on|off --background B` would run with
+        (a bad background is the command line's one-line ConfigError)."""
         return dataclasses.replace(self.base, style=self.check_style(style),
-                                   faces="on" if faces else "off")
+                                   faces="on" if faces else "off",
+                                   background=self.base.background if background is None
+                                   else background)
 
-    def job(self, style: str, faces: bool = False) -> Job:
+    @property
+    def default_background(self) -> str:
+        return self.base.background
+
+    def job(self, style: str, faces: bool = False, background: str | None = None) -> Job:
         """run_video's job for one request, on the page's shared style flows."""
-        return Job(self.settings(style, faces), self.log, flows=self.flows)
+        return Job(self.settings(style, faces, background), self.log, flows=self.flows)
 
     def describe(self) -> str:
         """The engine that runs (started for the default style if none is yet)."""
@@ -184,15 +192,18 @@ class ToonService:
             raise WebError(f"the photo is {w}x{h} ({_megapixels(w * h)}); this server takes "
                            f"photos up to {_megapixels(self.limits.max_photo_pixels)}")
 
-    def photo(self, src: str | Path, style: str, faces: bool = False) -> Path:
-        """Cartoonize one photo the way `run_video.py src -o out.png` does; returns the PNG."""
+    def photo(self, src: str | Path, style: str, faces: bool = False,
+              background: str | None = None) -> Path:
+        """Cartoonize one photo the way `run_video.py src -o out.png` does; returns the PNG
+        (with alpha when the background is transparent)."""
         if not src:
             raise WebError("upload a photo first")
         src = Path(src)
         self._check_photo(src)
+        job = self.job(style, faces, background)
         dst = self.job_dir() / f"{_safe_stem(src.name, 'photo')}_{style}.png"
         with self.lock:
-            convert_still(src, dst, self.job(style, faces))
+            convert_still(src, dst, job)
         return dst
 
     # --- video ---------------------------------------------------------------------------
@@ -218,7 +229,7 @@ class ToonService:
                            f"videos up to {_megapixels(lim.max_video_pixels)} a frame")
 
     def video(self, src: str | Path, style: str, faces: bool = False,
-              on_progress: ProgressCallback | None = None,
+              on_progress: ProgressCallback | None = None, background: str | None = None,
               on_warning: Callable[[str], None] | None = None) -> Path:
         """Convert one video the way `run_video.py src -o out.mp4` does (audio kept);
         returns the output file (.mp4, or .webm for a WebM input, .mkv when the input's
@@ -231,9 +242,10 @@ class ToonService:
         self._check_video(src)
         job = self.job_dir()
         stem = _safe_stem(src.name, "video")
-        suffix = ".webm" if src.suffix.lower() == ".webm" else ".mp4"
+        work = self.job(style, faces, background)
+        # A transparent background needs alpha: WebM VP9 (browsers play it with alpha).
+        suffix = ".webm" if src.suffix.lower() == ".webm" or work.alpha else ".mp4"
         with self.lock:
-            work = self.job(style, faces)
             dst = job / f"{stem}_{style}{suffix}"
             try:
                 result = convert_video(src, dst, work, on_progress)
@@ -251,28 +263,34 @@ class ToonService:
 
     def _stylise(self, style: str, faces: bool, work_wh: tuple[int, int]) -> Stylise:
         """style -> stylise callable at the working size, on the page's shared engines
-        (FaceAwareFlow with faces on, whose heads LiveToon pastes at the frame's own size)."""
-        return self.flows.flow(style, faces=faces, short_side=min(work_wh), ring=2)
+        (FaceAwareFlow with faces on, whose heads LiveToon pastes at the frame's own size;
+        the background treatment is LiveToon's own last step)."""
+        from streamer.toon.background import Background
+        return self.flows.flow(style, faces=faces, short_side=min(work_wh), ring=2,
+                               background=Background("keep"))
 
-    def _live_toon(self, session: str, style: str, faces: bool, w: int, h: int):
+    def _live_toon(self, session: str, style: str, faces: bool, w: int, h: int,
+                   background: str = "keep"):
         from streamer.live.toon import LiveToon, working_size
 
-        key = (style, bool(faces), w, h)
+        key = (style, bool(faces), w, h, background)
         held = self._live.get(session)
         if held is not None and held[0] == key:
             self._live.move_to_end(session)
             return held[1]
+        spec = self.settings(style, faces, background).background_spec()
         work_wh = working_size(w, h, self.live_size)
         factory = lambda name: self._stylise(name, faces, work_wh)  # noqa: E731
         toon = LiveToon(factory, style, work_wh, (w, h), ring=2, cache_size=1,
-                        initial=factory(style))
+                        initial=factory(style), background=spec,
+                        segmenter=self.flows.segmenter() if spec.needs_mask else None)
         self._live[session] = (key, toon)
         while len(self._live) > 8:  # browser sessions that went away
             self._live.popitem(last=False)
         return toon
 
     def webcam(self, rgb: np.ndarray | None, style: str, faces: bool = False,
-               session: str = "") -> np.ndarray | None:
+               session: str = "", background: str | None = None) -> np.ndarray | None:
         """Stylise one webcam frame (RGB in, RGB out) through the live path's toon callable
         (LiveToon: working size `live_size`, rounded to multiples of 16, result enlarged back
         to the frame's size). One per browser session, rebuilt when the style, the faces
@@ -288,10 +306,13 @@ class ToonService:
             k = LIVE_MAX_SIDE / max(h, w)
             w, h = max(16, round(w * k)), max(16, round(h * k))
             bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA)
+        background = self.default_background if background is None else background
         with self.lock:
-            toon = self._live_toon(session, style, faces, w, h)
+            toon = self._live_toon(session, style, faces, w, h, background)
             # the tracker smooths over real time: webcam frames come when the browser sends
             out = toon([bgr], [time.monotonic()])[0]
+            if out.shape[2] == 4:  # transparent: RGBA, a copy (the ring is reused)
+                return np.ascontiguousarray(out[..., [2, 1, 0, 3]])
             return np.ascontiguousarray(out[..., ::-1])  # a copy: the ring is reused
 
 

@@ -1,0 +1,192 @@
+"""The person mask: MediaPipe selfie segmentation on the input frame, steady over time and
+refined at the output size.
+
+Three steps per frame, each chosen for what a call or an overlay shows:
+
+1. **Model**: the frame is resized straight to the model's input (no letterbox) with the
+   same mapping MediaPipe's ImageToTensor uses (corners to corners, bilinear, zero border:
+   `cv2.warpAffine`), so the raw mask matches MediaPipe's own within 0.001 mean
+   (tests/test_segment.py against ../shared/golden/seg).
+2. **Over time**: MediaPipe's own SegmentationSmoothingCalculator rule, on the model-size
+   mask: a pixel the model is sure of (near 0 or 1) takes the new value at once, so a
+   moving arm never trails; an unsure pixel (the flickering edge) is mixed with the
+   previous mask, by up to `smoothing` (0.7, MediaPipe's selfie graph value).
+3. **Edges**: a fast guided filter (He and Sun, 2015) with the grey frame as guide: the
+   linear coefficients are fitted at a reduced size and applied at the output size, so
+   hair and shoulders follow the frame's edges instead of the model's 256-pixel grid, at
+   the cost of two resizes and a multiply-add per output pixel.
+
+The model runs in fp32 (it is tiny next to DCT-Net, and its mask, not its speed, is what
+shows): on a GPU device with that device's ONNX Runtime provider; on the CPU (devices cpu and
+openvino) with ONNX Runtime on one thread, which measured 1.3 ms per frame for the landscape
+model on this project's 2-core CPU against 4-10 ms for OpenVINO, whose per-call overhead
+dominates so small a graph, and one thread leaves the other cores to DCT-Net.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from streamer.models.selfie import INPUT_NAME, OUTPUT_NAME
+
+from .engine import EngineSettings, EngineUnavailable, _ORT_PROVIDERS, auto_device
+
+SEG_MODELS = ("auto", "general", "landscape")
+SMOOTHING = 0.7  # MediaPipe selfie_segmentation graph: combine_with_previous_ratio
+# MediaPipe's polynomial for the squared uncertainty of a probability p, in t = (p - 0.5)^2.
+_UNCERTAINTY_POLY = (5.68842, -0.748699, -57.8051, 291.309, -624.717)
+
+
+def choose_variant(mode: str, width: int, height: int) -> str:
+    """`auto`: the landscape model (144x256, cheaper) for frames wider than 4:3, else the
+    general one (256x256)."""
+    if mode != "auto":
+        return mode
+    return "landscape" if width * 3 > height * 4 + 1e-6 else "general"
+
+
+class SegRunner:
+    """The segmentation ONNX graph on one backend: uint8 BGR `[N, h, w, 3]` at the model's
+    input size -> float32 probabilities `[N, h, w]`."""
+
+    def __init__(self, path: Path, height: int, width: int, settings: EngineSettings):
+        self.height, self.width = height, width
+        device = auto_device() if settings.device == "auto" else settings.device
+        if device == "openvino":
+            device = "cpu"  # see the module docstring
+        import onnxruntime as ort
+
+        provider, install = _ORT_PROVIDERS[device]
+        if provider not in ort.get_available_providers():
+            raise EngineUnavailable(f"device {device!r} needs ONNX Runtime's {provider}: {install}")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1 if device == "cpu" else (settings.threads or 0)
+        so.inter_op_num_threads = 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = [provider] if device != "tensorrt" else ["CUDAExecutionProvider"]
+        self._session = ort.InferenceSession(str(path), so, providers=providers)
+        self.backend, self.device = "onnxruntime", device
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self._session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+
+    def describe(self) -> str:
+        return f"{self.backend} on {self.device} (fp32)"
+
+
+def to_model_input(image: np.ndarray, height: int, width: int,
+                   out: np.ndarray | None = None) -> np.ndarray:
+    """MediaPipe's ImageToTensor mapping for a whole-image region: pixel corners (0, 0) and
+    (W, H) go to (0, 0) and (w, h), bilinear, zero border."""
+    h, w = image.shape[:2]
+    m = np.array([[width / w, 0, 0], [0, height / h, 0]], np.float64)
+    return cv2.warpAffine(image[..., :3], m, (width, height), dst=out, flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def smooth(new: np.ndarray, previous: np.ndarray | None, ratio: float = SMOOTHING) -> np.ndarray:
+    """MediaPipe's temporal rule (see the module docstring); `new` is changed in place."""
+    if previous is None or previous.shape != new.shape or ratio <= 0:
+        return new
+    t = new - 0.5
+    x = t * t
+    c1, c2, c3, c4, c5 = _UNCERTAINTY_POLY
+    certainty = x * (c1 + x * (c2 + x * (c3 + x * (c4 + x * c5))))
+    uncertainty = 1.0 - np.minimum(certainty, 1.0)
+    new += (previous - new) * (uncertainty * ratio)
+    return new
+
+
+def guided_refine(mask_small: np.ndarray, guide_bgr: np.ndarray, *, eps: float = 1e-3,
+                  work_long: int = 320) -> np.ndarray:
+    """The mask at the guide's size with edges that follow the guide (fast guided filter:
+    coefficients fitted at a reduced size, at most `work_long` pixels on the long side,
+    applied at full size). 320 keeps the fit a little finer than the model's own 256 grid
+    and costs under a millisecond at 640x360 (512 cost 6 ms: its maps leave the cache)."""
+    H, W = guide_bgr.shape[:2]
+    grey = cv2.cvtColor(guide_bgr[..., :3], cv2.COLOR_BGR2GRAY)
+    scale = min(1.0, work_long / max(H, W))
+    lh, lw = max(1, round(H * scale)), max(1, round(W * scale))
+    g_lo = cv2.resize(grey, (lw, lh), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    p_lo = cv2.resize(mask_small, (lw, lh), interpolation=cv2.INTER_LINEAR)
+    # A window of about 1/64 of the long side: wide enough to span the model's own edge
+    # blur (one model pixel is 1/256 of the frame), narrow enough to keep fingers apart.
+    r = max(1, round(max(lh, lw) / 64))
+    k = (2 * r + 1, 2 * r + 1)
+
+    def box(a: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(a, -1, k, borderType=cv2.BORDER_REFLECT)
+
+    mean_i, mean_p = box(g_lo), box(p_lo)
+    cov_ip = box(g_lo * p_lo) - mean_i * mean_p
+    var_i = box(g_lo * g_lo) - mean_i * mean_i
+    a = cov_ip / (var_i + eps)
+    b = mean_p - a * mean_i
+    mean_a = cv2.resize(box(a), (W, H), interpolation=cv2.INTER_LINEAR)
+    mean_b = cv2.resize(box(b), (W, H), interpolation=cv2.INTER_LINEAR)
+    q = mean_a  # reused in place: q = mean_a * guide + mean_b
+    q *= grey
+    q *= 1 / 255
+    q += mean_b
+    np.clip(q, 0.0, 1.0, out=q)
+    return q
+
+
+class PersonSegmenter:
+    """Masks for one stream: keeps the previous mask for the temporal step, so make one per
+    stream (the flows do)."""
+
+    def __init__(self, runner: SegRunner | Callable[[str], SegRunner], *, model: str = "auto",
+                 smoothing: float = SMOOTHING, refine: bool = True):
+        """`runner`: a started SegRunner, or `runner(variant)` that starts one once the
+        first frame's shape has chosen the variant (`model`: auto, general, landscape)."""
+        self._runner_for = runner if callable(runner) and not isinstance(runner, SegRunner) else None
+        self.runner: SegRunner | None = None if self._runner_for else runner  # type: ignore[assignment]
+        self.model = model
+        self.smoothing = smoothing
+        self.refine_edges = refine
+        self._previous: np.ndarray | None = None
+        self._input = np.empty((0, 0, 0, 3), np.uint8)
+
+    def raw(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """The model's probabilities at its own size, `[N, h, w]`, no smoothing."""
+        if self.runner is None:
+            h, w = images[0].shape[:2]
+            self.runner = self._runner_for(choose_variant(self.model, w, h))
+        n = len(images)
+        if self._input.shape != (n, self.runner.height, self.runner.width, 3):
+            self._input = np.empty((n, self.runner.height, self.runner.width, 3), np.uint8)
+        for i, img in enumerate(images):
+            to_model_input(img, self.runner.height, self.runner.width, out=self._input[i])
+        return self.runner.run(self._input)
+
+    def step(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The model-size masks of `images`, in order, smoothed over the frames so far."""
+        out = []
+        for small in self.raw(images):
+            small = smooth(np.array(small), self._previous, self.smoothing)
+            self._previous = small
+            out.append(small)
+        return out
+
+    def refine(self, small: np.ndarray, image: np.ndarray,
+               size: tuple[int, int] | None = None) -> np.ndarray:
+        """A model-size mask at `size` (width, height; default the image's), edges
+        following `image`."""
+        w, h = size if size is not None else (image.shape[1], image.shape[0])
+        if not self.refine_edges:
+            return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        guide = image if image.shape[:2] == (h, w) else cv2.resize(image[..., :3], (w, h))
+        return guided_refine(small, guide)
+
+    def __call__(self, images: Sequence[np.ndarray], size: tuple[int, int] | None = None
+                 ) -> list[np.ndarray]:
+        """Masks in 0..1 (float32) at `size` (width, height; default each image's own), in
+        order, smoothed over the frames given so far."""
+        return [self.refine(s, img, size) for s, img in zip(self.step(images), images)]
+
+    def reset(self) -> None:
+        self._previous = None

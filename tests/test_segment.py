@@ -1,0 +1,151 @@
+"""The person mask: MediaPipe selfie segmentation read from its TFLite into ONNX, against the
+masks MediaPipe's own runtime made (../shared/golden/seg), and its steps over time and at
+the output size."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from streamer.models import open_store
+from streamer.models.selfie.graph import SegModelError, load_seg_model
+from streamer.toon.engine import EngineSettings
+from streamer.toon.segment import (PersonSegmenter, SegRunner, choose_variant, guided_refine,
+                                   smooth)
+
+NAMES = ("astronaut", "luciano", "bryan_115px", "event0", "event45", "tears100", "tears200")
+VARIANTS = {0: "general", 1: "landscape"}
+SIZES = {"general": (256, 256), "landscape": (144, 256)}
+
+
+@pytest.fixture(scope="module")
+def store(models_dir, tmp_path_factory):
+    import os
+    os.environ.setdefault("TOONSTREAM_CACHE", str(tmp_path_factory.mktemp("cache")))
+    return open_store(models_dir)
+
+
+@pytest.fixture(scope="module")
+def runners(store):
+    """The segmentation graph on ONNX Runtime's CPU provider (the reference backend)."""
+    out = {}
+    for v in VARIANTS.values():
+        h, w = SIZES[v]
+        out[v] = SegRunner(store.seg_model_path(v), h, w, EngineSettings(device="cpu"))
+    return out
+
+
+def _input(golden_dir, media_dir, name):
+    p = golden_dir / "seg" / f"{name}.png"
+    return cv2.imread(str(p if p.is_file() else media_dir / f"{name}.png"))
+
+
+@pytest.mark.parametrize("index", sorted(VARIANTS))
+@pytest.mark.parametrize("name", NAMES)
+def test_mask_matches_mediapipes_own_on_every_golden_input(runners, golden_dir, media_dir,
+                                                           name, index):
+    img = _input(golden_dir, media_dir, name)
+    gold = cv2.imread(str(golden_dir / "seg" / f"{name}__mask{index}.png"), 0)
+    gold = gold.astype(np.float32) / 255
+    # One frame, no smoothing, no refinement: what MediaPipe's solution returns.
+    seg = PersonSegmenter(runners[VARIANTS[index]], smoothing=0.0, refine=False)
+    mask = seg([img])[0]
+    assert mask.shape == gold.shape
+    mean = float(np.abs(mask - gold).mean())
+    assert mean <= 0.02, mean
+    a, b = mask >= 0.5, gold >= 0.5
+    if b.mean() >= 0.005:
+        iou = (a & b).sum() / (a | b).sum()
+        assert iou >= 0.98, iou
+    else:
+        # A frame with (almost) nobody in it: IoU over a few dozen pixels measures noise
+        # at p = 0.5; the pixels on the other side of 0.5 must be a negligible few.
+        assert (a != b).mean() <= 0.001, (a != b).sum()
+
+
+def test_the_graph_has_every_op_mapped_and_a_wrong_file_is_one_line(models_dir, tmp_path):
+    model, info = load_seg_model(models_dir / "seg" / "selfie_segmentation_landscape.tflite")
+    ops = {n.op_type for n in model.graph.node}
+    assert {"ConvTranspose", "HardSwish", "ReduceMean", "Resize", "Sigmoid"} <= ops
+    assert (info.height, info.width) == (144, 256)
+    dct = models_dir / "dctnet" / "tflite" / "anime_bg720.tflite"
+    with pytest.raises(SegModelError, match="anime_bg720.tflite: .*not") as e:
+        load_seg_model(dct)
+    assert "\n" not in str(e.value)
+    bad = tmp_path / "cut.tflite"
+    bad.write_bytes((models_dir / "seg" / "selfie_segmentation.tflite").read_bytes()[:5000])
+    with pytest.raises(SegModelError, match="cut.tflite"):
+        load_seg_model(bad)
+
+
+def test_auto_picks_the_landscape_model_for_wide_frames():
+    assert choose_variant("auto", 640, 360) == "landscape"
+    assert choose_variant("auto", 640, 480) == "general"
+    assert choose_variant("auto", 360, 640) == "general"
+    assert choose_variant("general", 640, 360) == "general"
+
+
+def test_smoothing_keeps_sure_pixels_and_steadies_unsure_ones():
+    prev = np.array([[0.0, 0.0, 0.45, 0.9]], np.float32)
+    new = np.array([[1.0, 0.98, 0.55, 0.5]], np.float32)
+    out = smooth(new.copy(), prev)
+    # sure now (a moving arm arriving): the new value, no trail
+    assert out[0, 0] == pytest.approx(1.0, abs=1e-3)
+    assert out[0, 1] == pytest.approx(0.98, abs=0.02)
+    # unsure (the flickering edge): pulled 70% of the way back to the previous mask
+    assert out[0, 2] == pytest.approx(0.55 - 0.7 * 0.10, abs=0.01)
+    assert out[0, 3] == pytest.approx(0.5 + 0.7 * 0.4, abs=0.01)
+
+
+def test_a_moving_person_is_followed_without_trail_and_a_still_one_does_not_flicker(
+        runners, media_dir):
+    """A real portrait slid across a plain background: the mask moves with it (no ghost
+    where the person was) and, with the person still and sensor noise added, the mask
+    flickers less than the model's own per-frame output."""
+    person = cv2.imread(str(media_dir / "luciano.png"))
+    person = cv2.resize(person, (180, 180))
+    raw_seg = PersonSegmenter(runners["general"], smoothing=0.0, refine=False)
+    seg = PersonSegmenter(runners["general"], refine=False)
+
+    def frame(x: int, noise: np.ndarray | None = None) -> np.ndarray:
+        f = np.full((240, 320, 3), (90, 160, 60), np.uint8)
+        f[60:240, x:x + 180] = person
+        return f if noise is None else cv2.add(f, noise, dtype=cv2.CV_8U)
+
+    for x in (0, 35, 70, 105, 140):  # fast: 35 px a frame
+        m = seg([frame(x)])[0]
+    truth = raw_seg([frame(140)])[0]
+    # where the person was at the start and is no more: empty now
+    assert float(m[100:240, 0:100].max()) < 0.2
+    assert float(np.abs(m - truth).mean()) < 0.02
+    rng = np.random.default_rng(1)
+    steps_raw, steps = [], []
+    prev_raw = prev = None
+    for _ in range(8):
+        n = rng.normal(0, 6, (240, 320, 3)).clip(0, 255).astype(np.uint8)
+        r, s = raw_seg([frame(140, n)])[0], seg([frame(140, n)])[0]
+        if prev is not None:
+            steps_raw.append(np.abs(r - prev_raw).mean())
+            steps.append(np.abs(s - prev).mean())
+        prev_raw, prev = r, s
+    assert np.mean(steps) < np.mean(steps_raw)
+
+
+def test_edges_follow_the_frame_at_the_output_size_not_the_model_grid():
+    """A sharp diagonal edge in the frame and a blocky 32x32 mask of it (the staircase a
+    low-resolution mask leaves): the refined mask at 512x512 puts its edge (the 0.5 line)
+    on the frame's edge, where the plain upsampled mask keeps the steps."""
+    size = 512
+    yy, xx = np.mgrid[0:size, 0:size]
+    inside = (xx + 0.5 * yy) < 0.7 * size
+    frame = np.where(inside[..., None], np.uint8(200), np.uint8(40)).astype(np.uint8)
+    frame = np.repeat(frame, 3, axis=2)
+    small = cv2.resize(inside.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA)
+    small = (small > 0.5).astype(np.float32)  # the staircase
+    up = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
+    refined = guided_refine(small, frame)
+    wrong_up = ((up >= 0.5) != inside).mean()
+    wrong_refined = ((refined >= 0.5) != inside).mean()
+    assert wrong_up > 0.003  # the steps are there to remove
+    assert wrong_refined < 0.1 * wrong_up, (wrong_refined, wrong_up)
+    assert refined.dtype == np.float32 and refined.min() >= 0 and refined.max() <= 1
