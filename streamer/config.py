@@ -23,6 +23,7 @@ from streamer.toon.engine import DEVICES, PRECISIONS
 from streamer.toon.faces.detect import OFFICIAL_MAX_FACES, OFFICIAL_MIN_FACE
 from streamer.toon.faces.track import TrackerSettings
 from streamer.toon.flow import OFFICIAL_SHORT_SIDE
+from streamer.toon.temporal import TemporalSettings
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -74,8 +75,34 @@ class FaceSettings:
                                max_faces=self.max_faces, min_face=self.min_face)
 
 
+TEMPORAL_MODES = ("on", "off")
+
+
 @dataclass(frozen=True)
-class VideoSettings(FaceSettings):
+class TemporalOptions:
+    """The temporal step's settings (streamer.toon.temporal), shared by run_video,
+    run_stream and run_web: `temporal` on blends the previous output, carried along the
+    image motion, into the current one where that motion is reliable (no flicker);
+    `temporal_strength` is its weight there (0..1)."""
+
+    temporal: str = "on"
+    temporal_strength: float = TemporalSettings.strength
+
+    def _check_temporal(self) -> None:
+        if self.temporal not in TEMPORAL_MODES:
+            raise ConfigError(f"temporal must be on or off, got {self.temporal!r}")
+        if not 0.0 <= self.temporal_strength <= 1.0:
+            raise ConfigError(f"temporal-strength must be 0..1, got {self.temporal_strength}")
+
+    def temporal_settings(self) -> TemporalSettings | None:
+        """None when the temporal step is off."""
+        if self.temporal == "off" or self.temporal_strength <= 0:
+            return None
+        return TemporalSettings(strength=self.temporal_strength)
+
+
+@dataclass(frozen=True)
+class VideoSettings(FaceSettings, TemporalOptions):
     """Everything run_video needs besides the input and output paths."""
 
     style: str = "anime"
@@ -104,6 +131,7 @@ class VideoSettings(FaceSettings):
         if self.crf is not None and not 0 <= self.crf <= 63:
             raise ConfigError(f"crf must be 0..63, got {self.crf}")
         self._check_faces()
+        self._check_temporal()
 
 
 S = TypeVar("S")
@@ -202,7 +230,7 @@ def parse_size(text: str, what: str) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class LiveSettings(FaceSettings):
+class LiveSettings(FaceSettings, TemporalOptions):
     """Everything run_stream needs; presets in configs/live-*.yaml."""
 
     source: str = "0"  # camera index or device path, "synthetic", a video file, or a URL
@@ -258,6 +286,7 @@ class LiveSettings(FaceSettings):
         if self.reconnect < 0:
             raise ConfigError("reconnect must be 0 or more seconds")
         self._check_faces()
+        self._check_temporal()
 
     def work_spec(self) -> int | tuple[int, int]:
         """The working size: a short side, or (width, height)."""
@@ -322,3 +351,20 @@ def add_face_options(parser: argparse.ArgumentParser, *, mode: bool = True) -> N
                         f"{d('smooth_beta')}")
     g.add_argument("--fade", type=float, metavar="S",
                    help=f"seconds a face takes to fade in or out {d('fade')}")
+
+
+def add_temporal_options(parser: argparse.ArgumentParser) -> None:
+    """The temporal step's options, the same for run_video, run_stream and run_web (no
+    defaults here, as add_face_options)."""
+    d = default_help(TemporalOptions)
+    g = parser.add_argument_group(
+        "temporal", "Steady texture over time: the previous output, carried along the image "
+                    "motion, is blended into the current one where the motion is reliable, "
+                    "so the model's redrawn details do not flicker.")
+    g.argument_default = argparse.SUPPRESS
+    g.add_argument("--temporal", choices=TEMPORAL_MODES,
+                   help=f"off: every frame stylised on its own, as the official code "
+                        f"{d('temporal')}")
+    g.add_argument("--temporal-strength", type=float, metavar="S",
+                   help=f"0..1, the weight of the previous output where the motion is "
+                        f"reliable: higher is steadier {d('temporal_strength')}")

@@ -20,7 +20,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TextIO
 
-from streamer.config import (LiveSettings, add_face_options, build_settings, default_help,
+from streamer.config import (LiveSettings, add_face_options, add_temporal_options, build_settings,
+                             default_help,
                              parse_size)
 from streamer.frame import StreamInfo
 from streamer.report import EXIT_ERROR, EXIT_OK, Log, run_main
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     _source_options(p, d)
     _toon_options(p, d)
     add_face_options(p)
+    add_temporal_options(p)
     _output_options(p, d)
     _run_options(p, d)
     return p
@@ -194,7 +196,8 @@ def _stream(s: LiveSettings, flows: StyleFlows, source: Source, log: Log,
         log(f"sinks: {'; '.join(k.describe() for k in sinks)}")
         toon = live_toon(s, flows, source, out, log)
         log(f"toon: {s.style} at {toon.work_w}x{toon.work_h} -> {out.width}x{out.height} @ "
-            f"{out.fps:g} fps, {flows.describe(s.style)}; {flows.describe_faces()}")
+            f"{out.fps:g} fps, {flows.describe(s.style)}; {flows.describe_faces()}, "
+            f"{flows.describe_temporal()}")
         commands = None
         if s.commands:
             commands = StdinCommands(styles, stdin).start()

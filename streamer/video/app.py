@@ -14,7 +14,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from streamer.config import VideoSettings, add_face_options, build_settings, default_help
+from streamer.config import (VideoSettings, add_face_options, add_temporal_options, build_settings,
+                             default_help)
 from streamer.report import EXIT_OK, Log, run_main
 from streamer.sinks.video_file import CODECS, OutputError
 from streamer.toon.engine import DEVICES, PRECISIONS
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="encoder speed preset (default: medium; p5 for NVENC)")
     p.add_argument("--queue", type=int, help=f"frames per pipeline queue {d('queue')}")
     add_face_options(p)
+    add_temporal_options(p)
     p.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output")
     p.add_argument("--stats-json", metavar="PATH", help="write run statistics as JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false",

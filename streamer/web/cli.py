@@ -12,13 +12,14 @@ import ipaddress
 import signal
 import sys
 
-from streamer.config import FaceSettings, add_face_options
+from streamer.config import FaceSettings, TemporalOptions, add_face_options, add_temporal_options
 from streamer.errors import UserError
 from streamer.report import EXIT_ERROR, EXIT_OK, Log, fail, one_line
 from streamer.toon.engine import DEVICES
 
 DEFAULT_HOST = "127.0.0.1"
-FACE_FIELDS = {f.name for f in dataclasses.fields(FaceSettings)} - {"faces"}
+FACE_FIELDS = ({f.name for f in dataclasses.fields(FaceSettings)} - {"faces"}) | {
+    f.name for f in dataclasses.fields(TemporalOptions)}
 DEFAULT_PORT = 7860
 
 
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-file-size", default=lim.max_file_size, metavar="SIZE",
                    help=f"largest upload, e.g. 50mb, 1gb (default {lim.max_file_size})")
     add_face_options(p, mode=False)
+    add_temporal_options(p)
     return p
 
 
