@@ -306,21 +306,24 @@ def run_clip(path: Path, limit, engine, yunet, alpha, args, temporal, pair_rows)
         if fwd is not None:
             fm = _face_box_mask(faces["tracked"] or faces["per-frame"], frame.shape[:2])
             warp.add(prev, cur, back, fwd, fm)
-            # The sheet's pair: the largest steady tracked face of the clip.
+            # The sheet's pair: the stillest large face of the clip (the least input change
+            # around it), where any difference between the two outputs is flicker.
             big = max((f for f in faces["tracked"] if f.box is not None),
                       key=lambda f: f.box[2] * f.box[3], default=None)
-            if big is not None and big.box[2] * big.box[3] > best_pair[0] and i > 5:
+            if big is not None and big.box[2] >= 80 and i > 5:
                 ys, xs = _zoom(big.box, frame.shape[:2])
-                best_pair = (big.box[2] * big.box[3], {
-                    k: (prev[k][ys, xs].copy(), cur[k][ys, xs].copy())
-                    for k in ("input", "tracked", "temporal")} | {"index": i})
+                change = float(cv2.absdiff(prev["input"][ys, xs], frame[ys, xs]).mean())
+                if best_pair[1] is None or change < best_pair[0]:
+                    best_pair = (change, {
+                        k: (prev[k][ys, xs].copy(), cur[k][ys, xs].copy())
+                        for k in ("input", "tracked", "temporal")} | {"index": i})
         prev, prev_gray = cur, gray
         if faces["tracked"]:
             keep.append((i, {k: cur[k] for k in ("input", "bg-only", "tracked")}))
     if best_pair[1] is not None:
         p = best_pair[1]
         i = p["index"]
-        pair_rows.append([(f"{path.stem} #{i - 1} no temporal", p["tracked"][0]),
+        pair_rows.append([(f"#{i - 1} without temporal", p["tracked"][0]),
                           (f"#{i}", p["tracked"][1]),
                           ("|difference| x4", _diff_tile(*p["tracked"]))])
         pair_rows.append([(f"#{i - 1} temporal", p["temporal"][0]), (f"#{i}", p["temporal"][1]),

@@ -233,3 +233,22 @@ def test_temporal_settings_reach_the_flows(models_dir, tmp_path):
     flow = flows.flow("anime", ring=1)
     assert isinstance(flow, TemporalFlow) and flow.temporal.settings.strength == 0.4
     assert isinstance(flows.flow("anime", ring=1, temporal=False), FullFrameFlow)
+
+
+def test_the_web_pages_steady_switch_reaches_the_webcam_and_video_flows(models_dir):
+    pytest.importorskip("gradio")
+    from streamer.web.service import ToonService
+
+    service = ToonService(models=str(models_dir), device="cpu",
+                          face_options={"temporal_strength": 0.5})
+    try:
+        assert service.temporal_default  # on, as run_video
+        frame = np.full((120, 160, 3), 200, np.uint8)
+        service.webcam(frame, "anime", faces=False, session="a")
+        assert service._live["a"][1].current.temporal.settings.strength == 0.5
+        service.webcam(frame, "anime", faces=False, session="b", temporal=False)
+        assert isinstance(service._live["b"][1].current, FullFrameFlow)
+        assert service.settings("anime", False, temporal=False).temporal == "off"
+        assert service.settings("anime", False).temporal == "on"
+    finally:
+        service.close()

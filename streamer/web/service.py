@@ -107,6 +107,8 @@ class ToonService:
         self.default_style = "anime" if "anime" in self.styles else self.styles[0]
         #: the page's faces switch starts on when the detector and head mask are installed
         self.faces_available = self.flows.face_files() is not None
+        #: the page's steady (temporal step) switch starts as run_video's --temporal
+        self.temporal_default = self.base.temporal == "on"
         self.lock = threading.Lock()
         self.workdir = Path(tempfile.mkdtemp(prefix="toonstream-web-"))
         self._live: collections.OrderedDict[str, tuple[tuple, object]] = collections.OrderedDict()
@@ -121,14 +123,18 @@ class ToonService:
                            f"{', '.join(self.styles)}")
         return style
 
-    def settings(self, style: str, faces: bool) -> VideoSettings:
-        """What `run_video.py --style STYLE --faces on|off` would run with."""
-        return dataclasses.replace(self.base, style=self.check_style(style),
-                                   faces="on" if faces else "off")
+    def settings(self, style: str, faces: bool, temporal: bool | None = None) -> VideoSettings:
+        """What `run_video.py --style STYLE --faces on|off [--temporal on|off]` would run
+        with (`temporal` None: the command line's setting)."""
+        s = dataclasses.replace(self.base, style=self.check_style(style),
+                                faces="on" if faces else "off")
+        if temporal is not None:
+            s = dataclasses.replace(s, temporal="on" if temporal else "off")
+        return s
 
-    def job(self, style: str, faces: bool = False) -> Job:
+    def job(self, style: str, faces: bool = False, temporal: bool | None = None) -> Job:
         """run_video's job for one request, on the page's shared style flows."""
-        return Job(self.settings(style, faces), self.log, flows=self.flows)
+        return Job(self.settings(style, faces, temporal), self.log, flows=self.flows)
 
     def describe(self) -> str:
         """The engine that runs (started for the default style if none is yet)."""
@@ -215,7 +221,8 @@ class ToonService:
                            f"videos up to {_megapixels(lim.max_video_pixels)} a frame")
 
     def video(self, src: str | Path, style: str, faces: bool = False,
-              on_progress: ProgressCallback | None = None) -> Path:
+              on_progress: ProgressCallback | None = None,
+              temporal: bool | None = None) -> Path:
         """Convert one video the way `run_video.py src -o out.mp4` does (audio kept);
         returns the output file (.mp4, or .webm for a WebM input, .mkv when the input's
         audio cannot go into MP4 untouched)."""
@@ -228,7 +235,7 @@ class ToonService:
         stem = _safe_stem(src.name, "video")
         suffix = ".webm" if src.suffix.lower() == ".webm" else ".mp4"
         with self.lock:
-            work = self.job(style, faces)
+            work = self.job(style, faces, temporal)
             dst = job / f"{stem}_{style}{suffix}"
             try:
                 convert_video(src, dst, work, on_progress)
@@ -241,21 +248,24 @@ class ToonService:
 
     # --- webcam ----------------------------------------------------------------------------
 
-    def _stylise(self, style: str, faces: bool, work_wh: tuple[int, int]) -> Stylise:
+    def _stylise(self, style: str, faces: bool, work_wh: tuple[int, int],
+                 temporal: bool | None = None) -> Stylise:
         """style -> stylise callable at the working size, on the page's shared engines
         (FaceAwareFlow with faces on, whose heads LiveToon pastes at the frame's own size)."""
-        return self.flows.flow(style, faces=faces, short_side=min(work_wh), ring=2)
+        return self.flows.flow(style, faces=faces, short_side=min(work_wh), ring=2,
+                               temporal=temporal)
 
-    def _live_toon(self, session: str, style: str, faces: bool, w: int, h: int):
+    def _live_toon(self, session: str, style: str, faces: bool, w: int, h: int,
+                   temporal: bool | None = None):
         from streamer.live.toon import LiveToon, working_size
 
-        key = (style, bool(faces), w, h)
+        key = (style, bool(faces), w, h, temporal)
         held = self._live.get(session)
         if held is not None and held[0] == key:
             self._live.move_to_end(session)
             return held[1]
         work_wh = working_size(w, h, self.live_size)
-        factory = lambda name: self._stylise(name, faces, work_wh)  # noqa: E731
+        factory = lambda name: self._stylise(name, faces, work_wh, temporal)  # noqa: E731
         toon = LiveToon(factory, style, work_wh, (w, h), ring=2, cache_size=1,
                         initial=factory(style))
         self._live[session] = (key, toon)
@@ -264,11 +274,12 @@ class ToonService:
         return toon
 
     def webcam(self, rgb: np.ndarray | None, style: str, faces: bool = False,
-               session: str = "") -> np.ndarray | None:
+               session: str = "", temporal: bool | None = None) -> np.ndarray | None:
         """Stylise one webcam frame (RGB in, RGB out) through the live path's toon callable
         (LiveToon: working size `live_size`, rounded to multiples of 16, result enlarged back
         to the frame's size). One per browser session, rebuilt when the style, the faces
-        switch or the frame size changes."""
+        switch, the steady switch (`temporal`, None: the command line's setting) or the
+        frame size changes."""
         if rgb is None:
             return None
         self.check_style(style)
@@ -281,7 +292,7 @@ class ToonService:
             w, h = max(16, round(w * k)), max(16, round(h * k))
             bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA)
         with self.lock:
-            toon = self._live_toon(session, style, faces, w, h)
+            toon = self._live_toon(session, style, faces, w, h, temporal)
             # the tracker smooths over real time: webcam frames come when the browser sends
             out = toon([bgr], [time.monotonic()])[0]
             return np.ascontiguousarray(out[..., ::-1])  # a copy: the ring is reused
