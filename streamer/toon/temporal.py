@@ -16,7 +16,9 @@ change passes. The reliability of a pixel is the product of
   new object, a revealed background, a blink, a light switched on: the input says the
   content changed, so the model's new drawing is taken as it is, with no trail),
 - a bounded difference between the warped previous output and the new output (a guard: a
-  change that large is no flicker), and being warped from inside the frame.
+  change that large is no flicker), and being warped from inside the frame;
+- and all of this a few pixels around the pixel too (`margin`): the model's drawing reacts
+  a few pixels around a change, and that halo must not trail a moving edge.
 
 At a scene cut (and on a first frame, a size change, a `reset()`) nothing is blended.
 
