@@ -168,7 +168,21 @@ def run_one(settings: LiveSettings, cam_w: int, cam_h: int, fps: float, work, se
                                              result["model_ms_median"], 3)),
         "background_ms_in_pipeline": result["background_ms_median"],
         "seg_model": ", ".join(f"{v}: {r.describe()}" for v, r in flows._seg.items()),
+        "temporal": flows.describe_temporal(),
+        "temporal_ms": _temporal_ms(toon.current),
     }
+
+
+def _temporal_ms(stylise) -> float | None:
+    """The temporal step's own time per frame over the whole run (flow, warps, blends;
+    heads included), or None when it is off."""
+    steps = [getattr(stylise, "temporal", None), getattr(stylise, "frame_temporal", None)]
+    frame = next((s for s in steps if s is not None), None)
+    if frame is None or not frame.frames:
+        return None
+    heads = getattr(stylise, "head_temporal", None)
+    total = frame.seconds + (heads.seconds if heads is not None else 0.0)
+    return round(1000 * total / frame.frames, 2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=30, help="bare model runs before and after")
     p.add_argument("--faces", default="off", choices=("auto", "on", "off"),
                    help="face-aware flow (default off, as the live-cpu preset)")
+    p.add_argument("--temporal", default="on", choices=("on", "off"),
+                   help="the temporal step (default on)")
     p.add_argument("--source", metavar="CLIP",
                    help="play this video file, looped at its own rate, instead of the "
                         "synthetic camera (which has no faces); its size is the camera size")
@@ -198,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     for b in backgrounds:
         parse_background(b)
     settings = LiveSettings(models=a.models, device=a.device, precision=a.precision,
-                            threads=a.threads, style=a.style, sinks=("null",), faces=a.faces)
+                            threads=a.threads, style=a.style, sinks=("null",), faces=a.faces,
+                            temporal=a.temporal)
     cam_w, cam_h = parse_size(a.camera_size, "camera-size")
     if a.source:
         cam_h, cam_w = _first_frame(a.source).shape[:2]
@@ -217,7 +234,13 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(r)
             print(f"  {r['work']} {r['background']} done: {r['engine']}; {r['faces']}, "
                   f"{r['faces_pasted']} pasted" + (f"; mask {r['seg_model']}"
-                                                   if r["seg_model"] else ""), flush=True)
+                                                   if r["seg_model"] else "")
+                  + f"; {r['temporal']}"
+                  + (f": {r['temporal_ms']} ms/frame = "
+                     f"{100 * r['temporal_ms'] / r['model_ms']:.1f}% of the bare stylise "
+                     f"call, {100 * r['temporal_ms'] / (r['model_ms_in_pipeline'] or r['model_ms']):.1f}% "
+                     f"of its median in the run (goal <= 10%; both include the step)"
+                     if r["temporal_ms"] else ""), flush=True)
     hdr = (f"{'work':>8} {'backgr.':>11} {'model ms':>8} {'in run':>6} {'p50 ms':>7} "
            f"{'p95 ms':>7} {'goal p95':>8} {'p95/goal':>8} {'fps out':>7} "
            f"{'drops toon/sink/src':>19} {'RSS MB start/5s/end':>20} {'seg ms':>6} "

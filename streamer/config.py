@@ -27,6 +27,7 @@ from streamer.toon.faces.detect import OFFICIAL_MAX_FACES, OFFICIAL_MIN_FACE
 from streamer.toon.faces.track import TrackerSettings
 from streamer.toon.flow import OFFICIAL_SHORT_SIDE
 from streamer.toon.segment import SEG_MODELS
+from streamer.toon.temporal import TemporalSettings
 
 # The presets are package data, so an installed wheel finds them as well as a checkout.
 # Wheels install as plain folders, so the resource is a real path (find_preset globs it).
@@ -80,6 +81,9 @@ class FaceSettings:
                                max_faces=self.max_faces, min_face=self.min_face)
 
 
+TEMPORAL_MODES = ("on", "off")
+
+
 @dataclass(frozen=True)
 class BackgroundSettings:
     """The background treatment, shared by run_video, run_stream and the web page.
@@ -111,7 +115,30 @@ class BackgroundSettings:
 
 
 @dataclass(frozen=True)
-class VideoSettings(FaceSettings, BackgroundSettings):
+class TemporalOptions:
+    """The temporal step's settings (streamer.toon.temporal), shared by run_video,
+    run_stream and run_web: `temporal` on blends the previous output, carried along the
+    image motion, into the current one where that motion is reliable (no flicker);
+    `temporal_strength` is its weight there (0..1)."""
+
+    temporal: str = "on"
+    temporal_strength: float = TemporalSettings.strength
+
+    def _check_temporal(self) -> None:
+        if self.temporal not in TEMPORAL_MODES:
+            raise ConfigError(f"temporal must be on or off, got {self.temporal!r}")
+        if not 0.0 <= self.temporal_strength <= 1.0:
+            raise ConfigError(f"temporal-strength must be 0..1, got {self.temporal_strength}")
+
+    def temporal_settings(self) -> TemporalSettings | None:
+        """None when the temporal step is off."""
+        if self.temporal == "off" or self.temporal_strength <= 0:
+            return None
+        return TemporalSettings(strength=self.temporal_strength)
+
+
+@dataclass(frozen=True)
+class VideoSettings(FaceSettings, BackgroundSettings, TemporalOptions):
     """Everything run_video needs besides the input and output paths."""
 
     style: str = "anime"
@@ -142,6 +169,7 @@ class VideoSettings(FaceSettings, BackgroundSettings):
             raise ConfigError(f"crf must be 0..63, got {self.crf}")
         self._check_faces()
         self._check_background()
+        self._check_temporal()
 
 
 S = TypeVar("S")
@@ -240,7 +268,7 @@ def parse_size(text: str, what: str) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class LiveSettings(FaceSettings, BackgroundSettings):
+class LiveSettings(FaceSettings, BackgroundSettings, TemporalOptions):
     """Everything run_stream needs; presets in configs/live-*.yaml."""
 
     source: str = "0"  # camera index or device path, "synthetic", a video file, or a URL
@@ -297,6 +325,7 @@ class LiveSettings(FaceSettings, BackgroundSettings):
             raise ConfigError("reconnect must be 0 or more seconds")
         self._check_faces()
         self._check_background()
+        self._check_temporal()
 
     def work_spec(self) -> int | tuple[int, int]:
         """The working size: a short side, or (width, height)."""
@@ -383,3 +412,20 @@ def add_background_options(parser: argparse.ArgumentParser, *, key_color: bool =
     g.add_argument("--seg-model", choices=SEG_MODELS,
                    help=f"segmentation model: general (256x256), landscape (144x256, "
                         f"cheaper), auto: landscape for frames wider than 4:3 {d('seg_model')}")
+
+
+def add_temporal_options(parser: argparse.ArgumentParser) -> None:
+    """The temporal step's options, the same for run_video, run_stream and run_web (no
+    defaults here, as add_face_options)."""
+    d = default_help(TemporalOptions)
+    g = parser.add_argument_group(
+        "temporal", "Steady texture over time: the previous output, carried along the image "
+                    "motion, is blended into the current one where the motion is reliable, "
+                    "so the model's redrawn details do not flicker.")
+    g.argument_default = argparse.SUPPRESS
+    g.add_argument("--temporal", choices=TEMPORAL_MODES,
+                   help=f"off: every frame stylised on its own, as the official code "
+                        f"{d('temporal')}")
+    g.add_argument("--temporal-strength", type=float, metavar="S",
+                   help=f"0..1, the weight of the previous output where the motion is "
+                        f"reliable: higher is steadier {d('temporal_strength')}")

@@ -24,7 +24,7 @@ from typing import TextIO
 
 from streamer.commands import prog
 from streamer.config import (LiveSettings, add_background_options, add_face_options,
-                             build_settings, default_help, parse_size)
+                             add_temporal_options, build_settings, default_help, parse_size)
 from streamer.frame import StreamInfo
 from streamer.models.ensure import add_fetch_option, ensure_models
 from streamer.report import EXIT_ERROR, EXIT_OK, Log, run_main
@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     _toon_options(p, d)
     add_face_options(p)
     add_background_options(p)
+    add_temporal_options(p)
     _output_options(p, d)
     _run_options(p, d)
     return p
@@ -211,8 +212,8 @@ def _stream(s: LiveSettings, flows: StyleFlows, source: Source, log: Log,
         log(f"sinks: {'; '.join(k.describe() for k in sinks)}")
         toon = live_toon(s, flows, source, out, log)
         log(f"toon: {s.style} at {toon.work_w}x{toon.work_h} -> {out.width}x{out.height} @ "
-            f"{out.fps:g} fps, {flows.describe(s.style)}; {flows.describe_faces()}; "
-            f"{flows.describe_background()}")
+            f"{out.fps:g} fps, {flows.describe(s.style)}; {flows.describe_faces()}, "
+            f"{flows.describe_temporal()}; {flows.describe_background()}")
         commands = None
         if s.commands:
             commands = StdinCommands(styles, stdin).start()

@@ -319,3 +319,6 @@ def _warm(stylise: Stylise, w: int, h: int) -> None:
         stylise.warm_up()
     else:
         stylise([blank])
+    reset = getattr(stylise, "reset", None)
+    if reset is not None:  # the blank frame must not become the temporal step's previous one
+        reset()

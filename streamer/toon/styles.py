@@ -27,6 +27,7 @@ from .faces.track import TrackerSettings
 from .flow import OFFICIAL_SHORT_SIDE, FullFrameFlow
 from .segment import PersonSegmenter, SegRunner
 from .stage import Stylise
+from .temporal import TemporalFlow, TemporalSettings
 
 FACE_FILES = ("yunet.onnx", "alpha.jpg")  # the detector and the soft head mask
 FETCH_FACES = "python -m streamer.models fetch face mask"
@@ -57,11 +58,13 @@ class StyleFlows:
     settings; see the module docstring.
 
     `faces`: "auto" | "on" | "off" (FaceSettings.faces); `tracker`: the face tracker's
-    settings. Thread-safe: the live path builds a new style's flow in a loader thread while
+    settings; `temporal`: the temporal step's settings (None: off). Thread-safe: the live
+    path builds a new style's flow in a loader thread while
     the toon thread runs the current one."""
 
     def __init__(self, store: Store, engine: EngineSettings, *, faces: str = "auto",
                  tracker: TrackerSettings = TrackerSettings(), detect_side: int | None = 640,
+                 temporal: TemporalSettings | None = None,
                  log: Callable[[str], None] | None = None,
                  background: Background | str = "keep", seg_model: str = "auto"):
         self.store = store
@@ -69,6 +72,7 @@ class StyleFlows:
         self.faces_mode = faces
         self.tracker = tracker
         self.detect_side = detect_side
+        self.temporal = temporal
         self._log = log
         self._engines: dict[tuple[str, str], Engine] = {}
         self._files: FaceFiles | None = None
@@ -83,11 +87,12 @@ class StyleFlows:
     def from_settings(cls, settings, log: Callable[[str], None] | None = None,
                       store: Store | None = None) -> StyleFlows:
         """From an app's settings (VideoSettings, LiveSettings: models, device, precision,
-        threads and the face settings)."""
+        threads, the face and the temporal settings)."""
         return cls(store if store is not None else open_store(settings.models),
                    EngineSettings(device=settings.device, precision=settings.precision,
                                   threads=settings.threads),
-                   faces=settings.faces, tracker=settings.tracker_settings(), log=log,
+                   faces=settings.faces, tracker=settings.tracker_settings(),
+                   temporal=settings.temporal_settings(), log=log,
                    background=settings.background_spec(), seg_model=settings.seg_model)
 
     # --- what is installed --------------------------------------------------------------
@@ -176,25 +181,41 @@ class StyleFlows:
 
     def flow(self, style: str, *, short_side: int = OFFICIAL_SHORT_SIDE, ring: int = 4,
              fps: float = 30.0, faces: bool | None = None, official: bool = False,
-             background: Background | None = None) -> Stylise:
-        """A new stylise callable for one stream (face tracks and the previous mask never
-        carry from one stream to the next): FaceAwareFlow when faces are on, else the
-        official FullFrameFlow, wrapped in the background treatment unless it is `keep`.
-        `ring`: output buffers kept (see toon.stage.ring_size); `official`: compose faces
-        exactly as the official compound code (see FaceAwareFlow), for exact offline runs;
-        `background` overrides the setting for one flow (the web page's choice)."""
+             background: Background | None = None, temporal: bool | None = None
+             ) -> Stylise:
+        """A new stylise callable for one stream (face tracks, the temporal step's state and
+        the previous mask never carry from one stream to the next): FaceAwareFlow when faces
+        are on, else the official FullFrameFlow, each with the temporal step when it is on,
+        then the background treatment unless it is `keep` (it composites the steadied
+        cartoon). `ring`: output buffers kept (see toon.stage.ring_size); `official`:
+        compose faces exactly as the official compound code (see FaceAwareFlow), for exact
+        offline runs; `faces`, `temporal`, `background` override the settings for this
+        flow (the web page's switches)."""
         bg = self.engine(style)
         files = self.face_files(faces)
+        steady = self.temporal_settings(temporal)
         if files is None:
             flow: Stylise = FullFrameFlow(bg, short_side=short_side, ring=ring)
+            if steady is not None:
+                flow = TemporalFlow(flow, steady)
         else:
             flow = FaceAwareFlow(bg, self.head_engine(style), files.detector, files.head_mask,
                                  tracker=self.tracker, detect_side=self.detect_side,
-                                 short_side=short_side, ring=ring, fps=fps, official=official)
+                                 short_side=short_side, ring=ring, fps=fps, official=official,
+                                 temporal=steady)
         background = background if background is not None else self.background
         if not background.needs_mask:
             return flow
         return BackgroundFlow(flow, self.segmenter(), background, ring=ring)
+
+    def temporal_settings(self, temporal: bool | None = None) -> TemporalSettings | None:
+        """The temporal step's settings for one flow (None: off); `temporal` True/False
+        overrides the setting (on uses its strength, or the default one)."""
+        if temporal is None:
+            return self.temporal
+        if not temporal:
+            return None
+        return self.temporal if self.temporal is not None else TemporalSettings()
 
     # --- what runs, in words --------------------------------------------------------------
 
@@ -209,6 +230,10 @@ class StyleFlows:
         started = ", ".join(f"{v} {r.describe()}" for v, r in self._seg.items())
         return f"background {background} (person mask: selfie segmentation {self.seg_model}" + \
             (f", {started})" if started else ")")
+
+    def describe_temporal(self, temporal: bool | None = None) -> str:
+        st = self.temporal_settings(temporal)
+        return "temporal off" if st is None else f"temporal on (strength {st.strength:g})"
 
     def describe_faces(self, faces: bool | None = None, official: bool = False) -> str:
         if self.face_files(faces) is None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from streamer.commands import prog
 from streamer.config import (VideoSettings, add_background_options, add_face_options,
-                             build_settings, default_help)
+                             add_temporal_options, build_settings, default_help)
 from streamer.models.download import DownloadOptions
 from streamer.models.ensure import add_fetch_option, ensure_models
 from streamer.report import EXIT_OK, Log, run_main
@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_face_options(p)
     add_fetch_option(p)
     add_background_options(p, key_color=False)
+    add_temporal_options(p)
     p.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output")
     p.add_argument("--stats-json", metavar="PATH", help="write run statistics as JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false",

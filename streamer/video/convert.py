@@ -60,13 +60,20 @@ class Job:
         mode = self.settings.faces
         return None if mode == "auto" else mode == "on"
 
+    @property
+    def temporal(self) -> bool:
+        """The settings' temporal switch (shared flows may have been made for another
+        job's setting: the web page)."""
+        return self.settings.temporal == "on" and self.settings.temporal_strength > 0
+
     def engine(self) -> Engine:
         s = self.settings
         engine = self.flows.engine(s.style)
         if not self._announced:
             self._announced = True
             self.log(f"engine: {engine.describe()}; style {s.style}, working short side "
-                     f"{s.size}, {self.flows.describe_faces(self.faces, self.official)}")
+                     f"{s.size}, {self.flows.describe_faces(self.faces, self.official)}, "
+                     f"{self.flows.describe_temporal(self.temporal)}")
         return engine
 
     def stylise(self, ring: int, fps: float = 30.0) -> Stylise:
@@ -74,7 +81,8 @@ class Job:
         self.engine()
         return self.flows.flow(self.settings.style, short_side=self.settings.size, ring=ring,
                                fps=fps, faces=self.faces, official=self.official,
-                               background=self.settings.background_spec())
+                               background=self.settings.background_spec(),
+                               temporal=self.temporal)
 
     @property
     def alpha(self) -> bool:

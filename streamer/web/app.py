@@ -1,7 +1,7 @@
 """The Gradio page: Photo, Video and Webcam tabs over one ToonService.
 
 - One style picker for all three tabs (a radio plus a gallery of previews; clicking a
-  preview picks its style) and one faces switch.
+  preview picks its style), one faces switch and one steady (temporal step) switch.
 - Every event that runs the model is in one Gradio concurrency group, "device", with a limit
   of one: requests wait in Gradio's queue (bounded, `max_queue`) and the page shows their
   place in it. The service's lock backs this up for anything outside the queue.
@@ -72,8 +72,9 @@ def _webcam_options() -> dict[str, Any]:
     return {}
 
 
-def _style_row(service: ToonService) -> tuple[gr.Radio, gr.Checkbox]:
-    """The style choice (with a gallery of previews to click) and the faces switch."""
+def _style_row(service: ToonService) -> tuple[gr.Radio, gr.Checkbox, gr.Checkbox]:
+    """The style choice (with a gallery of previews to click), the faces switch and the
+    steady (temporal step) switch."""
     styles = service.styles
     previews = service.previews()
     with gr.Row(equal_height=True):
@@ -85,6 +86,9 @@ def _style_row(service: ToonService) -> tuple[gr.Radio, gr.Checkbox]:
                             info=None if service.faces_available else
                             "the face detector is not installed: python -m "
                             "streamer.models fetch face mask")
+        steady = gr.Checkbox(value=service.temporal_default,
+                             label="Steady: no flicker between frames (videos, webcam)",
+                             elem_id="temporal", scale=1)
     gallery = gr.Gallery(value=[(img, name) for name, img in previews], label="Styles",
                          columns=min(7, len(previews)), rows=1, height=180,
                          allow_preview=False, interactive=False, format="png",
@@ -95,7 +99,7 @@ def _style_row(service: ToonService) -> tuple[gr.Radio, gr.Checkbox]:
         return styles[i] if 0 <= i < len(styles) else gr.skip()
 
     gallery.select(pick, None, style, queue=False)
-    return style, faces
+    return style, faces, steady
 
 
 # Every model run shares one worker: the device runs one thing at a time.
@@ -162,7 +166,7 @@ def _photo_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox,
 
 
 def _video_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox,
-               bg: list) -> None:
+               steady: gr.Checkbox, bg: list) -> None:
     with gr.Tab("Video", id="video"):
         lim = service.limits
         gr.Markdown(f"Videos up to {lim.max_video_seconds:g} s and "
@@ -176,8 +180,9 @@ def _video_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox,
         video_file = gr.File(label="Download", interactive=False, height=90,
                              elem_id="video-file")
 
-    def run_video(path: str | None, style_name: str, use_faces: bool, bg_choice: str,
-                  bg_color: str, bg_image: str | None, progress=gr.Progress()):
+    def run_video(path: str | None, style_name: str, use_faces: bool, use_steady: bool,
+                  bg_choice: str, bg_color: str, bg_image: str | None,
+                  progress=gr.Progress()):
         if not path:
             raise _error("Upload a video first.")
         background = background_value(bg_choice, bg_color, bg_image)
@@ -189,17 +194,17 @@ def _video_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox,
 
         try:
             out = service.video(path, style_name, use_faces, report, background,
-                                on_warning=lambda text: gr.Warning(text))
+                                on_warning=lambda text: gr.Warning(text), temporal=use_steady)
         except Exception as exc:  # noqa: BLE001 - shown on the page
             raise _fail(exc) from None
         return str(out), str(out)
 
-    video_btn.click(run_video, [video_in, style, faces, *bg], [video_out, video_file],
+    video_btn.click(run_video, [video_in, style, faces, steady, *bg], [video_out, video_file],
                     api_name="video", **_ONE_AT_A_TIME)
 
 
 def _webcam_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox,
-                stream_every: float, bg: list) -> None:
+                steady: gr.Checkbox, stream_every: float, bg: list) -> None:
     with gr.Tab("Webcam", id="webcam"):
         gr.Markdown(f"Your camera, stylised live at a working short side of "
                     f"{service.live_size} px. Frames that arrive while one is being "
@@ -210,16 +215,17 @@ def _webcam_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox,
             cam_out = gr.Image(label="Cartoon", interactive=False, streaming=True,
                                elem_id="cam-out")
 
-    def run_cam(frame, style_name: str, use_faces: bool, bg_choice: str, bg_color: str,
-                bg_image: str | None, request: gr.Request):
+    def run_cam(frame, style_name: str, use_faces: bool, use_steady: bool, bg_choice: str,
+                bg_color: str, bg_image: str | None, request: gr.Request):
         try:
             return service.webcam(frame, style_name, use_faces,
                                   getattr(request, "session_hash", "") or "",
-                                  background_value(bg_choice, bg_color, bg_image))
+                                  background_value(bg_choice, bg_color, bg_image),
+                                  temporal=use_steady)
         except Exception as exc:  # noqa: BLE001 - shown on the page
             raise _fail(exc) from None
 
-    cam_in.stream(run_cam, [cam_in, style, faces, *bg], [cam_out], api_name="webcam",
+    cam_in.stream(run_cam, [cam_in, style, faces, steady, *bg], [cam_out], api_name="webcam",
                   stream_every=stream_every, show_progress="hidden", time_limit=3600,
                   **_ONE_AT_A_TIME)
 
@@ -231,12 +237,12 @@ def build_app(service: ToonService, *, stream_every: float = 0.2,
     with gr.Blocks(title="Toonstream", analytics_enabled=False,
                    delete_cache=(600, 3600)) as demo:
         gr.Markdown(_INTRO)
-        style, faces = _style_row(service)
+        style, faces, steady = _style_row(service)
         bg = _background_row(service)
         with gr.Tabs():
             _photo_tab(service, style, faces, bg)
-            _video_tab(service, style, faces, bg)
-            _webcam_tab(service, style, faces, stream_every, bg)
+            _video_tab(service, style, faces, steady, bg)
+            _webcam_tab(service, style, faces, steady, stream_every, bg)
     demo.queue(default_concurrency_limit=1, max_size=max_queue)
     return demo
 

@@ -13,14 +13,16 @@ import re
 import sys
 
 from streamer.commands import prog
-from streamer.config import FaceSettings, add_background_options, add_face_options
+from streamer.config import (FaceSettings, TemporalOptions, add_background_options,
+                             add_face_options, add_temporal_options)
 from streamer.errors import UserError
 from streamer.report import EXIT_ERROR, EXIT_OK, Log, fail, one_line
 from streamer.signals import Terminated, exit_status, signal_name, stop_signals
 from streamer.toon.engine import DEVICES
 
 DEFAULT_HOST = "127.0.0.1"
-FACE_FIELDS = {f.name for f in dataclasses.fields(FaceSettings)} - {"faces"}
+FACE_FIELDS = ({f.name for f in dataclasses.fields(FaceSettings)} - {"faces"}) | {
+    f.name for f in dataclasses.fields(TemporalOptions)}
 DEFAULT_PORT = 7860
 
 
@@ -107,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"largest upload, e.g. 50mb, 1gb (default {lim.max_file_size})")
     add_face_options(p, mode=False)
     add_background_options(p, key_color=False)
+    add_temporal_options(p)
     return p
 
 

@@ -108,6 +108,8 @@ class ToonService:
         self.default_style = "anime" if "anime" in self.styles else self.styles[0]
         #: the page's faces switch starts on when the detector and head mask are installed
         self.faces_available = self.flows.face_files() is not None
+        #: the page's steady (temporal step) switch starts as run_video's --temporal
+        self.temporal_default = self.base.temporal == "on"
         self.lock = threading.Lock()
         self.workdir = Path(tempfile.mkdtemp(prefix="toonstream-web-"))
         self._live: collections.OrderedDict[str, tuple[tuple, object]] = collections.OrderedDict()
@@ -122,21 +124,28 @@ class ToonService:
                            f"{', '.join(self.styles)}")
         return style
 
-    def settings(self, style: str, faces: bool, background: str | None = None) -> VideoSettings:
-        """What `run_video.py --style STYLE --faces on|off --background B` would run with
-        (a bad background is the command line's one-line ConfigError)."""
-        return dataclasses.replace(self.base, style=self.check_style(style),
-                                   faces="on" if faces else "off",
-                                   background=self.base.background if background is None
-                                   else background)
+    def settings(self, style: str, faces: bool, background: str | None = None,
+                 temporal: bool | None = None) -> VideoSettings:
+        """What `run_video.py --style STYLE --faces on|off --background B [--temporal on|off]`
+        would run with (a bad background is the command line's one-line ConfigError;
+        `background`, `temporal` None: the command line's setting)."""
+        s = dataclasses.replace(self.base, style=self.check_style(style),
+                                faces="on" if faces else "off",
+                                background=self.base.background if background is None
+                                else background)
+        if temporal is not None:
+            s = dataclasses.replace(s, temporal="on" if temporal else "off")
+        return s
 
     @property
     def default_background(self) -> str:
         return self.base.background
 
-    def job(self, style: str, faces: bool = False, background: str | None = None) -> Job:
+    def job(self, style: str, faces: bool = False, background: str | None = None,
+            temporal: bool | None = None) -> Job:
         """run_video's job for one request, on the page's shared style flows."""
-        return Job(self.settings(style, faces, background), self.log, flows=self.flows)
+        return Job(self.settings(style, faces, background, temporal), self.log,
+                   flows=self.flows)
 
     def describe(self) -> str:
         """The engine that runs (started for the default style if none is yet)."""
@@ -230,7 +239,8 @@ class ToonService:
 
     def video(self, src: str | Path, style: str, faces: bool = False,
               on_progress: ProgressCallback | None = None, background: str | None = None,
-              on_warning: Callable[[str], None] | None = None) -> Path:
+              on_warning: Callable[[str], None] | None = None,
+              temporal: bool | None = None) -> Path:
         """Convert one video the way `run_video.py src -o out.mp4` does (audio kept);
         returns the output file (.mp4, or .webm for a WebM input, .mkv when the input's
         audio cannot go into MP4 untouched). `on_warning` gets each warning run_video
@@ -242,7 +252,7 @@ class ToonService:
         self._check_video(src)
         job = self.job_dir()
         stem = _safe_stem(src.name, "video")
-        work = self.job(style, faces, background)
+        work = self.job(style, faces, background, temporal)
         # A transparent background needs alpha: WebM VP9 (browsers play it with alpha).
         suffix = ".webm" if src.suffix.lower() == ".webm" or work.alpha else ".mp4"
         with self.lock:
@@ -261,26 +271,27 @@ class ToonService:
 
     # --- webcam ----------------------------------------------------------------------------
 
-    def _stylise(self, style: str, faces: bool, work_wh: tuple[int, int]) -> Stylise:
+    def _stylise(self, style: str, faces: bool, work_wh: tuple[int, int],
+                 temporal: bool | None = None) -> Stylise:
         """style -> stylise callable at the working size, on the page's shared engines
         (FaceAwareFlow with faces on, whose heads LiveToon pastes at the frame's own size;
         the background treatment is LiveToon's own last step)."""
         from streamer.toon.background import Background
         return self.flows.flow(style, faces=faces, short_side=min(work_wh), ring=2,
-                               background=Background("keep"))
+                               background=Background("keep"), temporal=temporal)
 
     def _live_toon(self, session: str, style: str, faces: bool, w: int, h: int,
-                   background: str = "keep"):
+                   background: str = "keep", temporal: bool | None = None):
         from streamer.live.toon import LiveToon, working_size
 
-        key = (style, bool(faces), w, h, background)
+        key = (style, bool(faces), w, h, background, temporal)
         held = self._live.get(session)
         if held is not None and held[0] == key:
             self._live.move_to_end(session)
             return held[1]
         spec = self.settings(style, faces, background).background_spec()
         work_wh = working_size(w, h, self.live_size)
-        factory = lambda name: self._stylise(name, faces, work_wh)  # noqa: E731
+        factory = lambda name: self._stylise(name, faces, work_wh, temporal)  # noqa: E731
         toon = LiveToon(factory, style, work_wh, (w, h), ring=2, cache_size=1,
                         initial=factory(style), background=spec,
                         segmenter=self.flows.segmenter() if spec.needs_mask else None)
@@ -290,11 +301,13 @@ class ToonService:
         return toon
 
     def webcam(self, rgb: np.ndarray | None, style: str, faces: bool = False,
-               session: str = "", background: str | None = None) -> np.ndarray | None:
+               session: str = "", background: str | None = None,
+               temporal: bool | None = None) -> np.ndarray | None:
         """Stylise one webcam frame (RGB in, RGB out) through the live path's toon callable
         (LiveToon: working size `live_size`, rounded to multiples of 16, result enlarged back
         to the frame's size). One per browser session, rebuilt when the style, the faces
-        switch or the frame size changes."""
+        switch, the steady switch (`temporal`, None: the command line's setting) or the
+        frame size changes."""
         if rgb is None:
             return None
         self.check_style(style)
@@ -308,7 +321,7 @@ class ToonService:
             bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA)
         background = self.default_background if background is None else background
         with self.lock:
-            toon = self._live_toon(session, style, faces, w, h, background)
+            toon = self._live_toon(session, style, faces, w, h, background, temporal)
             # the tracker smooths over real time: webcam frames come when the browser sends
             out = toon([bgr], [time.monotonic()])[0]
             if out.shape[2] == 4:  # transparent: RGBA, a copy (the ring is reused)

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..engine import Engine, host_array
 from ..flow import OFFICIAL_SHORT_SIDE, FullFrameFlow, work_size
+from ..temporal import FrameTemporal, HeadTemporal, TemporalSettings
 from .align import CROP_SIZE, warp_crop
 from .compose import PasteScratch, load_head_mask, paste_head
 from .detect import FaceDetector
@@ -40,12 +41,14 @@ class FaceTimings:
     bg_s: float = 0.0     # background model, with its resize and padding
     head_s: float = 0.0   # head model runs
     face_s: float = 0.0   # detection, tracking, smoothing, crops, paste-back
+    temporal_s: float = 0.0  # the temporal step (flow, warps, blends), frames and heads
 
     def summary(self) -> str:
         per_face = self.head_s / self.faces if self.faces else float("nan")
         return (f"{self.frames} frames, {self.faces} faces; bg {1e3 * self.bg_s / max(1, self.frames):.1f} "
                 f"ms/frame, head {1e3 * per_face:.1f} ms/face, face path "
-                f"{1e3 * self.face_s / max(1, self.frames):.1f} ms/frame")
+                f"{1e3 * self.face_s / max(1, self.frames):.1f} ms/frame, temporal "
+                f"{1e3 * self.temporal_s / max(1, self.frames):.1f} ms/frame")
 
 
 class FaceAwareFlow:
@@ -67,6 +70,10 @@ class FaceAwareFlow:
       the detector sees a copy of at most `detect_side` px, and `__call__` pastes heads on
       the frame at its own size.
 
+    - `temporal`: the temporal step's settings (streamer.toon.temporal), None for none: the
+      whole-frame result is stabilised along the image motion in `background`, and each
+      head in its aligned crop space before it is pasted, reusing that frame's motion.
+
     Frames must come in order: the flow keeps tracks between calls (`reset()` forgets them,
     e.g. on a seek). Results are views into the full-frame flow's ring of `ring` buffers.
     """
@@ -74,7 +81,8 @@ class FaceAwareFlow:
     def __init__(self, bg_engine: Engine, head_engine: Engine, detector_model: Path | str,
                  head_mask: Path | str, *, tracker: TrackerSettings = TrackerSettings(),
                  detect_side: int | None = 640, short_side: int = OFFICIAL_SHORT_SIDE,
-                 ring: int = 4, fps: float = 30.0, official: bool = False):
+                 ring: int = 4, fps: float = 30.0, official: bool = False,
+                 temporal: TemporalSettings | None = None):
         if fps <= 0:
             raise ValueError("fps must be positive")
         self.official = official
@@ -96,11 +104,16 @@ class FaceAwareFlow:
         self._crops = np.empty((0, CROP_SIZE, CROP_SIZE, 3), np.uint8)
         self._heads = np.empty_like(self._crops)
         self.last_faces: list[list[FaceRender]] = []  # per frame of the latest call
+        self.frame_temporal = FrameTemporal(temporal) if temporal is not None else None
+        self.head_temporal = HeadTemporal(temporal) if temporal is not None else None
 
     def reset(self) -> None:
         """Forget all tracks (the next frame is treated like a first frame)."""
         self.tracker.reset()
         self._last_t = None
+        if self.frame_temporal is not None:
+            self.frame_temporal.reset()
+            self.head_temporal.reset()
 
     def __call__(self, frames: list[np.ndarray], times: Sequence[float] | None = None
                  ) -> list[np.ndarray]:
@@ -138,7 +151,11 @@ class FaceAwareFlow:
             return []
         t0 = time.perf_counter()
         outs = self.bg(frames)
-        self.timings.bg_s += time.perf_counter() - t0
+        t1 = time.perf_counter()
+        self.timings.bg_s += t1 - t0
+        if self.frame_temporal is not None:
+            self.frame_temporal(frames, outs)
+            self.timings.temporal_s += time.perf_counter() - t1
         return outs
 
     def warm_up(self) -> None:
@@ -175,6 +192,8 @@ class FaceAwareFlow:
         self.last_faces = faces
         self.timings.frames += len(frames)
         if n == 0:
+            if self.head_temporal is not None:
+                self.head_temporal.reset()  # no face carries over a frame without faces
             self.timings.face_s += time.perf_counter() - t0
             return outs
         if len(self._crops) < n:
@@ -191,6 +210,9 @@ class FaceAwareFlow:
         for start, stop in runs:
             self.head_engine.run(self._crops[start:stop], heads[start:stop])
         t2 = time.perf_counter()
+        if self.head_temporal is not None:
+            self._stabilise_heads(frames, faces, heads)
+        t2b = time.perf_counter()
         k = 0
         for out, frame_faces in zip(outs, faces):
             for face in frame_faces:  # largest first: smaller faces end up on top
@@ -199,8 +221,28 @@ class FaceAwareFlow:
         t3 = time.perf_counter()
         self.timings.faces += n
         self.timings.head_s += t2 - t1
-        self.timings.face_s += (t1 - t0) + (t3 - t2)
+        self.timings.face_s += (t1 - t0) + (t3 - t2b)
+        self.timings.temporal_s += t2b - t2
         return outs
+
+    def _stabilise_heads(self, frames: Sequence[np.ndarray], faces: list[list[FaceRender]],
+                         heads: np.ndarray) -> None:
+        """The temporal step on the heads, in crop space, with each frame's motion as the
+        whole-frame step measured it (in `background`, on the same frames, maybe smaller)."""
+        steps = self.frame_temporal.steps
+        if len(steps) != len(frames):  # background() was not run on these frames
+            steps = [None] * len(frames)
+        ids, crops, ms, fsteps, hws = [], [], [], [], []
+        k = 0
+        for frame, frame_faces, step in zip(frames, faces, steps):
+            for face in frame_faces:
+                ids.append(face.track_id)
+                crops.append(self._crops[k])
+                ms.append(face.m)
+                fsteps.append(step)
+                hws.append(frame.shape[:2])
+                k += 1
+        self.head_temporal(ids, crops, [heads[i] for i in range(k)], ms, fsteps, hws)
 
 
 def describe_detection(official: bool, detect_side: int | None = 640) -> str:

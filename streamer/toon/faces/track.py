@@ -188,6 +188,7 @@ class FaceRender:
     alpha: float        # opacity in 0..1
     size: float         # box area, for the paste order (largest first)
     landmarks: np.ndarray  # [5, 2] the raw landmarks this transform was smoothed from
+    box: np.ndarray | None = None  # [4] x, y, w, h: the raw face box (detected or carried)
 
 
 class FaceTracker:
@@ -414,6 +415,7 @@ class FaceTracker:
             else:  # exactly the official fit
                 m, m_inv = tr.fit
             out.append(FaceRender(tr.id, m, m_inv, tr.alpha,
-                                  float(tr.box[2] * tr.box[3]), tr.landmarks.copy()))
+                                  float(tr.box[2] * tr.box[3]), tr.landmarks.copy(),
+                                  tr.box.copy()))
         out.sort(key=lambda f: -f.size)
         return out

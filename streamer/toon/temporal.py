@@ -1,0 +1,409 @@
+"""The temporal step: stylised frames that do not flicker, for any style and any engine.
+
+DCT-Net stylises each frame on its own, so it redraws texture (hair strands, highlights, the
+eyes) a little differently on every frame, even when nothing moves. This step, which needs
+no training, blends the previous *output*, carried along the image motion, into the current
+one wherever that motion can be trusted, weighted by how far it can be trusted:
+
+    out_t = p_t + w * (warp(out_t-1) - p_t),  w = strength * reliability in [0, strength]
+
+where `p_t` is the model's own output for frame t. Since `out_t-1` already holds the earlier
+frames, this is an exponential average along motion trajectories: flicker shrinks, real
+change passes. The reliability of a pixel is the product of
+
+- forward-backward consistency of the flow (occluded and badly matched pixels fail it),
+- a small photometric residual between the warped previous INPUT and the current input (a
+  new object, a revealed background, a blink, a light switched on: the input says the
+  content changed, so the model's new drawing is taken as it is, with no trail),
+- a bounded difference between the warped previous output and the new output (a guard: a
+  change that large is no flicker), and being warped from inside the frame;
+- and all of this a few pixels around the pixel too (`margin`): the model's drawing reacts
+  a few pixels around a change, and that halo must not trail a moving edge.
+
+At a scene cut (and on a first frame, a size change, a `reset()`) nothing is blended.
+
+Heads are stabilised in their own aligned 288x288 crop space (`HeadTemporal`): a tracked
+face barely moves there, so the previous stylised head lines up with the new one. The crop
+motion is not measured again: it is the frame's flow (computed once per frame by `Motion`)
+composed with the two crop transforms the face tracker already has. A face that appears (a
+new track) starts fresh.
+
+`Motion` and `remap_maps`/`warp` are the shared motion pieces: one DIS flow per frame on a
+small grey copy, and the warp of any image along it (the live path's background reuse
+between model runs can carry its last result with the same two calls).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+#: mean |diff| of 32x18 grey thumbnails that marks a scene cut (the face tracker's value)
+CUT_THRESHOLD = 30.0
+DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+               "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+
+
+@dataclass(frozen=True)
+class TemporalSettings:
+    """How strongly and where the previous output is blended in.
+
+    `strength`: the weight of the warped previous output where the motion is fully
+    reliable (0: off; 1 would freeze a static scene). `flow_side`: the long side, in
+    pixels, of the grey copy the flow runs on. `residual`: levels of photometric residual
+    (warped previous input vs current input, largest over the colour channels) over which
+    the weight falls from full to zero. `change`: the same for the output difference guard (levels, max over
+    channels). `margin`: pixels around a pixel that fails a check that are not trusted
+    either."""
+
+    strength: float = 0.7
+    flow_side: int = 320
+    residual: tuple[float, float] = (6.0, 24.0)
+    change: tuple[float, float] = (40.0, 80.0)
+    margin: int = 3
+    cut_threshold: float = CUT_THRESHOLD
+    flow_preset: str = "fast"  # DIS preset: ultrafast, fast or medium
+    smooth_residual: bool = True  # compare the inputs after a 3x3 blur (see _motion_or_still)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError("temporal strength must be in 0..1")
+        if self.flow_preset not in DIS_PRESETS:
+            raise ValueError(f"flow preset must be one of {', '.join(DIS_PRESETS)}")
+        if self.flow_side < 16:
+            raise ValueError("the flow's side must be at least 16 pixels")
+        for lo, hi in (self.residual, self.change):
+            if not 0 <= lo < hi:
+                raise ValueError("a ramp needs 0 <= low < high")
+
+
+def thumbnail(frame: np.ndarray) -> np.ndarray:
+    """The 32x18 grey thumbnail that scene cuts are judged on (as the face tracker does)."""
+    grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    return cv2.resize(grey, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """1 at or below `lo`, 0 at or above `hi`, linear between (float32, in place on x)."""
+    x -= np.float32(hi)
+    x *= np.float32(-1.0 / (hi - lo))
+    np.clip(x, 0.0, 1.0, out=x)
+    return x
+
+
+@dataclass
+class MotionStep:
+    """The motion from the previous frame to this one, on the flow's small grey copy.
+
+    `back`: flow t -> t-1 ([h, w, 2] float32, small pixels); `ok`: forward-backward
+    consistent and warped from inside the frame ([h, w] float32 0/1); `frame_hw`: the size
+    of the frame it was measured on."""
+
+    back: np.ndarray
+    ok: np.ndarray
+    frame_hw: tuple[int, int]
+
+    def scale(self, hw: tuple[int, int]) -> tuple[float, float]:
+        """(sx, sy): small flow pixels per pixel of an image of size `hw` (same view)."""
+        h, w = self.back.shape[:2]
+        return w / hw[1], h / hw[0]
+
+    def sample(self, px: np.ndarray, py: np.ndarray, hw: tuple[int, int]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """At points (px, py) of an image of size `hw` (the same view as the measured frame,
+        any size): where each point was on the previous frame, and its reliability."""
+        sx, sy = self.scale(hw)
+        # Pixel centres: x_small + 0.5 = (x + 0.5) * sx.
+        qx = (px + np.float32(0.5)) * np.float32(sx) - np.float32(0.5)
+        qy = (py + np.float32(0.5)) * np.float32(sy) - np.float32(0.5)
+        f = cv2.remap(self.back, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        ok = cv2.remap(self.ok, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                       borderValue=0)
+        return px + f[..., 0] / np.float32(sx), py + f[..., 1] / np.float32(sy), ok
+
+
+_GRIDS: dict[tuple[int, int], np.ndarray] = {}
+
+
+def pixel_grid(hw: tuple[int, int]) -> np.ndarray:
+    """[h, w, 2] float32 (x, y) coordinates of every pixel, made once per size (read-only)."""
+    grid = _GRIDS.get(hw)
+    if grid is None:
+        gx, gy = np.meshgrid(np.arange(hw[1], dtype=np.float32), np.arange(hw[0], dtype=np.float32))
+        grid = np.dstack([gx, gy])
+        grid.setflags(write=False)
+        _GRIDS[hw] = grid
+    return grid
+
+
+def remap_maps(step: MotionStep, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """For every pixel of an image of size `hw` at time t (the measured frame's view, any
+    size): where it was at t-1 (a [h, w, 2] map for `warp`), and its reliability (0..1)
+    from the flow's checks. The small flow is enlarged with cv2.resize (pixel centres
+    aligned, as `MotionStep.sample` does) and scaled to this image's pixels."""
+    h, w = hw
+    sx, sy = step.scale(hw)
+    # Scaled before it is enlarged (the same, as resizing is linear, on fewer pixels).
+    small = cv2.multiply(step.back, (1.0 / sx, 1.0 / sy, 0.0, 0.0))
+    flow = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    maps = cv2.add(flow, pixel_grid(hw), dst=flow)
+    ok = cv2.resize(step.ok, (w, h), interpolation=cv2.INTER_LINEAR)
+    return maps, ok
+
+
+def warp(img: np.ndarray, maps: np.ndarray, dst: np.ndarray | None = None) -> np.ndarray:
+    """`img` (the previous frame's, any channels) carried onto the current frame along the
+    [h, w, 2] map from `remap_maps` (bilinear; edges replicated: the reliability is 0 there)."""
+    return cv2.remap(img, maps, None, cv2.INTER_LINEAR, dst=dst,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+class Motion:
+    """Dense optical flow between consecutive frames, once per frame: DIS on a grey copy
+    whose long side is at most `side`, both ways, with the forward-backward check.
+
+    `update(frame)` returns the MotionStep from the previous frame to this one, or None on
+    a first frame, a scene cut or a size change (nothing to carry over)."""
+
+    def __init__(self, side: int = 320, cut_threshold: float = CUT_THRESHOLD,
+                 preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST):
+        self.side = side
+        self.cut_threshold = cut_threshold
+        self._dis = cv2.DISOpticalFlow_create(preset)
+        self._prev: np.ndarray | None = None
+        self._prev_thumb: np.ndarray | None = None
+        self._hw: tuple[int, int] | None = None
+        self.cuts = 0
+
+    def reset(self) -> None:
+        self._prev = self._prev_thumb = None
+
+    def small_size(self, hw: tuple[int, int]) -> tuple[int, int]:
+        """The flow's grey copy: long side at most `side` and at most half the frame's (the
+        flow is smooth where it matters and DIS's cost grows with the pixels; a live 256x144
+        working frame gets a 128x72 flow)."""
+        h, w = hw
+        s = min(0.5, self.side / max(h, w))
+        return max(8, round(h * s)), max(8, round(w * s))
+
+    def update(self, frame: np.ndarray) -> MotionStep | None:
+        hw = frame.shape[:2]
+        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+        sh, sw = self.small_size(hw)
+        small = grey if (sh, sw) == hw else cv2.resize(grey, (sw, sh), interpolation=cv2.INTER_AREA)
+        thumb = thumbnail(small)
+        prev, prev_thumb = self._prev, self._prev_thumb
+        self._prev, self._prev_thumb = small, thumb
+        if prev is None or self._hw != hw:
+            self._hw = hw
+            return None
+        if float(np.abs(thumb - prev_thumb).mean()) > self.cut_threshold:
+            self.cuts += 1
+            return None
+        back = self._dis.calc(small, prev, None)  # t -> t-1
+        fwd = self._dis.calc(prev, small, None)   # t-1 -> t
+        grid = pixel_grid((sh, sw))
+        mx, my = grid[..., 0] + back[..., 0], grid[..., 1] + back[..., 1]
+        fwd_at = cv2.remap(fwd, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        # The usual forward-backward test (Sundaram et al. 2010): b + f(x + b) ~ 0, with a
+        # tolerance that grows with the motion.
+        ex, ey = back[..., 0] + fwd_at[..., 0], back[..., 1] + fwd_at[..., 1]
+        err = ex * ex + ey * ey
+        tol = 0.01 * (back[..., 0] ** 2 + back[..., 1] ** 2 + fwd_at[..., 0] ** 2
+                      + fwd_at[..., 1] ** 2) + 0.5
+        ok = (err <= tol) & (mx >= 0) & (my >= 0) & (mx <= sw - 1) & (my <= sh - 1)
+        return MotionStep(back, ok.astype(np.float32), hw)
+
+
+def _max_channels(img: np.ndarray) -> np.ndarray:
+    """The largest value over the channels (cv2: numpy's max over an axis is slow)."""
+    if img.ndim == 2:
+        return img
+    c = cv2.split(img)
+    return cv2.max(cv2.max(c[0], c[1]), c[2])
+
+
+def compare_view(frame: np.ndarray, smooth: bool = True) -> np.ndarray:
+    """The copy of an input that the photometric check compares: in colour (two colours of
+    one grey level must not pass for each other) and, with `smooth`, after a 3x3 box blur:
+    sensor and codec noise and a warp's resampling differ pixel by pixel and mostly
+    average out, a real change does not (on the two sample clips this lets about a third
+    more of the picture be steadied)."""
+    return cv2.blur(frame, (3, 3)) if smooth else frame.copy()
+
+
+def _motion_or_still(maps: np.ndarray, ok: np.ndarray, prev_in: np.ndarray,
+                     cur_in: np.ndarray) -> np.ndarray:
+    """Per pixel, the flow's motion or none, whichever explains the input better (inputs
+    from `compare_view`); `maps` and `ok` are updated in place; returns the photometric
+    residual (uint8, largest over the channels). A pixel that did not move is copied, not
+    resampled: the flow is never exactly zero, and repeated bilinear warps along its noise
+    would blur a still picture frame after frame."""
+    res_w = _max_channels(cv2.absdiff(warp(prev_in, maps), cur_in))
+    res_0 = _max_channels(cv2.absdiff(prev_in, cur_in))
+    still = res_0 <= res_w
+    np.copyto(maps, pixel_grid(cur_in.shape[:2]), where=still[..., None])
+    ok[still] = 1.0
+    return cv2.min(res_0, res_w)
+
+
+def _reliability(step_ok: np.ndarray, res: np.ndarray, prev_out_w: np.ndarray,
+                 cur_out: np.ndarray, st: TemporalSettings) -> np.ndarray:
+    """The blend weight (float32 [h, w], 0..strength) of the warped previous output, from
+    the flow's checks `step_ok` and the photometric residual `res`."""
+    w = _ramp(res.astype(np.float32), *st.residual)
+    w *= step_ok
+    if st.margin > 0:
+        # The model's output reacts to the input a few pixels around a change (its
+        # receptive field), so pixels near a failed check are not trusted either: without
+        # this margin a faint halo of the old content trails a moving edge.
+        k = 2 * st.margin + 1
+        w = cv2.erode(w, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    change = _max_channels(cv2.absdiff(prev_out_w, cur_out))
+    w *= _ramp(change.astype(np.float32), *st.change)
+    w *= np.float32(st.strength)
+    return w
+
+
+def _blend(prev_w: np.ndarray, cur: np.ndarray, weight: np.ndarray) -> None:
+    """cur = weight * prev_w + (1 - weight) * cur, in place (rounded to uint8)."""
+    cv2.blendLinear(prev_w, cur, weight, 1.0 - weight, dst=cur)
+
+
+class FrameTemporal:
+    """The temporal step on whole frames: `(inputs, outputs)` of each call, in order, and
+    the outputs are stabilised in place. Keeps one previous input and output."""
+
+    def __init__(self, settings: TemporalSettings = TemporalSettings(),
+                 motion: Motion | None = None):
+        self.settings = settings
+        self.motion = motion if motion is not None else Motion(
+            settings.flow_side, settings.cut_threshold, DIS_PRESETS[settings.flow_preset])
+        self.steps: list[MotionStep | None] = []  # per frame of the latest call
+        self._prev_in: np.ndarray | None = None  # compare_view of the previous input
+        self._prev_out: np.ndarray | None = None
+        self.blended = 0.0  # sum over frames of the mean blend weight (for the stats)
+        self.frames = 0
+        self.seconds = 0.0  # time spent here, flow included (for the benchmarks)
+
+    def reset(self) -> None:
+        self.motion.reset()
+        self._prev_in = self._prev_out = None
+
+    def __call__(self, inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> None:
+        t0 = time.perf_counter()
+        self.steps = []
+        for frame, out in zip(inputs, outputs):
+            self.steps.append(self.step(frame, out))
+        self.seconds += time.perf_counter() - t0
+
+    def step(self, frame: np.ndarray, out: np.ndarray) -> MotionStep | None:
+        """Stabilise one output in place; returns the frame's motion (None: not blended)."""
+        if out.shape[:2] != frame.shape[:2]:
+            raise ValueError("the temporal step needs the output at the input's size")
+        step = self.motion.update(frame)
+        cur_in = compare_view(frame, self.settings.smooth_residual)
+        prev_out, prev_in = self._prev_out, self._prev_in
+        self.frames += 1
+        if (step is not None and prev_out is not None and prev_out.shape == out.shape
+                and self.settings.strength > 0):
+            maps, ok = remap_maps(step, out.shape[:2])
+            res = _motion_or_still(maps, ok, prev_in, cur_in)
+            prev_out_w = warp(prev_out, maps)
+            weight = _reliability(ok, res, prev_out_w, out, self.settings)
+            _blend(prev_out_w, out, weight)
+            self.blended += float(weight.mean())
+        else:
+            step = None
+        if prev_out is None or prev_out.shape != out.shape:
+            self._prev_out = out.copy()
+        else:
+            np.copyto(prev_out, out)
+        self._prev_in = cur_in
+        return step
+
+
+@dataclass
+class _HeadState:
+    head: np.ndarray   # the stabilised 288x288 head output of the previous frame
+    crop: np.ndarray   # compare_view of the previous frame's input crop
+    m: np.ndarray      # its image -> crop transform (in that frame's pixels)
+    hw: tuple[int, int]
+
+
+class HeadTemporal:
+    """The temporal step on head crops, per face track, in the aligned crop space.
+
+    `__call__(track_ids, crops, heads, ms, steps_per_face, frame_hw)`: for each face, its
+    track id, input crop, stylised head (stabilised in place), image -> crop transform and
+    the frame's MotionStep (None: start again). Tracks not seen in a call are forgotten."""
+
+    def __init__(self, settings: TemporalSettings = TemporalSettings()):
+        self.settings = settings
+        self._state: dict[int, _HeadState] = {}
+        self.blended = 0.0
+        self.heads = 0
+        self.seconds = 0.0
+
+    def reset(self) -> None:
+        self._state = {}
+
+    def __call__(self, track_ids: Sequence[int], crops: Sequence[np.ndarray],
+                 heads: Sequence[np.ndarray], ms: Sequence[np.ndarray],
+                 steps: Sequence[MotionStep | None], frame_hw: Sequence[tuple[int, int]]) -> None:
+        t0 = time.perf_counter()
+        new: dict[int, _HeadState] = {}
+        for tid, crop, head, m, step, hw in zip(track_ids, crops, heads, ms, steps, frame_hw):
+            cur_in = compare_view(crop, self.settings.smooth_residual)
+            old = self._state.get(tid) if step is not None else None
+            self.heads += 1
+            if old is not None and old.hw == hw and self.settings.strength > 0:
+                maps, ok = self._maps(step, m, old.m, hw, head.shape[:2])
+                res = _motion_or_still(maps, ok, old.crop, cur_in)
+                prev_w = warp(old.head, maps)
+                weight = _reliability(ok, res, prev_w, head, self.settings)
+                _blend(prev_w, head, weight)
+                self.blended += float(weight.mean())
+            new[tid] = _HeadState(head.copy(), cur_in, np.asarray(m, np.float64), hw)
+        self._state = new
+        self.seconds += time.perf_counter() - t0
+
+    @staticmethod
+    def _maps(step: MotionStep, m: np.ndarray, m_prev: np.ndarray, hw: tuple[int, int],
+              crop_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Crop pixel c -> frame point p = M_t^-1 c -> where p was at t-1 (the frame's
+        flow) -> its place in the previous crop, M_t-1 p'. Reliability 0 outside it."""
+        grid = pixel_grid(crop_hw)
+        gx, gy = grid[..., 0], grid[..., 1]
+        inv = cv2.invertAffineTransform(np.asarray(m, np.float64)).astype(np.float32)
+        px = inv[0, 0] * gx + inv[0, 1] * gy + inv[0, 2]
+        py = inv[1, 0] * gx + inv[1, 1] * gy + inv[1, 2]
+        qx, qy, ok = step.sample(px, py, hw)
+        a = np.asarray(m_prev, np.float32)
+        cx = a[0, 0] * qx + a[0, 1] * qy + a[0, 2]
+        cy = a[1, 0] * qx + a[1, 1] * qy + a[1, 2]
+        h, w = crop_hw
+        ok *= ((cx >= 0) & (cy >= 0) & (cx <= w - 1) & (cy <= h - 1)).astype(np.float32)
+        return np.dstack([cx, cy]), ok
+
+
+class TemporalFlow:
+    """A stylise callable without faces (FullFrameFlow) with the temporal step after it.
+    Same call; results are the inner flow's buffers, stabilised in place."""
+
+    def __init__(self, inner, settings: TemporalSettings = TemporalSettings()):
+        self.inner = inner
+        self.temporal = FrameTemporal(settings)
+
+    def reset(self) -> None:
+        self.temporal.reset()
+
+    def __call__(self, frames: list[np.ndarray], times: Sequence[float] | None = None
+                 ) -> list[np.ndarray]:
+        outs = self.inner(frames, times)
+        self.temporal(frames, outs)
+        return outs
