@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from streamer.config import VideoSettings, add_face_options, build_settings, default_help
-from streamer.report import EXIT_OK, Log, run_main
+from streamer.report import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, Log, run_main
 from streamer.sinks.video_file import CODECS, OutputError
 from streamer.toon.engine import DEVICES, PRECISIONS
 
@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Settings come from the defaults, then --config, then these options. "
                "The output is written under a temporary name and renamed when complete.",
         argument_default=S)
-    p.add_argument("input", help="video file, image, or folder")
+    p.add_argument("input", nargs="+", help="video file, image, or folder (several: -o is "
+                                            "a folder that receives each by name)")
     p.add_argument("-o", "--output", default=None,
                    help="output file (or folder for a folder input); default: "
                         "INPUT_STYLE next to the input")
@@ -62,6 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats-json", metavar="PATH", help="write run statistics as JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")
+    r = p.add_argument_group("Ray (pip install 'toonstream[ray]'; see streamer/video/cluster.py)")
+    r.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="convert on Ray: no ADDRESS starts a local Ray on this machine; auto "
+                        "or ray://HOST:PORT joins a running cluster")
+    r.add_argument("--chunk-seconds", type=float,
+                   help=f"cut videos longer than 1.5 chunks at keyframes about this far apart "
+                        f"{d('chunk_seconds')}")
+    r.add_argument("--warmup-seconds", type=float,
+                   help=f"frames before each chunk that are stylised but not written, so face "
+                        f"tracks settle {d('warmup_seconds')}")
+    r.add_argument("--workers", type=int, help="worker actors (default: one per GPU, else one "
+                                               "per --worker-cpus CPUs)")
+    r.add_argument("--worker-cpus", type=int, help="CPUs per CPU worker (default: 4)")
     return p
 
 
@@ -89,6 +103,41 @@ def write_stats(path: str, results: list[Result], job: Job) -> None:
         raise OutputError(f"cannot write stats to {path} ({exc.strerror})") from None
 
 
+def convert_many(inputs: list[Path], output: Path | None, job: Job) -> list[Result]:
+    """Several inputs: each into the output folder by name, as a folder's files are."""
+    if output is None:
+        raise OutputError("several inputs need -o FOLDER")
+    if output.exists() and not output.is_dir():
+        raise OutputError(f"{output} is a file; several inputs need an output folder")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder {output} ({exc.strerror})") from None
+    results = []
+    for src in inputs:
+        results += convert(src, output / src.name, job)
+    return results
+
+
+def run_on_ray(inputs: list[Path], output: Path | None, settings: VideoSettings, log: Log,
+               **hooks: Any) -> int:
+    """The --ray path: the same outputs, on Ray workers; a failed file fails alone."""
+    from .cluster import import_ray, run_cluster, summary_lines, write_cluster_stats
+
+    import_ray()  # a missing extra is one line before any work
+    try:
+        report = run_cluster(inputs, output, settings, log, **hooks)
+    except KeyboardInterrupt:
+        log("interrupted: stopped; finished files and chunks are kept beside the output: "
+            "run the same command again to resume")
+        return EXIT_INTERRUPTED
+    for line in summary_lines(report):
+        log(line)
+    if settings.stats_json:
+        write_cluster_stats(settings.stats_json, report, settings)
+    return EXIT_ERROR if report.failed else EXIT_OK
+
+
 def main(argv: list[str] | None = None, log: Log | None = None) -> int:
     """The run_video.py command; returns the exit status."""
     log = log or Log()
@@ -96,8 +145,15 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
 
     def body() -> int:
         settings = settings_from_args(args)
+        inputs = [Path(x) for x in args.input]
+        output = Path(args.output) if args.output else None
+        if settings.ray is not None:
+            return run_on_ray(inputs, output, settings, log)
         job = Job(settings, log)
-        results = convert(Path(args.input), Path(args.output) if args.output else None, job)
+        if len(inputs) > 1:
+            results = convert_many(inputs, output, job)
+        else:
+            results = convert(inputs[0], output, job)
         if len(results) == 1:
             log(summary(results[0], job))
         else:
