@@ -15,7 +15,7 @@ ARGS   ?=
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,web]'
+	$(PY) -m pip install -q -e '.[dev,web,ray]'
 	touch $@
 
 venv: $(VENV)/.installed

@@ -117,11 +117,16 @@ def test_planner_cuts_at_keyframes_and_every_frame_lands_in_exactly_one_chunk(tm
     for a, b in zip(plan.chunks, plan.chunks[1:]):
         assert a.end == b.start and b.start in keys
     for ch in plan.chunks[1:]:
-        # warm-up starts at a keyframe at least 0.5 s before the chunk
-        assert ch.decode_from in keys
+        # decoding starts at a keyframe at least 0.5 s before the chunk; the frames of the
+        # last 0.5 s are the warm-up
+        assert ch.decode_from in keys and ch.decode_from <= ch.warm_from
         assert (ch.start - ch.decode_from) * plan.time_base >= Fraction(1, 2)
-        assert ch.warmup == sum(1 for p in pts if ch.decode_from <= p < ch.start)
+        assert (ch.start - ch.warm_from) * plan.time_base == pytest.approx(0.5, abs=1e-3)
+        assert ch.warmup == sum(1 for p in pts if ch.warm_from <= p < ch.start) == 12
     assert plan.chunks[0].decode_from is None and plan.chunks[0].warmup == 0
+    no_warmup = plan_chunks(src, chunk_seconds=0.9, warmup_seconds=0)
+    assert [c.start for c in no_warmup.chunks] == [c.start for c in plan.chunks]
+    assert all(c.warmup == 0 and c.decode_from in (None, c.start) for c in no_warmup.chunks)
 
 
 def test_planner_converts_whole_a_clip_without_keyframes_to_cut_at(tmp_path):
@@ -160,6 +165,16 @@ def test_joiner_refuses_pieces_encoded_differently_and_writes_nothing(tmp_path):
         join_pieces(a, [a, b], tmp_path / "out.mp4", end_pts=None)
     assert not (tmp_path / "out.mp4").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_several_inputs_without_ray_go_into_the_output_folder_by_name(tmp_path, capfd):
+    a = make_clip(tmp_path / "a.mp4", n=6, audio=False)
+    b = make_clip(tmp_path / "b.mkv", n=8, audio=False)
+    rc = main([str(a), str(b), "-o", str(tmp_path / "out"), *COMMON])
+    assert rc == 0, capfd.readouterr().err
+    assert [len(look(tmp_path / "out" / n)["times"]) for n in ("a.mp4", "b.mkv")] == [6, 8]
+    rc = main([str(a), str(b), "-o", str(a), *COMMON, "-y"])
+    assert rc == 1 and "several inputs need an output folder" in capfd.readouterr().err
 
 
 def test_ray_missing_is_a_one_line_error_naming_the_extra(tmp_path, capfd, monkeypatch):
@@ -220,14 +235,19 @@ def test_a_folder_of_three_clips_gives_the_single_machine_outputs(ray_local, tmp
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no work left behind
 
 
-def test_one_clip_cut_into_three_chunks_and_joined(ray_local, tmp_path, capfd):
+@pytest.mark.parametrize("faces", ["off", "on"])
+def test_one_clip_cut_into_three_chunks_and_joined(ray_local, tmp_path, capfd, faces):
+    # faces on: each chunk starts with 0.5 s of warm-up; no face in these frames, so the
+    # output must still match the single-machine one within 1
     src = make_clip(tmp_path / "in.mp4", n=72)
-    rc, log = ray_run(capfd, src, "-o", tmp_path / "ray.mp4", "--ray", *COMMON,
+    opts = [*COMMON, "--faces", faces]
+    rc, log = ray_run(capfd, src, "-o", tmp_path / "ray.mp4", "--ray", *opts,
                       "--chunk-seconds", "0.9", "--warmup-seconds", "0.5",
                       "--worker-cpus", "1", "--stats-json", tmp_path / "s.json")
     assert rc == 0, log
     assert json.loads((tmp_path / "s.json").read_text())["chunks"] == 3
-    rc, log = ray_run(capfd, src, "-o", tmp_path / "one.mp4", *COMMON)
+    assert ("faces on" in log) == (faces == "on")
+    rc, log = ray_run(capfd, src, "-o", tmp_path / "one.mp4", *opts)
     assert rc == 0, log
     assert_same_video(look(tmp_path / "one.mp4"), look(tmp_path / "ray.mp4"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "one.mp4", "ray.mp4",

@@ -38,9 +38,10 @@ class ChunkSource(VideoFileSource):
     name = "video chunk"
 
     def __init__(self, path: Path, decode_from: int | None, end: int | None, *,
-                 threads: int = 1):
+                 warm_from: int | None = None, threads: int = 1):
         self._seek_to = decode_from
         self._end = end
+        self._from = warm_from  # earlier frames are decoded (to reach it) and dropped
         super().__init__(path, copy_audio=False, threads=threads)
 
     def _probe(self, copy_audio: bool) -> None:
@@ -57,6 +58,8 @@ class ChunkSource(VideoFileSource):
         for frame in super().frames():
             if self._end is not None and frame.pts is not None and frame.pts >= self._end:
                 break  # the decoder delivers in presentation order: the rest are later
+            if self._from is not None and frame.pts is not None and frame.pts < self._from:
+                continue
             yield frame
 
 
@@ -130,7 +133,8 @@ def encode_chunk(src: Path, chunk: Chunk, piece: Path, job: Job, *, codec: str,
     the worker's CPUs, keep the cores."""
     s = job.settings
     t0 = time.perf_counter()
-    with ChunkSource(src, chunk.decode_from, chunk.end, threads=1) as source:
+    with ChunkSource(src, chunk.decode_from, chunk.end, warm_from=chunk.warm_from,
+                     threads=1) as source:
         inner = VideoFileSink(piece, source.info, None, codec=codec or default_codec_for(piece),
                               crf=s.crf, preset=s.preset, overwrite=True, threads=1,
                               open_in_writer=side_nice > 0)

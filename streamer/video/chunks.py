@@ -5,10 +5,13 @@ and keyframe flag. A chunk starts at a keyframe, so a worker can seek to it and 
 there; it holds every frame whose pts lies in [start, end) (the next chunk's start), so the
 chunks together hold each frame exactly once, whatever the decoder's reordering.
 
-Warm-up: a chunk's worker starts decoding at an earlier keyframe, at least `warmup_seconds`
-before the chunk's start, and runs those frames through the style flow without writing
-them, so face tracks and smoothing have settled when the first written frame comes (a
-single-machine run reaches that frame with the same history). The first chunk needs none.
+Warm-up: a chunk's worker starts decoding at the last keyframe at or before
+`start - warmup_seconds` and runs the frames of those last `warmup_seconds` (`warm_from`
+onward) through the style flow without writing them, so face tracks and smoothing have
+settled when the first written frame comes (a single-machine run reaches that frame with a
+history too). Frames between the keyframe and `warm_from` are only decoded: a sparse
+keyframe interval costs decoding, not model time. The first chunk needs none; a flow
+without state between frames (faces off) needs none either (warmup_seconds 0).
 
 A file whose video packets lack timestamps, repeat one, or whose keyframes are too sparse
 gets a one-chunk plan: it is converted whole, as without Ray.
@@ -31,14 +34,16 @@ DEFAULT_WARMUP_SECONDS = 1.0  # face tracker: 5 detections at detect-every 5 and
 @dataclass(frozen=True)
 class Chunk:
     """One piece of a video: frames with `start <= pts < end` (end None: to the last frame),
-    decoded from the keyframe at `decode_from` (None: the file's beginning, no seek)."""
+    decoded from the keyframe at `decode_from` (None: the file's beginning, no seek); frames
+    from `warm_from` to `start` are stylised and not written, earlier ones only decoded."""
 
     index: int
     start: int
     end: int | None
     decode_from: int | None
     frames: int  # frames written
-    warmup: int  # frames decoded and stylised before `start`, not written
+    warmup: int  # frames stylised before `start`, not written
+    warm_from: int | None = None  # None: from decode_from (or the start of the file)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -137,7 +142,7 @@ def plan_chunks(path: Path, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
         lo = bisect.bisect_left(pts, start)
         hi = bisect.bisect_left(pts, end) if end is not None else len(pts)
         if i == 0:
-            decode_from, warmup = None, 0
+            decode_from, warmup, warm_from = None, 0, None
         else:
             # the last keyframe at or before start - warm-up (the chunk's own if none)
             j = bisect.bisect_right(keys, start - warm) - 1
@@ -147,7 +152,7 @@ def plan_chunks(path: Path, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
                 decode_from = keys[j]
             else:
                 decode_from = None  # the warm-up reaches back past the first keyframe
-            warmup = lo - (bisect.bisect_left(pts, decode_from) if decode_from is not None
-                           else 0)
-        chunks.append(Chunk(i, start, end, decode_from, hi - lo, warmup))
+            warm_from = max(pts[0], start - int(warm))
+            warmup = lo - bisect.bisect_left(pts, warm_from)
+        chunks.append(Chunk(i, start, end, decode_from, hi - lo, warmup, warm_from))
     return Plan(str(path), tb, len(pts), duration, tuple(chunks))

@@ -390,7 +390,9 @@ class ClusterJob:
                     item.frames = 1
                     tasks.append(self._task("file", item, str(dst.resolve()), 1))
                     continue
-                plan = plan_chunks(src, s.chunk_seconds, s.warmup_seconds)
+                # the official full-frame flow keeps no state between frames: no warm-up
+                warmup = 0.0 if s.faces == "off" else s.warmup_seconds
+                plan = plan_chunks(src, s.chunk_seconds, warmup)
                 item.frames = plan.frames
                 if plan.note:
                     item.notes.append(plan.note)

@@ -1,0 +1,228 @@
+"""run_video on Ray against run_video on one process, on the same machine, in one run.
+
+    python bench/scale.py [--media DIR] [--size 256] [--device auto] [--models DIR]
+                          [--repeat 1] [--faces-check]
+
+On the shared clips (event_640x480.mp4: 90 frames, keyframes every second; and
+tears_640x360.mp4: 240 frames, keyframes at 0, 2.7 and 7.7 s):
+
+(a) single process: `run_video.py FOLDER` without Ray (convert_video per file, one engine
+    that uses every core);
+(b) Ray, whole files: `--ray` on a local Ray with one worker of every core, one task per
+    file; ratio (b)/(a) is Ray's overhead (goal >= 0.9);
+(c) Ray, chunked: the same, each clip cut into three chunks at keyframes (chunk-seconds 1
+    for event, 2.5 for tears), warm-up 1 s, pieces joined; ratio (c)/(b) (goal >= 0.95).
+
+All three use lossless output (crf 0) so (c) can be compared with (a) frame by frame: the
+script prints, per clip, the largest pixel difference overall and near the chunk
+boundaries, with faces off (the official flow: no state, so chunking changes nothing) and,
+with --faces-check, with faces on (face tracks restart at each chunk's warm-up).
+
+It also prints the per-chunk overheads that the README's N-node model takes: planning
+(reading packet flags), warm-up frames stylised and not written, a worker's fixed cost per
+chunk (seek, encoder start), and the join (remux plus audio copy). The Ray cluster is
+started before the timings (a cluster is already running when a job arrives); the
+workers' start (engine load) is inside (b) and (c), as the engine load is inside (a).
+These machines are noisy: read the ratios, not the seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from streamer.config import VideoSettings  # noqa: E402
+from streamer.report import Log  # noqa: E402
+from streamer.video.app import main as run_video  # noqa: E402
+from streamer.video.chunks import plan_chunks  # noqa: E402
+
+CLIPS = {"event_640x480.mp4": 1.0, "tears_640x360.mp4": 2.5}  # clip -> chunk seconds
+
+
+def frames_of(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+
+
+def timed(argv: list[str]) -> tuple[float, dict]:
+    stats = Path(argv[argv.index("--stats-json") + 1])
+    t0 = time.perf_counter()
+    rc = run_video(argv, Log(open(os.devnull, "w")))
+    dt = time.perf_counter() - t0
+    if rc != 0:
+        raise SystemExit(f"run_video {' '.join(argv)} failed with {rc}")
+    return dt, json.loads(stats.read_text())
+
+
+def compare(a: Path, b: Path, boundaries: list[float], fps: float) -> dict:
+    fa, fb = frames_of(a), frames_of(b)
+    assert len(fa) == len(fb), (len(fa), len(fb))
+    diffs = [int(np.abs(x.astype(np.int16) - y).max()) for x, y in zip(fa, fb)]
+    near = set()
+    for t in boundaries:  # a second after each cut: where warm-up differences would show
+        i = int(round(t * fps))
+        near.update(range(max(0, i - 1), min(len(diffs), i + int(fps) + 1)))
+    return {"max": max(diffs), "frames_over_1": sum(d > 1 for d in diffs),
+            "max_near_cuts": max((diffs[i] for i in near), default=0),
+            "mean_abs": float(np.mean([np.abs(x.astype(np.int16) - y).mean()
+                                       for x, y in zip(fa, fb)]))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--media", default=None, help="folder with the shared clips "
+                    "(default: ../shared/media beside the project)")
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--models", default=None)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--faces-check", action="store_true",
+                    help="also compare chunked and single outputs with faces on")
+    args = ap.parse_args()
+    import ray
+
+    media = Path(args.media) if args.media else (
+        Path(__file__).resolve().parents[2] / "shared" / "media")
+    cpus = os.cpu_count() or 2
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    tmp = Path(tempfile.mkdtemp(prefix="toon-scale-"))
+    folder = tmp / "in"
+    folder.mkdir()
+    for name in CLIPS:
+        os.symlink(media / name, folder / name)
+    common = ["--size", str(args.size), "--device", args.device, "--crf", "0",
+              "--faces", "off", "--no-progress", "-y"]
+    if args.models:
+        common += ["--models", args.models]
+    ray_common = ["--ray", "--worker-cpus", str(cpus)]
+    # warm the model store's ONNX cache so no variant pays for the first build
+    run_video([str(folder / "event_640x480.mp4"), "-o", str(tmp / "warm.mp4"), *common],
+              Log(open(os.devnull, "w")))
+    times: dict[str, list[float]] = {"single": [], "ray": [], "chunked": []}
+    last: dict[str, dict] = {}
+    for _ in range(args.repeat):
+        for variant in ("single", "ray", "chunked"):
+            out = tmp / variant
+            argv = [str(folder), "-o", str(out), *common,
+                    "--stats-json", str(tmp / f"{variant}.json")]
+            if variant == "ray":
+                argv += [*ray_common, "--chunk-seconds", "1000"]
+            if variant == "chunked":
+                # one job per clip, each with its own chunk length
+                dt = 0.0
+                parts = []
+                for name, secs in CLIPS.items():
+                    a = [str(folder / name), "-o", str(out / name), *common, *ray_common,
+                         "--chunk-seconds", str(secs), "--warmup-seconds", "1",
+                         "--stats-json", str(tmp / f"chunked-{name}.json")]
+                    out.mkdir(exist_ok=True)
+                    d, st = timed(a)
+                    dt += d
+                    parts.append(st)
+                times[variant].append(dt)
+                last[variant] = {"parts": parts}
+                continue
+            dt, st = timed(argv)
+            times[variant].append(dt)
+            last[variant] = st
+    med = {k: statistics.median(v) for k, v in times.items()}
+    frames = last["single"]["frames"]
+    print(f"clips: {', '.join(CLIPS)}; {frames} frames at working short side {args.size}, "
+          f"{cpus} CPUs, device {args.device}, repeat {args.repeat}")
+    for k in ("single", "ray", "chunked"):
+        print(f"  {k:8s} {med[k]:7.2f} s  {frames / med[k]:6.2f} fps")
+    print(f"Ray / single process:  {med['single'] / med['ray']:.3f}  (goal >= 0.9)")
+    print(f"chunked / unchunked:   {med['ray'] / med['chunked']:.3f}  (goal >= 0.95)")
+
+    # per-chunk overheads, for the README's model
+    print("per-chunk overheads:")
+    for name, secs in CLIPS.items():
+        t0 = time.perf_counter()
+        plan = plan_chunks(folder / name, secs, 1.0)
+        plan_s = time.perf_counter() - t0
+        warm = sum(c.warmup for c in plan.chunks)
+        print(f"  {name}: {len(plan.chunks)} chunks, planning {plan_s * 1000:.0f} ms "
+              f"({plan_s / max(plan.duration_s, 1e-9) * 3600:.1f} s per hour of video), "
+              f"warm-up {warm} of {plan.frames} frames stylised and not written "
+              f"({warm / plan.frames:.1%})")
+    whole = {Path(i["input"]).name: i for i in last["ray"]["items"]}
+    for st in last["chunked"]["parts"]:
+        it = st["items"][0]
+        name = Path(it["input"]).name
+        w = whole[name]
+        per_frame = w["seconds"] / w["frames"]
+        chunk_time = it["seconds"]
+        overhead = chunk_time - per_frame * w["frames"]
+        print(f"  {name}: whole task {w['seconds']:.2f} s, chunk tasks + join "
+              f"{chunk_time:.2f} s: {overhead / max(it['chunks'], 1):+.2f} s per chunk "
+              f"(warm-up included)")
+    # the join alone (remux + audio copy), timed on its own
+    from streamer.video.chunk_encode import encode_chunk
+    from streamer.video.convert import Job
+    from streamer.video.join import join_pieces
+    job = Job(VideoSettings(size=args.size, device=args.device, crf=0, faces="off",
+                            models=args.models, progress=False, overwrite=True),
+              Log(open(os.devnull, "w")))
+    for name, secs in CLIPS.items():
+        plan = plan_chunks(folder / name, secs, 1.0)
+        pieces = []
+        t_enc = []
+        for ch in plan.chunks:
+            t0 = time.perf_counter()
+            r = encode_chunk(folder / name, ch, tmp / f"piece-{ch.index}.mp4", job,
+                             codec="libx264")
+            t_enc.append(time.perf_counter() - t0)
+            pieces.append(r)
+        t0 = time.perf_counter()
+        join_pieces(folder / name, [Path(r.path) for r in pieces], tmp / f"joined-{name}",
+                    end_pts=pieces[-1].end_pts, overwrite=True)
+        join_s = time.perf_counter() - t0
+        print(f"  {name}: join {join_s * 1000:.0f} ms for {plan.frames} frames "
+              f"({join_s / plan.frames * 1000:.2f} ms per frame, "
+              f"{join_s / max(plan.duration_s, 1e-9) * 3600:.0f} s per hour of video)")
+
+    print("chunked vs single-process output (lossless), faces off:")
+    for name, secs in CLIPS.items():
+        plan = plan_chunks(folder / name, secs, 1.0)
+        cuts = [float((c.start) * plan.time_base) for c in plan.chunks[1:]]
+        with av.open(str(folder / name)) as c:
+            fps = float(c.streams.video[0].average_rate)
+            t0v = float(c.streams.video[0].start_time * c.streams.video[0].time_base)
+        cuts = [t - t0v for t in cuts]
+        r = compare(tmp / "single" / name, tmp / "chunked" / name, cuts, fps)
+        print(f"  {name}: max |diff| {r['max']}, frames over 1: {r['frames_over_1']}, "
+              f"near cuts {r['max_near_cuts']}, mean {r['mean_abs']:.4f}")
+    if args.faces_check:
+        print("chunked vs single-process output (lossless), faces on:")
+        faces = [x if x != "off" else "on" for x in common]
+        for name, secs in CLIPS.items():
+            one, many = tmp / f"faces-one-{name}", tmp / f"faces-many-{name}"
+            timed([str(folder / name), "-o", str(one), *faces,
+                   "--stats-json", str(tmp / "f1.json")])
+            timed([str(folder / name), "-o", str(many), *faces, *ray_common,
+                   "--chunk-seconds", str(secs), "--warmup-seconds", "1",
+                   "--stats-json", str(tmp / "f2.json")])
+            plan = plan_chunks(folder / name, secs, 1.0)
+            with av.open(str(folder / name)) as c:
+                v = c.streams.video[0]
+                fps = float(v.average_rate)
+                t0v = float(v.start_time * v.time_base)
+            cuts = [float(c.start * plan.time_base) - t0v for c in plan.chunks[1:]]
+            r = compare(one, many, cuts, fps)
+            print(f"  {name}: max |diff| {r['max']}, frames over 1: {r['frames_over_1']}, "
+                  f"near cuts {r['max_near_cuts']}, mean {r['mean_abs']:.4f}")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
