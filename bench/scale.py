@@ -41,7 +41,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streamer.config import VideoSettings  # noqa: E402
 from streamer.report import Log  # noqa: E402
 from streamer.video.app import main as run_video  # noqa: E402
 from streamer.video.chunks import plan_chunks  # noqa: E402
@@ -144,53 +143,26 @@ def main() -> None:
     print(f"Ray / single process:  {med['single'] / med['ray']:.3f}  (goal >= 0.9)")
     print(f"chunked / unchunked:   {med['ray'] / med['chunked']:.3f}  (goal >= 0.95)")
 
-    # per-chunk overheads, for the README's model
-    print("per-chunk overheads:")
-    for name, secs in CLIPS.items():
-        t0 = time.perf_counter()
-        plan = plan_chunks(folder / name, secs, 1.0)
-        plan_s = time.perf_counter() - t0
-        warm = sum(c.warmup for c in plan.chunks)
-        print(f"  {name}: {len(plan.chunks)} chunks, planning {plan_s * 1000:.0f} ms "
-              f"({plan_s / max(plan.duration_s, 1e-9) * 3600:.1f} s per hour of video), "
-              f"warm-up {warm} of {plan.frames} frames stylised and not written "
-              f"({warm / plan.frames:.1%})")
+    # per-chunk overheads, for the README's model (faces off: no warm-up)
+    print("per-chunk overheads (chunked run, faces off):")
     whole = {Path(i["input"]).name: i for i in last["ray"]["items"]}
     for st in last["chunked"]["parts"]:
         it = st["items"][0]
         name = Path(it["input"]).name
         w = whole[name]
-        per_frame = w["seconds"] / w["frames"]
-        chunk_time = it["seconds"]
-        overhead = chunk_time - per_frame * w["frames"]
-        print(f"  {name}: whole task {w['seconds']:.2f} s, chunk tasks + join "
-              f"{chunk_time:.2f} s: {overhead / max(it['chunks'], 1):+.2f} s per chunk "
-              f"(warm-up included)")
-    # the join alone (remux + audio copy), timed on its own
-    from streamer.video.chunk_encode import encode_chunk
-    from streamer.video.convert import Job
-    from streamer.video.join import join_pieces
-    job = Job(VideoSettings(size=args.size, device=args.device, crf=0, faces="off",
-                            models=args.models, progress=False, overwrite=True),
-              Log(open(os.devnull, "w")))
+        dur = w["frames"] / 24.0 if "tears" in name else w["frames"] / 29.97
+        chunk_work = it["seconds"] - it["join_s"]
+        print(f"  {name}: {it['chunks']} chunks; planning {it['plan_s'] * 1000:.0f} ms "
+              f"({it['plan_s'] / dur * 3600:.1f} s per hour of video); join + audio copy "
+              f"{it['join_s'] * 1000:.0f} ms ({it['join_s'] / dur * 3600:.1f} s per hour); "
+              f"chunk tasks {chunk_work:.2f} s vs whole-file task {w['seconds']:.2f} s: "
+              f"{(chunk_work - w['seconds']) / it['chunks']:+.2f} s per chunk")
+    print("warm-up with faces on (frames stylised and not written, --warmup-seconds 1):")
     for name, secs in CLIPS.items():
         plan = plan_chunks(folder / name, secs, 1.0)
-        pieces = []
-        t_enc = []
-        for ch in plan.chunks:
-            t0 = time.perf_counter()
-            r = encode_chunk(folder / name, ch, tmp / f"piece-{ch.index}.mp4", job,
-                             codec="libx264")
-            t_enc.append(time.perf_counter() - t0)
-            pieces.append(r)
-        t0 = time.perf_counter()
-        join_pieces(folder / name, [Path(r.path) for r in pieces], tmp / f"joined-{name}",
-                    end_pts=pieces[-1].end_pts, overwrite=True)
-        join_s = time.perf_counter() - t0
-        print(f"  {name}: join {join_s * 1000:.0f} ms for {plan.frames} frames "
-              f"({join_s / plan.frames * 1000:.2f} ms per frame, "
-              f"{join_s / max(plan.duration_s, 1e-9) * 3600:.0f} s per hour of video)")
-
+        warm = sum(c.warmup for c in plan.chunks)
+        print(f"  {name}: {warm} of {plan.frames} frames ({warm / plan.frames:.1%}) at "
+              f"chunk-seconds {secs:g}; at the 60 s default: 1 s per 60 s chunk (1.7 %)")
     print("chunked vs single-process output (lossless), faces off:")
     for name, secs in CLIPS.items():
         plan = plan_chunks(folder / name, secs, 1.0)

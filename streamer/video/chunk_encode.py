@@ -124,19 +124,20 @@ def sha256_file(path: Path) -> str:
 
 def encode_chunk(src: Path, chunk: Chunk, piece: Path, job: Job, *, codec: str,
                  on_frames: Callable[[int], None] | None = None,
-                 side_nice: int = 10) -> ChunkResult:
+                 side_nice: int = 10, decode_threads: int = 1) -> ChunkResult:
     """Convert `chunk` of `src` into `piece` (an .mp4 path, replaced if it exists).
 
     `codec`: the final output's encoder (every piece must use the same); `on_frames` gets
     the number of chunk frames written so far about every 0.2 s. Decoding and encoding run
-    on one thread each at a lower priority (`side_nice`) so the engine's threads, sized to
-    the worker's CPUs, keep the cores."""
+    at a lower priority (`side_nice`), as in convert_video, so the engine's threads, sized
+    to the worker's CPUs, keep the cores: the decoder on `decode_threads`, the encoder on
+    its own choice of threads, as a single-machine run has it."""
     s = job.settings
     t0 = time.perf_counter()
     with ChunkSource(src, chunk.decode_from, chunk.end, warm_from=chunk.warm_from,
-                     threads=1) as source:
+                     threads=decode_threads) as source:
         inner = VideoFileSink(piece, source.info, None, codec=codec or default_codec_for(piece),
-                              crf=s.crf, preset=s.preset, overwrite=True, threads=1,
+                              crf=s.crf, preset=s.preset, overwrite=True,
                               open_in_writer=side_nice > 0)
         with _ChunkSink(inner, chunk.start) as sink:
             flow = job.stylise(ring_size(s.queue, s.batch), source.info.fps)

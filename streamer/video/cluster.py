@@ -13,8 +13,8 @@ joins chunked videos; workers do the decoding, the model and the encoding.
 - Workers are actors that build their StyleFlows (the composition layer) once and keep the
   engines: one actor per GPU (`num_gpus=1`) where the cluster has GPUs and the device
   allows, else CPU actors of `worker_cpus` CPUs each (default 4), whose engine runs on that
-  many threads while decoding and encoding run on one thread each at a lower priority, so
-  they do not fight. Each actor verifies its model store against the catalog first.
+  many threads while decoding (a quarter of them) and encoding run at a lower priority, so
+  they fill the gaps instead of preempting the model. Each actor verifies its model store against the catalog first.
 - Faults: an actor that dies mid-task (killed, node lost) is replaced and its task runs
   again (up to 3 times); pieces and outputs are written under temporary names and renamed
   when complete, so a half-written piece never reaches a join. Finished files and chunks
@@ -148,7 +148,8 @@ class ToonWorker:
                                   f"the same way")
             if task["kind"] == "chunk":
                 r = encode_chunk(src, Chunk.from_dict(task["chunk"]), dst, self.job,
-                                 codec=task["codec"], on_frames=self._set_done)
+                                 codec=task["codec"], on_frames=self._set_done,
+                                 decode_threads=max(1, (self.settings.threads or 1) // 4))
                 result = r.to_dict()
                 frames = r.frames
             elif is_image_path(src):
@@ -206,6 +207,8 @@ class FileWork:
     done: bool = False
     resumed: bool = False  # finished by an earlier run
     seconds: float = 0.0
+    plan_s: float = 0.0  # reading the packet flags (driver)
+    join_s: float = 0.0  # joining the pieces and copying the audio (driver)
     notes: list[str] = field(default_factory=list)
 
 
@@ -392,7 +395,9 @@ class ClusterJob:
                     continue
                 # the official full-frame flow keeps no state between frames: no warm-up
                 warmup = 0.0 if s.faces == "off" else s.warmup_seconds
+                t0 = time.perf_counter()
                 plan = plan_chunks(src, s.chunk_seconds, warmup)
+                item.plan_s = time.perf_counter() - t0
                 item.frames = plan.frames
                 if plan.note:
                     item.notes.append(plan.note)
@@ -438,11 +443,11 @@ class ClusterJob:
     def run(self, inputs: list[Path], output: Path | None) -> ClusterReport:
         t0 = time.perf_counter()
         s = self.settings
+        from .convert import default_output
+
         pairs = _targets(inputs, output, s.style)
-        if output is None:
-            output = pairs[0][1] if len(pairs) == 1 else None
-        if output is None:
-            output = inputs[0].parent / f"{inputs[0].name}_{s.style}"
+        if output is None:  # one input (several need -o): its default output
+            output = default_output(inputs[0], s.style)
         self.output_root = output.absolute()
         if len(inputs) > 1 or inputs[0].is_dir():
             try:
@@ -630,7 +635,8 @@ class ClusterJob:
             it.error = describe_error(exc)
             return
         it.done = True
-        it.seconds += time.perf_counter() - t0
+        it.join_s = time.perf_counter() - t0
+        it.seconds += it.join_s
         manifest.record_output(str(it.src.resolve()), it.fingerprint, it.dst.resolve())
         for p in pieces:
             p.unlink(missing_ok=True)
@@ -649,8 +655,9 @@ def summary_lines(report: ClusterReport) -> list[str]:
     fps = frames / report.seconds if report.seconds > 0 else 0.0
     lines = []
     for f in report.failed:
-        lines.append(f"error: {f.error}" if f.error.startswith(str(f.src.name)) or
-                     str(f.src) in f.error else f"error: {f.src.name}: {f.error}")
+        # the file's own one-line error, named as run_video names it
+        lines.append(f"error: {f.error}" if f.src.name in f.error
+                     else f"error: {f.src.name}: {f.error}")
     resumed = sum(1 for f in ok if f.resumed)
     extra = f", {resumed} kept from an earlier run" if resumed else ""
     chunks = f" ({report.chunks} chunks)" if report.chunks else ""
@@ -680,6 +687,7 @@ def write_cluster_stats(path: str, report: ClusterReport, settings: VideoSetting
         "retries": report.retries, "chunks": report.chunks,
         "items": [{"input": str(f.src), "output": str(f.dst), "frames": f.frames,
                    "chunks": len(f.chunks), "seconds": round(f.seconds, 4),
+                   "plan_s": round(f.plan_s, 4), "join_s": round(f.join_s, 4),
                    "resumed": f.resumed, "error": f.error} for f in report.files],
         "workers": [{**asdict(w), "fps": round(w.fps, 4)} for w in report.workers.values()],
     }
