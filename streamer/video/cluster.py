@@ -50,6 +50,7 @@ from .chunks import Chunk, plan_chunks
 from .manifest import Manifest, input_fingerprint, job_key, work_dir_for
 
 MAX_ATTEMPTS = 3  # runs of one task on workers that died under it
+REPLACE_TIMEOUT_S = 120.0  # wait for room to replace a dead worker
 DEFAULT_WORKER_CPUS = 4
 # Containers whose video carries a global header, so pieces join without touching the
 # bitstream (MPEG-TS, AVI and FLV repeat headers in-band: those files are converted whole).
@@ -234,6 +235,7 @@ class Slot:
     task: Task | None = None
     ref: Any = None
     done: int = 0  # frames of the running task, as last polled
+    gone: bool = False  # died and could not be replaced
 
 
 @dataclass
@@ -347,28 +349,45 @@ class ClusterJob:
         n = s.workers or max(1, cpus // per)
         return max(1, min(n, tasks)), {"num_cpus": per}, per
 
-    def _new_slot(self, options: dict, threads: int) -> Slot:
+    def _new_slots(self, count: int, options: dict, threads: int,
+                   timeout: float | None = None) -> list[Slot]:
+        """Start `count` actors; they load their engines and check their stores in
+        parallel. A worker whose store is broken, or differs from the first's, is an error.
+        `timeout`: give up (GetTimeoutError) when the cluster has no room for them."""
         settings = asdict(self.settings)
-        handle = self._cls.options(**options).remote(settings, threads)
-        hello = self.ray.get(handle.hello.remote())
-        if hello["problems"]:
-            self.ray.kill(handle)
-            raise UserError(f"worker on {hello['node']}: {hello['problems'][0]}")
-        if self._models is None:
-            self._models = hello["models"]
-            for note in hello["notes"]:
-                self.log(f"note: model store: {note}")
-        elif hello["models"] != self._models:
-            self.ray.kill(handle)
-            raise UserError(f"worker on {hello['node']}: its model files differ from the "
-                            f"first worker's; install the same store on every node")
-        if self.engine == "not started":
-            self.engine = hello["engine"]
-            self.log(f"engine: {hello['engine']} on each worker; style {self.settings.style}, "
-                     f"working short side {self.settings.size}, {hello.get('faces')}")
-        name = f"{hello['node']}:{hello['pid']}"
-        self.workers.setdefault(name, WorkerStats(name))
-        return Slot(handle, name)
+        handles = [self._cls.options(**options).remote(settings, threads)
+                   for _ in range(count)]
+        try:
+            hellos = self.ray.get([h.hello.remote() for h in handles], timeout=timeout)
+        except self.ray.exceptions.GetTimeoutError:
+            for h in handles:
+                self.ray.kill(h)
+            raise
+        slots = []
+        try:
+            for handle, hello in zip(handles, hellos):
+                if hello["problems"]:
+                    raise UserError(f"worker on {hello['node']}: {hello['problems'][0]}")
+                if self._models is None:
+                    self._models = hello["models"]
+                    for note in hello["notes"]:
+                        self.log(f"note: model store: {note}")
+                elif hello["models"] != self._models:
+                    raise UserError(f"worker on {hello['node']}: its model files differ from "
+                                    f"the first worker's; install the same store on every node")
+                if self.engine == "not started":
+                    self.engine = hello["engine"]
+                    self.log(f"engine: {hello['engine']} on each worker; style "
+                             f"{self.settings.style}, working short side {self.settings.size}, "
+                             f"{hello.get('faces')}")
+                name = f"{hello['node']}:{hello['pid']}"
+                self.workers.setdefault(name, WorkerStats(name))
+                slots.append(Slot(handle, name))
+        except UserError:
+            for h in handles:
+                self.ray.kill(h)
+            raise
+        return slots
 
     # --- planning ----------------------------------------------------------------------
 
@@ -484,7 +503,7 @@ class ClusterJob:
         ray = self.ray
         self._cls = _actor_class(ray)
         n, options, threads = self._shape(max(1, len(tasks)))
-        slots = [self._new_slot(options, threads) for _ in range(n)]
+        slots = self._new_slots(n, options, threads)
         self.log(f"ray: {n} worker(s) ({', '.join(f'{k} {v:g}' for k, v in options.items())}, "
                  f"engine threads {threads}); {len(tasks)} task(s), {self.tasks_resumed} "
                  f"already done")
@@ -500,8 +519,11 @@ class ClusterJob:
         last_poll = 0.0
         try:
             while pending or any(sl.task for sl in slots):
+                if all(sl.gone for sl in slots):
+                    raise UserError("every Ray worker died and none could be replaced; "
+                                    "rerun to resume")
                 for sl in slots:
-                    if sl.task is None and pending:
+                    if sl.task is None and pending and not sl.gone:
                         t = pending.popleft()
                         if t.item.error:  # another chunk of this file failed
                             continue
@@ -545,7 +567,8 @@ class ClusterJob:
             if bar is not None:
                 bar.close()
         for sl in slots:
-            ray.kill(sl.handle)
+            if not sl.gone:
+                ray.kill(sl.handle)
 
     def _codec(self, t: Task) -> str:
         from streamer.sinks.video_file import default_codec_for
@@ -591,7 +614,15 @@ class ClusterJob:
         else:
             self.log(f"note: worker {sl.name} died during {what}; running it again")
             pending.appendleft(t)
-        new = self._new_slot(options, threads)
+        try:
+            # a lost node takes its resources with it: wait a while for room, then go on
+            # with the workers that are left
+            (new,) = self._new_slots(1, options, threads, timeout=REPLACE_TIMEOUT_S)
+        except self.ray.exceptions.GetTimeoutError:
+            sl.gone = True
+            self.log(f"note: no room for a new worker after {REPLACE_TIMEOUT_S:.0f} s; going "
+                     f"on with the others")
+            return
         sl.handle, sl.name, sl.ref, sl.done = new.handle, new.name, None, 0
 
     def _finished(self, sl: Slot, t: Task, out: dict, manifest: Manifest) -> int:
