@@ -321,7 +321,7 @@ class ClusterJob:
             return  # the caller (a test, a notebook) already chose the cluster
         address = self.settings.ray
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                  "logging_level": logging.WARNING}
+                                  "logging_level": logging.ERROR}
         try:
             if address in (None, "", "local"):
                 ray.init(**kwargs)
