@@ -187,6 +187,14 @@ def test_ray_missing_is_a_one_line_error_naming_the_extra(tmp_path, capfd, monke
         "error: --ray needs Ray, which is not installed: pip install 'toonstream[ray]'"]
 
 
+def test_an_input_taken_as_the_ray_address_is_a_one_line_error(tmp_path, capfd):
+    src = make_clip(tmp_path / "in.mp4", n=6, audio=False)
+    rc = main(["--ray", str(src), str(src), "-o", str(tmp_path / "out"), *COMMON])
+    err = capfd.readouterr().err
+    assert rc == 1 and len(err.strip().splitlines()) == 1
+    assert "is not a Ray address" in err and "put --ray after the inputs" in err
+
+
 def test_ray_settings_come_from_a_preset_too(tmp_path):
     preset = tmp_path / "p.yaml"
     preset.write_text("ray: true\nchunk-seconds: 30\nworkers: 2\n")
@@ -194,6 +202,7 @@ def test_ray_settings_come_from_a_preset_too(tmp_path):
     assert (s.ray, s.chunk_seconds, s.workers) == ("local", 30.0, 2)
     preset.write_text("ray: ray://head:10001\n")
     assert build_settings(VideoSettings, str(preset), {}).ray == "ray://head:10001"
+    assert build_settings(VideoSettings, "ray-cluster", {}).ray == "auto"
 
 
 # --- on a local Ray ---------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Every failure the user can cause or fix (bad input, unwritable output, unknown s
 missing model, unavailable device or encoder) ends as one `error: ...` line on stderr and a
 non-zero exit, with nothing left behind: outputs are written under a temporary name and
 renamed only when complete. Ctrl+C stops all stages, removes the temporary file and exits
-with 130.
+with 130. With `--ray` the same work runs on Ray workers (streamer/video/cluster.py); there
+Ctrl+C keeps the finished files and chunks so that a rerun resumes.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from streamer.config import VideoSettings, add_face_options, build_settings, default_help
+from streamer.config import (ConfigError, VideoSettings, add_face_options, build_settings,
+                             default_help)
 from streamer.report import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, Log, run_main
 from streamer.sinks.video_file import CODECS, OutputError
 from streamer.toon.engine import DEVICES, PRECISIONS
@@ -124,6 +126,11 @@ def run_on_ray(inputs: list[Path], output: Path | None, settings: VideoSettings,
     """The --ray path: the same outputs, on Ray workers; a failed file fails alone."""
     from .cluster import import_ray, run_cluster, summary_lines, write_cluster_stats
 
+    address = settings.ray
+    if address not in ("local", "auto") and ":" not in address:
+        # `--ray clip.mp4 ...` takes the first input as the address
+        raise ConfigError(f"--ray {address!r} is not a Ray address (auto, HOST:PORT or "
+                          f"ray://HOST:PORT); for a local Ray put --ray after the inputs")
     import_ray()  # a missing extra is one line before any work
     try:
         report = run_cluster(inputs, output, settings, log, **hooks)
