@@ -195,6 +195,23 @@ def test_an_input_taken_as_the_ray_address_is_a_one_line_error(tmp_path, capfd):
     assert "is not a Ray address" in err and "put --ray after the inputs" in err
 
 
+def test_a_worker_that_cannot_see_a_path_fails_that_task_in_one_line(tmp_path):
+    from dataclasses import asdict
+
+    from streamer.video.cluster import ToonWorker
+
+    worker = ToonWorker(asdict(settings()), 1)  # the actor's body, without Ray
+    src = make_clip(tmp_path / "in.mp4", n=6, audio=False)
+    out = worker.run({"id": 1, "kind": "file", "src": str(tmp_path / "gone.mp4"),
+                      "dst": str(tmp_path / "o.mp4"), "chunk": None, "codec": "libx264"})
+    assert not out["ok"] and "cannot see the input" in out["error"]
+    assert "\n" not in out["error"]
+    out = worker.run({"id": 2, "kind": "file", "src": str(src),
+                      "dst": str(tmp_path / "nowhere" / "o.mp4"), "chunk": None,
+                      "codec": "libx264"})
+    assert not out["ok"] and "cannot see the output folder" in out["error"]
+
+
 def test_ray_settings_come_from_a_preset_too(tmp_path):
     preset = tmp_path / "p.yaml"
     preset.write_text("ray: true\nchunk-seconds: 30\nworkers: 2\n")
