@@ -484,13 +484,16 @@ class ClusterJob:
         for it in items:
             for note in it.notes:
                 self.log(f"note: {it.src.name}: {note}")
-        self._connect()
-        try:
-            if tasks or any(it.chunks and not it.done and not it.error for it in items):
+        if tasks:
+            self._connect()
+            try:
                 self._schedule(items, tasks, manifest)
-        finally:
-            if self._started_ray:
-                self.ray.shutdown()
+            finally:
+                if self._started_ray:
+                    self.ray.shutdown()
+        for it in items:  # every chunk done by an earlier run: only the join is left
+            if it.chunks and not it.done and not it.error and len(it.pieces) == len(it.chunks):
+                self._join(it, manifest)
         report = ClusterReport(items, self.workers, time.perf_counter() - t0, self.engine,
                                self.tasks_run, self.tasks_resumed, self.retries,
                                sum(len(it.chunks) for it in items))
@@ -512,10 +515,6 @@ class ClusterJob:
         done_frames = sum(it.frames for it in items if it.done) + sum(
             p["frames"] for it in items for p in it.pieces.values())
         bar = self._bar(total, done_frames)
-        # files whose chunks were all done by an earlier run: join now
-        for it in items:
-            if it.chunks and not it.done and not it.error and len(it.pieces) == len(it.chunks):
-                self._join(it, manifest)
         last_poll = 0.0
         try:
             while pending or any(sl.task for sl in slots):
