@@ -212,6 +212,17 @@ def test_a_worker_that_cannot_see_a_path_fails_that_task_in_one_line(tmp_path):
     assert not out["ok"] and "cannot see the output folder" in out["error"]
 
 
+def test_an_unknown_style_is_one_line_before_ray_starts(tmp_path, capfd, monkeypatch):
+    import streamer.video.cluster as cluster
+
+    monkeypatch.setattr(cluster.ClusterJob, "_connect",
+                        lambda self: pytest.fail("Ray was started for a job that cannot run"))
+    src = make_clip(tmp_path / "in.mp4", n=6, audio=False)
+    rc = main([str(src), "-o", str(tmp_path / "o.mp4"), "--ray", "--style", "nope", *COMMON])
+    err = capfd.readouterr().err
+    assert rc == 1 and len(err.strip().splitlines()) == 1 and "nope" in err
+
+
 def test_ray_settings_come_from_a_preset_too(tmp_path):
     preset = tmp_path / "p.yaml"
     preset.write_text("ray: true\nchunk-seconds: 30\nworkers: 2\n")

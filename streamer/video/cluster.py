@@ -462,8 +462,11 @@ class ClusterJob:
     def run(self, inputs: list[Path], output: Path | None) -> ClusterReport:
         t0 = time.perf_counter()
         s = self.settings
+        from streamer.models.catalog import load_catalog
+
         from .convert import default_output
 
+        load_catalog().style(s.style)  # an unknown style: one line, before any work
         pairs = _targets(inputs, output, s.style)
         if output is None:  # one input (several need -o): its default output
             output = default_output(inputs[0], s.style)
