@@ -25,10 +25,11 @@ $(VENV)/.installed: pyproject.toml
 
 # The tests also run the PyTorch engine on the CPU (--device torch-cpu): the CPU build is
 # pinned before the extras, so the extras do not pull a multi-GB CUDA build onto CI.
-# ndi: the NDI sink's tests receive its stream back through cyndilib.
+# ndi: the NDI sink's tests receive its stream back through cyndilib; ray: run_video --ray
+# on a local Ray.
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,web,ndi]'
+	$(PY) -m pip install -q -e '.[dev,web,ndi,ray]'
 	touch $@
 
 venv: $(VENV)/.installed

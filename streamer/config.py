@@ -155,8 +155,27 @@ class VideoSettings(FaceSettings, BackgroundSettings, TemporalOptions):
     overwrite: bool = False
     stats_json: str | None = None
     progress: bool = True
+    # --ray: None runs here; "local" starts a Ray on this machine; "auto" or
+    # "ray://host:port" joins a running cluster (streamer/video/cluster.py)
+    ray: str | None = None
+    chunk_seconds: float = 60.0  # --ray: long videos are cut at keyframes about this far apart
+    warmup_seconds: float = 1.0  # --ray: frames stylised, not written, before each chunk
+    workers: int | None = None  # --ray: worker actors; None: one per GPU, or per worker_cpus
+    worker_cpus: int | None = None  # --ray: CPUs per CPU worker; None: 4 (or CPUs / workers)
 
     def __post_init__(self) -> None:
+        if self.ray is not None:
+            # YAML reads `ray: true` / `ray: off` as booleans, which _coerce turns to on/off
+            ray = str(self.ray).strip()
+            object.__setattr__(self, "ray", None if ray in ("off", "false", "no") else
+                               "local" if ray in ("", "on", "true", "yes") else ray)
+        if self.chunk_seconds <= 0:
+            raise ConfigError(f"chunk-seconds must be above 0, got {self.chunk_seconds}")
+        if self.warmup_seconds < 0:
+            raise ConfigError(f"warmup-seconds must be 0 or more, got {self.warmup_seconds}")
+        if (self.workers is not None and self.workers < 1) or (
+                self.worker_cpus is not None and self.worker_cpus < 1):
+            raise ConfigError("workers and worker-cpus must be at least 1")
         if self.size < 16:
             raise ConfigError(f"size must be at least 16 pixels, got {self.size}")
         if self.batch < 0:

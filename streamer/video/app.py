@@ -5,6 +5,8 @@ missing model, unavailable device or encoder) ends as one `error: ...` line on s
 non-zero exit, with nothing left behind: outputs are written under a temporary name and
 renamed only when complete. Ctrl+C stops all stages, removes the temporary file and exits
 with 130; SIGTERM and SIGHUP do the same and exit with 143 and 129 (streamer/signals.py).
+With `--ray` the same work runs on Ray workers (streamer/video/cluster.py); there Ctrl+C
+keeps the finished files and chunks so that a rerun resumes.
 """
 from __future__ import annotations
 
@@ -15,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from streamer.commands import prog
-from streamer.config import (VideoSettings, add_background_options, add_face_options,
-                             add_temporal_options, build_settings, default_help)
+from streamer.config import (ConfigError, VideoSettings, add_background_options,
+                             add_face_options, add_temporal_options, build_settings,
+                             default_help)
 from streamer.models.download import DownloadOptions
 from streamer.models.ensure import add_fetch_option, ensure_models
-from streamer.report import EXIT_OK, Log, run_main
+from streamer.report import EXIT_ERROR, EXIT_OK, Log, run_main
+from streamer.signals import exit_status
 from streamer.sinks.video_file import CODECS, OutputError
 from streamer.toon.engine import DEVICES, PRECISIONS
 
@@ -36,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Settings come from the defaults, then --config, then these options. "
                "The output is written under a temporary name and renamed when complete.",
         argument_default=S)
-    p.add_argument("input", help="video file, image, or folder")
+    p.add_argument("input", nargs="+", help="video file, image, or folder (several: -o is "
+                                            "a folder that receives each by name)")
     p.add_argument("-o", "--output", default=None,
                    help="output file (or folder for a folder input; FOLDER/%%05d.png for a "
                         "PNG sequence); default: INPUT_STYLE next to the input")
@@ -70,6 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats-json", metavar="PATH", help="write run statistics as JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")
+    r = p.add_argument_group("Ray (pip install 'toonstream[ray]'; see streamer/video/cluster.py)")
+    r.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="convert on Ray: no ADDRESS starts a local Ray on this machine; auto "
+                        "or ray://HOST:PORT joins a running cluster")
+    r.add_argument("--chunk-seconds", type=float,
+                   help=f"cut videos longer than 1.5 chunks at keyframes about this far apart "
+                        f"{d('chunk_seconds')}")
+    r.add_argument("--warmup-seconds", type=float,
+                   help=f"frames before each chunk that are stylised but not written, so face "
+                        f"tracks settle {d('warmup_seconds')}")
+    r.add_argument("--workers", type=int, help="worker actors (default: one per GPU, else one "
+                                               "per --worker-cpus CPUs)")
+    r.add_argument("--worker-cpus", type=int, help="CPUs per CPU worker (default: 4)")
     return p
 
 
@@ -108,6 +126,58 @@ def _done_line(results: list[Result], job: Job) -> str:
             f"with {job.engine().describe()}")
 
 
+def convert_many(inputs: list[Path], output: Path | None, job: Job) -> list[Result]:
+    """Several inputs: each into the output folder by name, as a folder's files are; a
+    folder among them that fails in part does not stop the others (FolderIncomplete at the
+    end counts every failed file)."""
+    if output is None:
+        raise OutputError("several inputs need -o FOLDER")
+    if output.exists() and not output.is_dir():
+        raise OutputError(f"{output} is a file; several inputs need an output folder")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder {output} ({exc.strerror})") from None
+    results: list[Result] = []
+    failed: list[tuple[str, str]] = []
+    total = 0
+    for src in inputs:
+        try:
+            results += convert(src, output / src.name, job)
+            total += 1
+        except FolderIncomplete as exc:
+            results += exc.results
+            failed += exc.failed
+            total += len(exc.results) + len(exc.failed)
+    if failed:
+        raise FolderIncomplete(results, failed, total)
+    return results
+
+
+def run_on_ray(inputs: list[Path], output: Path | None, settings: VideoSettings, log: Log,
+               **hooks: Any) -> int:
+    """The --ray path: the same outputs, on Ray workers; a failed file fails alone."""
+    from .cluster import import_ray, run_cluster, summary_lines, write_cluster_stats
+
+    address = settings.ray
+    if address not in ("local", "auto") and ":" not in address:
+        # `--ray clip.mp4 ...` takes the first input as the address
+        raise ConfigError(f"--ray {address!r} is not a Ray address (auto, HOST:PORT or "
+                          f"ray://HOST:PORT); for a local Ray put --ray after the inputs")
+    import_ray()  # a missing extra is one line before any work
+    try:
+        report = run_cluster(inputs, output, settings, log, **hooks)
+    except KeyboardInterrupt as exc:
+        log("interrupted: stopped; finished files and chunks are kept beside the output: "
+            "run the same command again to resume")
+        return exit_status(exc)
+    for line in summary_lines(report):
+        log(line)
+    if settings.stats_json:
+        write_cluster_stats(settings.stats_json, report, settings)
+    return EXIT_ERROR if report.failed else EXIT_OK
+
+
 def main(argv: list[str] | None = None, log: Log | None = None) -> int:
     """The run_video.py command; returns the exit status."""
     log = log or Log()
@@ -115,14 +185,21 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
 
     def body() -> int:
         settings = settings_from_args(args)
+        inputs = [Path(x) for x in args.input]
+        output = Path(args.output) if args.output else None
+        if settings.ray is not None:
+            return run_on_ray(inputs, output, settings, log)
         job = Job(settings, log)
-        if Path(args.input).exists():  # a mistyped input must not cost a download first
+        if any(p.exists() for p in inputs):  # a mistyped input must not cost a download
             ensure_models(job.flows.store, settings.style, settings.faces,
                           fetch=getattr(args, "fetch", None), log=log,
                           options=DownloadOptions(progress=None if settings.progress else False))
         incomplete = None
         try:
-            results = convert(Path(args.input), Path(args.output) if args.output else None, job)
+            if len(inputs) > 1:
+                results = convert_many(inputs, output, job)
+            else:
+                results = convert(inputs[0], output, job)
         except FolderIncomplete as exc:  # each file's line is above; the error line last
             incomplete, results = exc, exc.results
         if incomplete is None:

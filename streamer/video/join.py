@@ -1,0 +1,165 @@
+"""Join the encoded pieces of a chunked video into the final file, without re-encoding, and
+copy the source's audio once, packet for packet.
+
+What a single-machine run writes (VideoFileSink) the join writes too: the container of the
+output's suffix, the source's container and stream metadata, its audio streams with their
+metadata and dispositions, video packets with the input's pts in the input's time base, each
+packet lasting until the next frame and the last until the video's end (for MP4/MOV the
+last sample stretched by the reorder offset, as the sink does). Video and audio packets are
+muxed in time order, so the interleaving stays tight however long the file.
+
+The pieces must agree: same codec, size and global header (SPS/PPS for H.264), and decode
+timestamps that keep increasing from one piece to the next. A piece that does not is a
+bug, and the join stops with a one-line error instead of writing a file players stumble on.
+The output is written under a temporary name and renamed only when complete.
+"""
+from __future__ import annotations
+
+import heapq
+from pathlib import Path
+from typing import Iterator
+
+import av
+
+from streamer.sinks.video_file import (_MOV_FAMILY, OutputError, _keep_key, commit,
+                                       container_format, temp_path_for)
+from streamer.sources.video_file import MediaError
+
+
+class JoinError(OutputError):
+    """Pieces that cannot be joined as they are."""
+
+
+def _piece_times(pieces: list[Path]) -> tuple[list[list[int]], object]:
+    """Every piece's video pts, sorted, and the first piece's stream (for checks)."""
+    out = []
+    ref = None
+    for i, p in enumerate(pieces):
+        with av.open(str(p)) as c:
+            v = c.streams.video[0]
+            cc = v.codec_context
+            key = (cc.name, cc.width, cc.height, bytes(cc.extradata or b""), v.time_base)
+            if ref is None:
+                ref = key
+            elif key != ref:
+                raise JoinError(f"piece {i} ({p.name}) was encoded differently from piece 0 "
+                                f"(codec, size, time base or global header); it cannot be "
+                                f"joined without re-encoding")
+            out.append(sorted(pk.pts for pk in c.demux(v) if pk.size and pk.pts is not None))
+    return out, ref
+
+
+def _video_packets(pieces: list[Path], durations: dict[int, int]) -> Iterator:
+    last_dts = None
+    for i, path in enumerate(pieces):
+        with av.open(str(path)) as c:
+            v = c.streams.video[0]
+            for pk in c.demux(v):
+                if not pk.size:
+                    continue
+                if last_dts is not None and pk.dts is not None and pk.dts <= last_dts:
+                    raise JoinError(f"piece {i} ({path.name}) starts at decode time {pk.dts}, "
+                                    f"not after the previous piece's {last_dts}")
+                last_dts = pk.dts if pk.dts is not None else last_dts
+                pk.duration = durations.get(pk.pts, pk.duration)
+                yield pk
+
+
+def join_pieces(src: Path, pieces: list[Path], dst: Path, *, end_pts: int | None,
+                overwrite: bool = False) -> dict:
+    """Write `dst` from the video `pieces` (in order) and `src`'s audio; returns counts.
+    `end_pts`: when the last frame ends (the last piece's end), in the pieces' time base."""
+    if not pieces:
+        raise JoinError("nothing to join")
+    fmt = container_format(dst)
+    times, ref = _piece_times(pieces)
+    flat = [t for ts in times for t in ts]
+    if any(b <= a for a, b in zip(flat, flat[1:])):
+        raise JoinError("the pieces' frames overlap or are out of order")
+    try:
+        source = av.open(str(src))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise MediaError(f"{src}: cannot read it to copy the audio ({exc})") from None
+    src_v = [s for s in source.streams.video
+             if not s.disposition & av.stream.Disposition.attached_pic]
+    # The output keeps the input's time base, as a single-machine run does; a piece's
+    # container may count in a finer one (the muxer rescales, exactly).
+    tb = src_v[0].time_base if src_v and src_v[0].time_base else ref[4]
+    if end_pts is not None:
+        end_pts = round(end_pts * tb / ref[4])  # into the pieces' time base
+    # every frame lasts until the next one; the last until the video's end
+    durations = {a: b - a for a, b in zip(flat, flat[1:])}
+    if end_pts is not None and flat and end_pts > flat[-1]:
+        durations[flat[-1]] = end_pts - flat[-1]
+    temp = temp_path_for(dst)
+    container_options = {}
+    if fmt in _MOV_FAMILY and 0 < tb.denominator < 2**31:
+        container_options["movie_timescale"] = str(tb.denominator)  # as VideoFileSink
+    counts = {"video_packets": 0, "audio_packets": 0, "bytes": 0}
+    done = False
+    try:
+        with source, av.open(str(temp), "w", format=fmt,
+                             container_options=container_options) as out:
+            out.metadata.update({k: v for k, v in source.metadata.items() if _keep_key(k)})
+            first_piece = av.open(str(pieces[0]))
+            with first_piece:
+                vt = first_piece.streams.video[0]
+                v_out = out.add_stream_from_template(vt)
+                v_out.time_base = tb
+                if src_v:
+                    v_out.metadata.update({k: x for k, x in src_v[0].metadata.items()
+                                           if _keep_key(k)})
+            amap = {}
+            for s in source.streams.audio:
+                try:
+                    a = out.add_stream_from_template(s)
+                except ValueError:
+                    raise JoinError(f"{dst.name}: the {fmt} container cannot hold the input's "
+                                    f"{s.codec_context.name} audio without re-encoding; use "
+                                    f".mkv or .mp4") from None
+                a.metadata.update({k: x for k, x in s.metadata.items() if _keep_key(k)})
+                a.disposition = s.disposition
+                amap[s.index] = a
+
+            def audio() -> Iterator:
+                if not amap:
+                    return
+                for pk in source.demux(*[s for s in source.streams.audio]):
+                    if pk.size and pk.dts is not None:
+                        yield pk
+
+            def at(pk) -> float:
+                t = pk.dts if pk.dts is not None else pk.pts
+                return float(t * pk.time_base) if t is not None else 0.0
+
+            mov = fmt in _MOV_FAMILY
+            first_pts = flat[0]
+            first_dts = None
+            held = None  # the last video packet, muxed one late (its duration may grow)
+            for pk in heapq.merge(_video_packets(pieces, durations), audio(), key=at):
+                if pk.stream.type == "audio":
+                    pk.stream = amap[pk.stream.index]
+                    counts["audio_packets"] += 1
+                    counts["bytes"] += pk.size
+                    out.mux(pk)
+                    continue
+                if first_dts is None:
+                    first_dts = pk.dts
+                pk.stream = v_out
+                if held is not None:
+                    out.mux(held)
+                held = pk
+                counts["video_packets"] += 1
+                counts["bytes"] += pk.size
+            if held is not None:
+                if mov and end_pts is not None and held.dts is not None and first_dts is not None:
+                    need = (end_pts - first_pts) - (held.dts - first_dts)
+                    if need > (held.duration or 0):
+                        held.duration = need
+                out.mux(held)
+        commit(temp, dst, overwrite)
+        done = True
+    finally:
+        if not done:
+            temp.unlink(missing_ok=True)
+    return counts

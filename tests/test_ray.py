@@ -1,0 +1,357 @@
+"""run_video on Ray (streamer/video/cluster.py) and the pieces it is made of: the chunk
+planner, the chunk encoder and the joiner (tested without Ray), then whole jobs on a local
+Ray with two CPUs: a folder of clips, a clip cut into chunks and joined, a worker killed
+mid-chunk, a resumed job, a bad file among good ones.
+
+Clips are tiny (96x64, a few dozen frames, a keyframe every 12 frames) and encoded
+losslessly (--crf 0) with faces off, so a chunked output can be compared frame by frame
+with the single-machine one: any difference is the chunking's, not the encoder's."""
+from __future__ import annotations
+
+import json
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from streamer.config import VideoSettings, build_settings
+from streamer.report import Log
+from streamer.video.app import main, run_on_ray
+from streamer.video.chunk_encode import encode_chunk
+from streamer.video.chunks import plan_chunks
+from streamer.video.convert import Job, convert_video
+from streamer.video.join import JoinError, join_pieces
+
+SIZE = 64
+COMMON = ["--size", str(SIZE), "--faces", "off", "--crf", "0", "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def _models_env(models_dir, monkeypatch):
+    monkeypatch.setenv("TOONSTREAM_MODELS", str(models_dir))
+
+
+def make_clip(path: Path, n: int = 72, *, w: int = 96, h: int = 64, gop: int = 12,
+              audio: bool = True, seed: int = 0) -> Path:
+    """An H.264 clip at 24 fps (time base 1/12288 in MP4) with a keyframe every `gop`
+    frames, B-frames, and a mono AAC track as long as the video."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, (h, w, 3), np.uint8)
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=24, options={"g": str(gop), "keyint_min": str(gop),
+                                                      "sc_threshold": "0"})
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        a = None
+        if audio:
+            a = c.add_stream("aac", rate=44100)
+            a.layout = "mono"
+        for i in range(n):
+            img = np.roll(base, 2 * i, axis=1)
+            img[: h // 4, : w // 4] = (40 * i) % 256
+            c.mux(v.encode(av.VideoFrame.from_ndarray(img, "bgr24")))
+        c.mux(v.encode())
+        if a is not None:
+            total = int(n / 24 * 44100)
+            t = np.arange(total) / 44100
+            wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+            for s in range(0, total, 1024):
+                af = av.AudioFrame.from_ndarray(wave[None, s: s + 1024], format="flt",
+                                                layout="mono")
+                af.sample_rate, af.pts, af.time_base = 44100, s, Fraction(1, 44100)
+                c.mux(a.encode(af))
+            c.mux(a.encode())
+    return path
+
+
+def look(path: Path) -> dict:
+    """Frame times, images, the video's end and the audio packets of a file."""
+    out: dict = {"times": [], "images": [], "audio": []}
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        out["tb"] = v.time_base
+        if v.duration is not None and v.start_time is not None:
+            out["end"] = float((v.start_time + v.duration) * v.time_base)
+        for p in c.demux():
+            if p.stream.type == "audio" and p.size:
+                out["audio"].append((float(p.pts * p.time_base), bytes(p)))
+            elif p.stream.type == "video":
+                for f in p.decode():
+                    out["times"].append(float(f.pts * f.time_base))
+                    out["images"].append(f.to_ndarray(format="bgr24"))
+    return out
+
+
+def assert_same_video(a: dict, b: dict, *, pixels: int = 1) -> None:
+    assert len(b["times"]) == len(a["times"])
+    assert b["times"] == pytest.approx(a["times"], abs=1e-6)
+    if "end" in a:
+        assert b["end"] == pytest.approx(a["end"], abs=1e-6)
+    assert [x[1] for x in b["audio"]] == [x[1] for x in a["audio"]]  # copied, not re-encoded
+    assert [x[0] for x in b["audio"]] == pytest.approx([x[0] for x in a["audio"]], abs=1e-6)
+    worst = max(int(np.abs(x.astype(np.int16) - y).max())
+                for x, y in zip(a["images"], b["images"]))
+    assert worst <= pixels
+
+
+def settings(**kw) -> VideoSettings:
+    base = dict(size=SIZE, faces="off", crf=0, progress=False, overwrite=True)
+    base.update(kw)
+    return VideoSettings(**base)
+
+
+# --- without Ray: planner, chunk encoder, joiner --------------------------------------------
+
+
+def test_planner_cuts_at_keyframes_and_every_frame_lands_in_exactly_one_chunk(tmp_path):
+    src = make_clip(tmp_path / "in.mp4", n=72)
+    plan = plan_chunks(src, chunk_seconds=0.9, warmup_seconds=0.5)
+    with av.open(str(src)) as c:
+        pk = [p for p in c.demux(c.streams.video[0]) if p.size]
+        keys = {p.pts for p in pk if p.is_keyframe}
+        pts = sorted(p.pts for p in pk)
+    assert len(plan.chunks) == 3
+    assert sum(ch.frames for ch in plan.chunks) == len(pts) == plan.frames
+    for a, b in zip(plan.chunks, plan.chunks[1:]):
+        assert a.end == b.start and b.start in keys
+    for ch in plan.chunks[1:]:
+        # decoding starts at a keyframe at least 0.5 s before the chunk; the frames of the
+        # last 0.5 s are the warm-up
+        assert ch.decode_from in keys and ch.decode_from <= ch.warm_from
+        assert (ch.start - ch.decode_from) * plan.time_base >= Fraction(1, 2)
+        assert (ch.start - ch.warm_from) * plan.time_base == pytest.approx(0.5, abs=1e-3)
+        assert ch.warmup == sum(1 for p in pts if ch.warm_from <= p < ch.start) == 12
+    assert plan.chunks[0].decode_from is None and plan.chunks[0].warmup == 0
+    no_warmup = plan_chunks(src, chunk_seconds=0.9, warmup_seconds=0)
+    assert [c.start for c in no_warmup.chunks] == [c.start for c in plan.chunks]
+    assert all(c.warmup == 0 and c.decode_from in (None, c.start) for c in no_warmup.chunks)
+
+
+def test_planner_converts_whole_a_clip_without_keyframes_to_cut_at(tmp_path):
+    src = make_clip(tmp_path / "in.mp4", n=48, gop=250, audio=False)
+    plan = plan_chunks(src, chunk_seconds=0.5)
+    assert not plan.chunked and plan.chunks[0].frames == 48
+    assert "too few to cut" in plan.note
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_chunks_encoded_apart_and_joined_match_the_single_machine_output(tmp_path, suffix):
+    src = make_clip(tmp_path / "in.mp4", n=72)
+    job = Job(settings(device="cpu"), Log())
+    single = tmp_path / f"single{suffix}"
+    convert_video(src, single, job)
+    plan = plan_chunks(src, chunk_seconds=0.9, warmup_seconds=0.5)
+    results = [encode_chunk(src, ch, tmp_path / f"p{ch.index}.mp4", job, codec="libx264")
+               for ch in plan.chunks]
+    assert [r.frames for r in results] == [ch.frames for ch in plan.chunks]
+    assert [r.warmup for r in results] == [ch.warmup for ch in plan.chunks]
+    joined = tmp_path / f"joined{suffix}"
+    counts = join_pieces(src, [Path(r.path) for r in results], joined,
+                         end_pts=results[-1].end_pts)
+    assert counts["video_packets"] == 72
+    a, b = look(single), look(joined)
+    if suffix == ".mkv":  # Matroska counts in milliseconds: the end may round either way
+        a.pop("end", None)
+    assert_same_video(a, b)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_joiner_refuses_pieces_encoded_differently_and_writes_nothing(tmp_path):
+    a = make_clip(tmp_path / "a.mp4", n=12, audio=False)
+    b = make_clip(tmp_path / "b.mp4", n=12, w=128, audio=False)
+    with pytest.raises(JoinError, match="encoded differently"):
+        join_pieces(a, [a, b], tmp_path / "out.mp4", end_pts=None)
+    assert not (tmp_path / "out.mp4").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_several_inputs_without_ray_go_into_the_output_folder_by_name(tmp_path, capfd):
+    a = make_clip(tmp_path / "a.mp4", n=6, audio=False)
+    b = make_clip(tmp_path / "b.mkv", n=8, audio=False)
+    rc = main([str(a), str(b), "-o", str(tmp_path / "out"), *COMMON])
+    assert rc == 0, capfd.readouterr().err
+    assert [len(look(tmp_path / "out" / n)["times"]) for n in ("a.mp4", "b.mkv")] == [6, 8]
+    rc = main([str(a), str(b), "-o", str(a), *COMMON, "-y"])
+    assert rc == 1 and "several inputs need an output folder" in capfd.readouterr().err
+
+
+def test_ray_missing_is_a_one_line_error_naming_the_extra(tmp_path, capfd, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    src = make_clip(tmp_path / "in.mp4", n=6, audio=False)
+    rc = main([str(src), "-o", str(tmp_path / "out.mp4"), "--ray", *COMMON])
+    err = capfd.readouterr().err
+    assert rc == 1
+    assert err.strip().splitlines() == [
+        "error: --ray needs Ray, which is not installed: pip install 'toonstream[ray]'"]
+
+
+def test_an_input_taken_as_the_ray_address_is_a_one_line_error(tmp_path, capfd):
+    src = make_clip(tmp_path / "in.mp4", n=6, audio=False)
+    rc = main(["--ray", str(src), str(src), "-o", str(tmp_path / "out"), *COMMON])
+    err = capfd.readouterr().err
+    assert rc == 1 and len(err.strip().splitlines()) == 1
+    assert "is not a Ray address" in err and "put --ray after the inputs" in err
+
+
+def test_a_worker_that_cannot_see_a_path_fails_that_task_in_one_line(tmp_path):
+    from dataclasses import asdict
+
+    from streamer.video.cluster import ToonWorker
+
+    worker = ToonWorker(asdict(settings()), 1)  # the actor's body, without Ray
+    src = make_clip(tmp_path / "in.mp4", n=6, audio=False)
+    out = worker.run({"id": 1, "kind": "file", "src": str(tmp_path / "gone.mp4"),
+                      "dst": str(tmp_path / "o.mp4"), "chunk": None, "codec": "libx264"})
+    assert not out["ok"] and "cannot see the input" in out["error"]
+    assert "\n" not in out["error"]
+    out = worker.run({"id": 2, "kind": "file", "src": str(src),
+                      "dst": str(tmp_path / "nowhere" / "o.mp4"), "chunk": None,
+                      "codec": "libx264"})
+    assert not out["ok"] and "cannot see the output folder" in out["error"]
+
+
+def test_an_unknown_style_is_one_line_before_ray_starts(tmp_path, capfd, monkeypatch):
+    import streamer.video.cluster as cluster
+
+    monkeypatch.setattr(cluster.ClusterJob, "_connect",
+                        lambda self: pytest.fail("Ray was started for a job that cannot run"))
+    src = make_clip(tmp_path / "in.mp4", n=6, audio=False)
+    rc = main([str(src), "-o", str(tmp_path / "o.mp4"), "--ray", "--style", "nope", *COMMON])
+    err = capfd.readouterr().err
+    assert rc == 1 and len(err.strip().splitlines()) == 1 and "nope" in err
+
+
+def test_ray_settings_come_from_a_preset_too(tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("ray: true\nchunk-seconds: 30\nworkers: 2\n")
+    s = build_settings(VideoSettings, str(preset), {})
+    assert (s.ray, s.chunk_seconds, s.workers) == ("local", 30.0, 2)
+    preset.write_text("ray: ray://head:10001\n")
+    assert build_settings(VideoSettings, str(preset), {}).ray == "ray://head:10001"
+    assert build_settings(VideoSettings, "ray-cluster", {}).ray == "auto"
+
+
+# --- on a local Ray ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def ray_run(capfd, *args) -> tuple[int, str]:
+    rc = main([str(a) for a in args])
+    out, err = capfd.readouterr()
+    return rc, out + err
+
+
+def test_a_folder_of_three_clips_gives_the_single_machine_outputs(ray_local, tmp_path, capfd):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, n in enumerate((12, 18, 24)):
+        make_clip(folder / f"clip{i}.mp4", n=n, seed=i)
+    rc, log = ray_run(capfd, folder, "-o", tmp_path / "ray", "--ray", *COMMON,
+                      "--worker-cpus", "1", "--stats-json", tmp_path / "s.json")
+    assert rc == 0, log
+    assert "done: 3 of 3 file(s), 54 frames" in log
+    assert "worker " in log and "fps" in log  # per-worker throughput
+    rc, log = ray_run(capfd, folder, "-o", tmp_path / "one", *COMMON)
+    assert rc == 0, log
+    for i in range(3):
+        assert_same_video(look(tmp_path / "one" / f"clip{i}.mp4"),
+                          look(tmp_path / "ray" / f"clip{i}.mp4"))
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["frames"] == 54 and len(stats["items"]) == 3
+    assert sum(w["frames"] for w in stats["workers"]) == 54
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no work left behind
+
+
+@pytest.mark.parametrize("faces", ["off", "on"])
+def test_one_clip_cut_into_three_chunks_and_joined(ray_local, tmp_path, capfd, faces):
+    # faces on: each chunk starts with 0.5 s of warm-up; no face in these frames, so the
+    # output must still match the single-machine one within 1
+    src = make_clip(tmp_path / "in.mp4", n=72)
+    opts = [*COMMON, "--faces", faces]
+    rc, log = ray_run(capfd, src, "-o", tmp_path / "ray.mp4", "--ray", *opts,
+                      "--chunk-seconds", "0.9", "--warmup-seconds", "0.5",
+                      "--worker-cpus", "1", "--stats-json", tmp_path / "s.json")
+    assert rc == 0, log
+    assert json.loads((tmp_path / "s.json").read_text())["chunks"] == 3
+    assert ("faces on" in log) == (faces == "on")
+    rc, log = ray_run(capfd, src, "-o", tmp_path / "one.mp4", *opts)
+    assert rc == 0, log
+    assert_same_video(look(tmp_path / "one.mp4"), look(tmp_path / "ray.mp4"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "one.mp4", "ray.mp4",
+                                                          "s.json"]
+
+
+def test_a_worker_killed_mid_chunk_is_replaced_and_the_output_is_complete(ray_local,
+                                                                           tmp_path):
+    src = make_clip(tmp_path / "in.mp4", n=72)
+    killed = []
+
+    def kill_mid_chunk(slots):
+        for sl in slots:
+            t = sl.task
+            if not killed and t is not None and t.kind == "chunk" and 0 < sl.done < t.frames:
+                killed.append((t.chunk["index"], sl.done))
+                ray_local.kill(sl.handle, no_restart=True)
+
+    s = settings(ray="local", chunk_seconds=0.9, warmup_seconds=0.5, worker_cpus=1,
+                 stats_json=str(tmp_path / "s.json"))
+    rc = run_on_ray([src], tmp_path / "ray.mp4", s, Log(), poll_s=0.05,
+                    on_poll=kill_mid_chunk)
+    assert rc == 0
+    assert killed, "no chunk was caught mid-way"
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["retries"] == 1 and stats["frames"] == 72
+    convert_video(src, tmp_path / "one.mp4", Job(settings(), Log()))
+    assert_same_video(look(tmp_path / "one.mp4"), look(tmp_path / "ray.mp4"))
+    # the killed worker's half-written piece went with the work folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "one.mp4", "ray.mp4",
+                                                          "s.json"]
+
+
+def test_a_rerun_after_an_interrupt_does_only_the_missing_chunks(ray_local, tmp_path):
+    src = make_clip(tmp_path / "in.mp4", n=72)
+    s = settings(ray="local", chunk_seconds=0.9, warmup_seconds=0.5, worker_cpus=2,
+                 stats_json=str(tmp_path / "s.json"))
+
+    def interrupt(task):
+        raise KeyboardInterrupt  # as Ctrl+C after the first finished chunk
+
+    rc = run_on_ray([src], tmp_path / "ray.mp4", s, Log(), on_task_done=interrupt)
+    assert rc == 130
+    assert not (tmp_path / "ray.mp4").exists()
+    work = tmp_path / ".ray.mp4.toonstream-ray"
+    manifest = json.loads((work / "manifest.json").read_text())
+    (entry,) = manifest["files"].values()
+    assert len(entry["chunks"]) == 1
+    rc = run_on_ray([src], tmp_path / "ray.mp4", s, Log())
+    assert rc == 0
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert (stats["tasks_resumed"], stats["tasks_run"]) == (1, 2)
+    convert_video(src, tmp_path / "one.mp4", Job(settings(), Log()))
+    assert_same_video(look(tmp_path / "one.mp4"), look(tmp_path / "ray.mp4"))
+    assert not work.exists()
+
+
+def test_a_bad_file_fails_alone_and_the_exit_status_counts_it(ray_local, tmp_path, capfd):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "good.mp4", n=12)
+    (folder / "bad.mp4").write_bytes(b"not a video at all" * 10)
+    make_clip(folder / "fine.mp4", n=12, seed=3)
+    rc, log = ray_run(capfd, folder, "-o", tmp_path / "out", "--ray", *COMMON,
+                      "--worker-cpus", "1")
+    assert rc == 1
+    errors = [line for line in log.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "bad.mp4" in errors[0] and "Traceback" not in log
+    assert "done: 2 of 3 file(s)" in log and "1 failed" in log
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fine.mp4", "good.mp4"]
