@@ -81,6 +81,7 @@ class Engine(Protocol):
     device: str  # what actually runs, e.g. "cpu", "cuda", "openvino-cpu", "torch-cuda"
     precision: str  # numeric precision actually used: "fp32", "fp16", "bf16"
     shape_bound: bool  # builds for each input shape: a new batch size costs a compile
+    preferred_batch: int  # frames per call when the user does not say (--batch 0)
 
     def run(self, batch: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Stylise a contiguous uint8 `[N, H, W, 3]` BGR batch (H, W multiples of 4)."""
@@ -155,6 +156,7 @@ class OrtEngine:
                                     f"{active}): {install}")
         self.device = device
         self.shape_bound = device == "tensorrt"  # one engine per shape profile
+        self.preferred_batch = 1  # not measured on a GPU: one frame, as before
         self.precision = "fp16" if graph_precision == "fp16" or options.get("trt_fp16_enable") else "fp32"
         self._binding = self.session.io_binding()
         self._on_cpu = device == "cpu"
@@ -202,6 +204,7 @@ class OpenVinoEngine:
             raise _model_error(model_path, exc) from None
         self._compiled: dict[tuple[int, ...], object] = {}
         self.shape_bound = True  # compiled per shape, see _request
+        self.preferred_batch = 1  # on a CPU a batch gains nothing
         self.device = "openvino-cpu"
         # Exact mode pins f32: recent OpenVINO picks bf16 by itself on CPUs that have it.
         self.precision = "bf16" if want == "bf16" else "fp32"

@@ -27,7 +27,7 @@ from streamer.stages import Sink
 from streamer.toon.stage import ToonStage, ring_size
 
 from .chunks import Chunk
-from .convert import Job
+from .convert import Job, engine_batch
 
 PIECE_SUFFIX = ".mp4"
 
@@ -140,8 +140,9 @@ def encode_chunk(src: Path, chunk: Chunk, piece: Path, job: Job, *, codec: str,
                               crf=s.crf, preset=s.preset, overwrite=True,
                               open_in_writer=side_nice > 0)
         with _ChunkSink(inner, chunk.start) as sink:
-            flow = job.stylise(ring_size(s.queue, s.batch), source.info.fps)
-            pipe = Pipeline(source, ToonStage(flow, s.batch), sink, queue_size=s.queue,
+            batch = engine_batch(s, job.engine())
+            flow = job.stylise(ring_size(s.queue, batch), source.info.fps)
+            pipe = Pipeline(source, ToonStage(flow, batch), sink, queue_size=s.queue,
                             side_nice=side_nice)
 
             def tick(_st: PipelineStats) -> None:

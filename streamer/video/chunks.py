@@ -11,7 +11,8 @@ onward) through the style flow without writing them, so face tracks and smoothin
 settled when the first written frame comes (a single-machine run reaches that frame with a
 history too). Frames between the keyframe and `warm_from` are only decoded: a sparse
 keyframe interval costs decoding, not model time. The first chunk needs none; a flow
-without state between frames (faces off) needs none either (warmup_seconds 0).
+without state between frames (faces and the temporal step off) needs none either
+(warmup_seconds 0).
 
 A file whose video packets lack timestamps, repeat one, or whose keyframes are too sparse
 gets a one-chunk plan: it is converted whole, as without Ray.

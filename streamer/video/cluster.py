@@ -412,8 +412,10 @@ class ClusterJob:
                     item.frames = 1
                     tasks.append(self._task("file", item, str(dst.resolve()), 1))
                     continue
-                # the official full-frame flow keeps no state between frames: no warm-up
-                warmup = 0.0 if s.faces == "off" else s.warmup_seconds
+                # the official full-frame flow keeps no state between frames (faces off and
+                # the temporal step off): no warm-up
+                stateless = s.faces == "off" and s.temporal_settings() is None
+                warmup = 0.0 if stateless else s.warmup_seconds
                 t0 = time.perf_counter()
                 plan = plan_chunks(src, s.chunk_seconds, warmup)
                 item.plan_s = time.perf_counter() - t0

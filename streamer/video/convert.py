@@ -123,7 +123,7 @@ def _check_target(src: Path, dst: Path, overwrite: bool) -> None:
 def engine_batch(settings: VideoSettings, engine: Engine) -> int:
     """Frames per engine call: `--batch` when given, else the engine's own choice (several
     frames on a GPU, where batches fill the device; one on a CPU, where they gain nothing)."""
-    return settings.batch or getattr(engine, "preferred_batch", 1)
+    return settings.batch or engine.preferred_batch
 
 
 def _side_work(settings: VideoSettings) -> tuple[int, int]:
