@@ -274,7 +274,7 @@ def _check_engine_options(device: str, precision: str, threads: int | None) -> N
     if device not in DEVICES:
         raise ConfigError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; choose exact or fast")
+        raise ConfigError(f"unknown precision {precision!r}; choose exact, fast or int8")
     if threads is not None and threads < 1:
         raise ConfigError(f"threads must be at least 1, got {threads}")
 

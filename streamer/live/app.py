@@ -69,7 +69,8 @@ def _toon_options(p: argparse.ArgumentParser, d) -> None:
                            f"result is resized to the output size {d('work')}")
     toon.add_argument("--device", choices=DEVICES, help=f"inference device {d('device')}")
     toon.add_argument("--precision", choices=PRECISIONS,
-                      help=f"fast: bf16/fp16 where available; exact: fp32 {d('precision')}")
+                      help=f"fast: bf16/fp16 where available; exact: fp32; int8: quantized "
+                           f"(OpenVINO, built once) {d('precision')}")
     toon.add_argument("--threads", type=int, help="engine threads")
 
 

@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+from streamer.errors import UserError
 from streamer.report import EXIT_INTERRUPTED, EXIT_USAGE, Log, fail
 
 from .catalog import PARTS
@@ -40,6 +41,9 @@ def _build_parser() -> argparse.ArgumentParser:
     common.add_argument("--models", metavar="DIR", default=None,
                         help="model store folder (default: $TOONSTREAM_MODELS, else the "
                              "per-user cache, e.g. ~/.cache/toonstream/models)")
+    common.add_argument("--calibration", metavar="DIR|IMAGE|VIDEO", default=None,
+                        help="frames to calibrate int8 models on (default: "
+                             "$TOONSTREAM_CALIBRATION, else a built-in synthetic set)")
     p = _Parser(prog="python -m streamer.models",
                 description="Manage Toonstream's model store: the official DCT-Net weights, "
                             "the face detector, the head mask and the ONNX models built from them.")
@@ -154,8 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     log.propagate = False
     try:
-        return _COMMANDS[args.command](Store.open(args.models), args)
-    except (StoreError, OSError) as exc:
+        store = Store.open(args.models)
+        if args.calibration:
+            store.calibration = args.calibration
+        return _COMMANDS[args.command](store, args)
+    except (UserError, OSError) as exc:
         return fail(exc, Log(), status=EXIT_ERROR)
     except KeyboardInterrupt:
         Log()("error: interrupted (a partial download is kept and resumed next time)")
