@@ -32,6 +32,8 @@ import numpy as np
 
 from streamer.toon.stage import Stylise
 
+from .schedule import BackgroundWarp, FaceFirstScheduler, motion_grey
+
 
 
 @runtime_checkable
@@ -49,12 +51,14 @@ class FaceLayer(Protocol):
     last_faces: list  # per frame of the latest call: the faces pasted
 
 
-def style_factory(flows, work_wh: tuple[int, int], fps: float = 30.0
-                  ) -> Callable[[str], Stylise]:
+def style_factory(flows, work_wh: tuple[int, int], fps: float = 30.0,
+                  short_side: int | None = None) -> Callable[[str], Stylise]:
     """style -> stylise callable at the working size, from the composition layer
-    (streamer.toon.styles.StyleFlows): what LiveToon builds each style with."""
+    (streamer.toon.styles.StyleFlows): what LiveToon builds each style with. `short_side`:
+    the largest working size the flow may be given (the scheduler changes it while
+    streaming); by default the working size itself."""
     def factory(style: str) -> Stylise:
-        return flows.flow(style, short_side=min(work_wh), ring=2, fps=fps)
+        return flows.flow(style, short_side=short_side or min(work_wh), ring=2, fps=fps)
     return factory
 
 
@@ -79,7 +83,7 @@ class LiveToon:
     def __init__(self, factory: Callable[[str], Stylise], style: str,
                  work_wh: tuple[int, int], out_wh: tuple[int, int], *, ring: int = 6,
                  cache_size: int = 3, on_event: Callable[[str], None] | None = None,
-                 initial: Stylise | None = None):
+                 initial: Stylise | None = None, schedule: FaceFirstScheduler | None = None):
         self.factory = factory
         self.work_w, self.work_h = work_wh
         self.out_w, self.out_h = out_wh
@@ -106,11 +110,20 @@ class LiveToon:
         self.model_s: deque = deque(maxlen=2048)  # seconds per stylise call (work size)
         self.calls = 0
         self.faces_pasted = 0  # head crops pasted, over all styles
+        # Face-first scheduling (with a FaceLayer flow only): see live/schedule.py
+        self.schedule = schedule
+        self._bg_last: np.ndarray | None = None  # last background run, at the working size
+        self._bg_grey: np.ndarray | None = None  # its input, small and grey, for the motion
+        self._bg_warp = BackgroundWarp()
+        self._warp_buf: np.ndarray | None = None
+        self._resize_to: tuple[int, int] | None = None  # warmed up, switch at the next batch
+        self._resizing: threading.Thread | None = None
+        self.bg_reused = 0
 
     # --- per batch (toon thread) -----------------------------------------------------
 
     def _buffers(self, n: int) -> None:
-        if self._work_buf is None or self._work_buf.shape[0] != n:
+        if self._work_buf is None or self._work_buf.shape[:3] != (n, self.work_h, self.work_w):
             self._work_buf = np.empty((n, self.work_h, self.work_w, 3), np.uint8)
             self._out_ring = [np.empty((n, self.out_h, self.out_w, 3), np.uint8)
                               for _ in range(self.ring)]
@@ -133,6 +146,7 @@ class LiveToon:
         n = len(images)
         if n == 0:
             return []
+        self._apply_resize()
         self._buffers(n)
         work = self._work_buf
         ww, wh = self.work_w, self.work_h
@@ -145,7 +159,13 @@ class LiveToon:
             inputs.append(work[i])
         stylise, layered = self._active  # one read: a switch lands between batches
         t0 = time.perf_counter()
-        results = stylise.background(inputs) if layered else stylise(inputs, times)
+        sched = self.schedule if layered else None
+        bg_s = None
+        if sched is None:
+            results = stylise.background(inputs) if layered else stylise(inputs, times)
+        else:
+            results, bg_s = self._scheduled_background(stylise, inputs)
+        heads_before = _head_seconds(stylise)
         turn = self._turn
         self._turn = (turn + 1) % self.ring
         out = self._out_ring[turn]
@@ -156,12 +176,89 @@ class LiveToon:
                 cv2.resize(res, (self.out_w, self.out_h), dst=out[i],
                            interpolation=cv2.INTER_LINEAR)
         outs = [out[i] for i in range(n)]
+        faces = 0
         if layered:
             stylise.paste_faces(self._at_output_size(images), outs, times)
-            self.faces_pasted += sum(len(f) for f in stylise.last_faces)
-        self.model_s.append(time.perf_counter() - t0)
+            faces = sum(len(f) for f in stylise.last_faces)
+            self.faces_pasted += faces
+        total = time.perf_counter() - t0
+        self.model_s.append(total)
         self.calls += 1
+        if sched is not None:
+            head_s = _head_seconds(stylise) - heads_before
+            sched.observe(bg_s=bg_s, head_s=head_s, faces=faces,
+                          other_s=max(0.0, total - head_s - (bg_s or 0.0)) / n)
+            if sched.pending_size is not None:
+                self._start_resize(stylise, sched.pending_size)
         return outs
+
+    # --- face-first scheduling (toon thread) -------------------------------------------
+
+    def _scheduled_background(self, stylise, inputs: list[np.ndarray]
+                              ) -> tuple[list[np.ndarray], float | None]:
+        """The background for this batch: a model run when the scheduler says so (or none
+        is kept yet), else the last one carried along the motion to each frame."""
+        sched = self.schedule
+        if sched.run_background() or self._bg_last is None:
+            t = time.perf_counter()
+            results = stylise.background(inputs)
+            bg_s = time.perf_counter() - t
+            if self._bg_last is None or self._bg_last.shape != results[-1].shape:
+                self._bg_last = np.empty_like(results[-1])
+            np.copyto(self._bg_last, results[-1])  # results are ring views: keep a copy
+            self._bg_grey = motion_grey(inputs[-1])
+            return list(results), bg_s
+        if self._warp_buf is None or self._warp_buf.shape[1:] != self._bg_last.shape \
+                or len(self._warp_buf) < len(inputs):
+            self._warp_buf = np.empty((len(inputs),) + self._bg_last.shape, np.uint8)
+        self.bg_reused += len(inputs)
+        return [self._bg_warp(self._bg_last, self._bg_grey, motion_grey(img), self._warp_buf[i])
+                for i, img in enumerate(inputs)], None
+
+    def _start_resize(self, stylise, short: int) -> None:
+        """Warm the background engine at the scheduler's new working size in a thread
+        (OpenVINO compiles per shape: seconds on the toon thread would stall the stream);
+        the switch happens at the first batch after it is ready."""
+        if self._resizing is not None:
+            return
+        w, h = working_size(self.out_w, self.out_h, short)
+        engine = getattr(getattr(stylise, "bg", None), "engine", None)
+
+        def warm() -> None:
+            try:
+                if engine is not None:
+                    engine.run(np.full((1, h, w, 3), 255, np.uint8))
+            finally:
+                self._resize_to = (w, h)
+
+        self._resizing = threading.Thread(target=warm, name="toonstream-resize", daemon=True)
+        self._resizing.start()
+
+    def _apply_resize(self) -> None:
+        target = self._resize_to
+        if target is None:
+            return
+        self._resize_to, self._resizing = None, None
+        old = (self.work_w, self.work_h)
+        self.work_w, self.work_h = target
+        self._bg_last = None
+        if self.schedule is not None:
+            self.schedule.size_applied(min(target))
+        if self.on_event and target != old:
+            self.on_event(f"work size: {old[0]}x{old[1]} -> {target[0]}x{target[1]} "
+                          f"({self.schedule.describe() if self.schedule else ''})")
+
+    def wait_resize(self, timeout: float = 30.0) -> None:
+        """Wait until a working-size change being warmed up is ready (tests)."""
+        t = self._resizing
+        if t is not None:
+            t.join(timeout)
+
+    def schedule_text(self) -> str:
+        """The scheduler's choice for the status line ('' when it is off)."""
+        if self.schedule is None or not self._active[1]:
+            return ""
+        return self.schedule.describe()
 
     def warm_up(self) -> None:
         """Run the current style once on a blank frame (compiles kernels, sizes arenas)."""
@@ -246,6 +343,12 @@ class LiveToon:
             t.join(timeout)
             return not t.is_alive()
         return True
+
+
+def _head_seconds(stylise) -> float:
+    """The face-aware flow's running total of head-model seconds (0 for other flows)."""
+    timings = getattr(stylise, "timings", None)
+    return getattr(timings, "head_s", 0.0) if timings is not None else 0.0
 
 
 def _warm(stylise: Stylise, w: int, h: int) -> None:
