@@ -177,6 +177,29 @@ def test_work_auto_picks_the_largest_size_that_fits_and_steps_down_under_load(
     assert engine.heads == 40  # the face never skipped a frame
 
 
+def test_a_second_face_over_the_budget_reuses_its_head_instead_of_slowing_every_face(
+        models_dir, portrait):
+    # Two faces, 60 ms per head against a 10 fps camera (85 ms planned): one head fits per
+    # frame. Both faces are pasted on every frame; the heads take turns, the other face's
+    # last head is pasted with its current transform.
+    engine = SleepEngine(head_s=0.060, bg_s=lambda h, w: 0.004)
+    toon, sched = _scheduled_toon(models_dir, engine, fps=10.0)
+    face = cv2.resize(portrait, (300, 300), interpolation=cv2.INTER_AREA)
+    frames = 14
+    for i in range(frames):
+        frame = np.full((360, 640, 3), 128, np.uint8)
+        frame[30:330, 10 + i % 4:310 + i % 4] = face
+        frame[30:330, 330:630] = face[:, ::-1]
+        toon([frame], [i / 10.0])
+        assert len(toon.current.last_faces[0]) == 2, f"frame {i}"
+    flow = toon.current
+    assert toon.faces_pasted == 2 * frames
+    assert sched.heads_per_frame() == 1
+    assert flow.heads_reused > 0
+    assert engine.heads < 2 * frames  # not every face every frame ...
+    assert engine.heads >= frames  # ... but at least one head on every frame
+
+
 def test_run_stream_reports_the_schedule_it_chose(models_dir, portrait):
     """The whole live session with a paced camera showing a face: the stats and the
     status text name the choice, and every frame that came out carried a face."""

@@ -125,12 +125,15 @@ class FaceFirstScheduler:
         """Whether this frame runs the background model (else it reuses the last one)."""
         return self._since_bg >= self.choice.bg_every
 
-    def observe(self, *, bg_s: float | None, head_s: float, faces: int, other_s: float) -> None:
+    def observe(self, *, bg_s: float | None, head_s: float, faces: int, other_s: float,
+                heads: int | None = None) -> None:
         """The times of the frame just done: `bg_s` the background run (None when it was
-        reused), `head_s` all its head runs, `faces` how many heads, `other_s` the rest."""
+        reused), `head_s` all its head runs, `faces` the faces pasted, `heads` how many of
+        them ran the head model (default: all), `other_s` the rest."""
         w = self.s.smoothing
+        heads = faces if heads is None else heads
         self.frames += 1
-        self.faces_run += faces
+        self.faces_run += heads
         if bg_s is None:
             self._since_bg += 1
         else:
@@ -138,13 +141,24 @@ class FaceFirstScheduler:
             self.bg_runs += 1
             px = self.pixels(self.choice.work_short)
             self._bg_px_s.add(max(0.0, bg_s - self._bg_fixed_s) / px, w)
-        if faces:
-            self._head_s.add(head_s / faces, w)
+        if heads:
+            self._head_s.add(head_s / heads, w)
         self._faces.add(float(faces), w)
         self._other_s.add(other_s, w)
         self._replan()
 
     # --- the plan ---------------------------------------------------------------------
+
+    def heads_per_frame(self) -> int | None:
+        """How many head-model runs a frame may have: None (all faces) while they fit in
+        the frame time, else as many as fit but at least one; the other faces reuse their
+        last head, warped along with the face (FaceAwareFlow.max_heads)."""
+        head = self._head_s.value
+        faces = self._faces.value or 0.0
+        if not head or faces <= 1:
+            return None
+        fit = int((self.s.headroom * self.budget_s - (self._other_s.value or 0.0)) // head)
+        return None if fit >= math.ceil(faces) else max(1, fit)
 
     def bg_time(self, short: int) -> float:
         return self._bg_fixed_s + (self._bg_px_s.value or 0.0) * self.pixels(short)

@@ -176,17 +176,21 @@ class LiveToon:
                 cv2.resize(res, (self.out_w, self.out_h), dst=out[i],
                            interpolation=cv2.INTER_LINEAR)
         outs = [out[i] for i in range(n)]
-        faces = 0
+        faces = heads = 0
         if layered:
+            if sched is not None and hasattr(stylise, "max_heads"):
+                stylise.max_heads = sched.heads_per_frame()
+            runs_before = getattr(getattr(stylise, "timings", None), "faces", 0)
             stylise.paste_faces(self._at_output_size(images), outs, times)
             faces = sum(len(f) for f in stylise.last_faces)
+            heads = getattr(getattr(stylise, "timings", None), "faces", faces) - runs_before
             self.faces_pasted += faces
         total = time.perf_counter() - t0
         self.model_s.append(total)
         self.calls += 1
         if sched is not None:
             head_s = _head_seconds(stylise) - heads_before
-            sched.observe(bg_s=bg_s, head_s=head_s, faces=faces,
+            sched.observe(bg_s=bg_s, head_s=head_s, faces=faces, heads=heads,
                           other_s=max(0.0, total - head_s - (bg_s or 0.0)) / n)
             if sched.pending_size is not None:
                 self._start_resize(stylise, sched.pending_size)
