@@ -88,6 +88,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--devices", default="cpu,openvino", help="comma-separated engine devices")
     ap.add_argument("--batches", default="1,4")
+    ap.add_argument("--parity-only", metavar="STYLES", default=None,
+                    help="skip the timings; print the golden parity of bf16 and int8 for "
+                         "these styles (comma-separated, or all)")
     ap.add_argument("--golden", default=None,
                     help="TensorFlow reference outputs (default: the store's ../golden/dctnet)")
     args = ap.parse_args()
@@ -97,6 +100,16 @@ def main() -> int:
 
     from streamer.models.store import Store  # the store builds and caches the ONNX graphs
     store = Store(models)
+    golden = Path(args.golden) if args.golden else models.parent / "golden" / "dctnet"
+    if args.parity_only:
+        styles = store.catalog.styles if args.parity_only == "all" else args.parity_only.split(",")
+        for style in styles:
+            engines = [create_engine(lambda p, s=style: store.onnx_model_path(s, "bg", p),
+                                     EngineSettings(device="openvino", precision=prec,
+                                                    threads=args.threads))
+                       for prec in ("fast", "int8")]
+            _parity(engines, golden, style)
+        return 0
     model_for = lambda precision: store.onnx_model_path(args.style, "bg", precision)  # noqa: E731
 
     engines = []
@@ -143,7 +156,6 @@ def main() -> int:
         print(f"\nint8 time / bf16 time (OpenVINO, same run): " + ", ".join(
             f"{w}x{h} b{n} {t[int8] / t['bf16']:.2f}" for (h, w, n), t in by_size.items()
             if "bf16" in t and int8 in t))
-    golden = Path(args.golden) if args.golden else models.parent / "golden" / "dctnet"
     _parity(engines, golden, args.style)
     return 0
 
