@@ -244,3 +244,23 @@ def test_live_settings_take_work_auto_and_the_schedule_option():
     from streamer.config import ConfigError
     with pytest.raises(ConfigError):
         LiveSettings(schedule="sometimes", sinks=("null",))
+
+
+def test_the_presets_int8_falls_back_to_bf16_with_a_note_where_it_cannot_run():
+    from streamer.live import app
+    lines: list[str] = []
+    args = app.build_parser().parse_args(["--config", "live-cpu", "--device", "cpu"])
+    s = app.settings_from_args(args, lines.append)
+    assert s.precision == "fast"
+    assert any("instead of the preset's int8" in line and "OpenVINO" in line for line in lines)
+
+
+def test_int8_asked_for_on_onnx_runtime_is_a_one_line_error(models_dir):
+    from streamer.live import app
+    lines: list[str] = []
+    rc = app.main(["--models", str(models_dir), "--config", "live-cpu", "--synthetic",
+                   "--camera-size", "320x180", "--device", "cpu", "--precision", "int8",
+                   "--sink", "null", "--seconds", "1", "--no-commands", "--status-every", "0"],
+                  log=lines.append)
+    assert rc == 1
+    assert lines[-1].startswith("error: ") and "int8 needs OpenVINO" in lines[-1], lines

@@ -153,7 +153,31 @@ def settings_from_args(args: argparse.Namespace, log: Log | None = None) -> Live
         preset, why = auto_preset(overrides.get("device", "auto"))
         if log is not None:
             log(f"preset: {preset} ({why}; --config to choose)")
-    return build_settings(LiveSettings, preset, overrides)
+    s = build_settings(LiveSettings, preset, overrides)
+    if s.precision == "int8" and "precision" not in overrides:
+        # int8 from a preset, not from the user: where it cannot run (no OpenVINO on this
+        # CPU, or NNCF missing) the preset's next best is bf16/fp16, said in one line. An
+        # int8 the user asked for stays an error (toon/engine.py).
+        why_not = int8_unavailable(s.device)
+        if why_not:
+            from dataclasses import replace
+            s = replace(s, precision="fast")
+            if log is not None:
+                log(f"note: precision fast instead of the preset's int8 ({why_not})")
+    return s
+
+
+def int8_unavailable(device: str) -> str | None:
+    """Why int8 cannot run with `device` here, or None."""
+    import importlib.util
+
+    from streamer.toon.engine import auto_device
+    real = auto_device() if device == "auto" else device
+    if real != "openvino":
+        return f"int8 needs OpenVINO, the model runs on {real}"
+    if importlib.util.find_spec("nncf") is None:
+        return "int8 needs NNCF: pip install nncf"
+    return None
 
 
 # --- running -------------------------------------------------------------------------------

@@ -115,6 +115,7 @@ class LiveToon:
         self._bg_last: np.ndarray | None = None  # last background run, at the working size
         self._bg_grey: np.ndarray | None = None  # its input, small and grey, for the motion
         self._bg_warp = BackgroundWarp()
+        self._bg_owner: object | None = None
         self._warp_buf: np.ndarray | None = None
         self._resize_to: tuple[int, int] | None = None  # warmed up, switch at the next batch
         self._resizing: threading.Thread | None = None
@@ -203,13 +204,14 @@ class LiveToon:
         """The background for this batch: a model run when the scheduler says so (or none
         is kept yet), else the last one carried along the motion to each frame."""
         sched = self.schedule
-        if sched.run_background() or self._bg_last is None:
+        if sched.run_background() or self._bg_last is None or self._bg_owner is not stylise:
             t = time.perf_counter()
             results = stylise.background(inputs)
             bg_s = time.perf_counter() - t
             if self._bg_last is None or self._bg_last.shape != results[-1].shape:
                 self._bg_last = np.empty_like(results[-1])
             np.copyto(self._bg_last, results[-1])  # results are ring views: keep a copy
+            self._bg_owner = stylise  # a style switch must not reuse the old style's picture
             self._bg_grey = motion_grey(inputs[-1])
             return list(results), bg_s
         if self._warp_buf is None or self._warp_buf.shape[1:] != self._bg_last.shape \
@@ -230,7 +232,9 @@ class LiveToon:
 
         def warm() -> None:
             try:
-                if engine is not None:
+                # Only engines that compile per shape need it (and ONNX Runtime's CPU
+                # engine shares one I/O binding between calls: no second thread there).
+                if engine is not None and getattr(engine, "shape_bound", False):
                     engine.run(np.full((1, h, w, 3), 255, np.uint8))
             finally:
                 self._resize_to = (w, h)
