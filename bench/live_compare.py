@@ -68,17 +68,20 @@ class ClipCamera(SyntheticSource):
 
 
 class CaptureSink(NullSink):
-    """Keeps a copy of every `every`-th frame index's output (at most `limit`)."""
+    """Keeps a copy of the first output at or after every `every`-th frame index (at most
+    `limit`): spread over the run whatever frames the live path dropped."""
 
     def __init__(self, every: int, limit: int):
         super().__init__()
         self.every, self.limit = every, limit
         self.kept: dict[int, np.ndarray] = {}
+        self._due = every  # skip the first frames: faces fade in over 0.2 s
 
     def write(self, frame: Frame) -> None:
         super().write(frame)
-        if frame.index % self.every == 0 and len(self.kept) < self.limit:
+        if frame.index >= self._due and len(self.kept) < self.limit:
             self.kept[frame.index] = frame.image.copy()
+            self._due = frame.index + self.every
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:

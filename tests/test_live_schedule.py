@@ -264,3 +264,16 @@ def test_int8_asked_for_on_onnx_runtime_is_a_one_line_error(models_dir):
                   log=lines.append)
     assert rc == 1
     assert lines[-1].startswith("error: ") and "int8 needs OpenVINO" in lines[-1], lines
+
+
+def test_a_scene_cut_runs_the_background_at_once_instead_of_warping_the_old_scene(
+        models_dir, portrait):
+    engine = SleepEngine(head_s=0.005, bg_s=lambda h, w: 0.600)
+    toon, sched = _scheduled_toon(models_dir, engine, fps=10.0)
+    for i in range(4):
+        toon([_face_frame(portrait, i)], [i / 10.0])
+    assert sched.choice.bg_every > 1
+    runs = engine.bg_runs
+    cut = 255 - _face_frame(portrait, 4)  # a different picture altogether
+    toon([cut], [0.4])
+    assert engine.bg_runs == runs + 1

@@ -204,7 +204,9 @@ class LiveToon:
         """The background for this batch: a model run when the scheduler says so (or none
         is kept yet), else the last one carried along the motion to each frame."""
         sched = self.schedule
-        if sched.run_background() or self._bg_last is None or self._bg_owner is not stylise:
+        greys = [motion_grey(img) for img in inputs]
+        if (sched.run_background() or self._bg_last is None or self._bg_owner is not stylise
+                or _scene_changed(self._bg_grey, greys[-1])):
             t = time.perf_counter()
             results = stylise.background(inputs)
             bg_s = time.perf_counter() - t
@@ -212,14 +214,14 @@ class LiveToon:
                 self._bg_last = np.empty_like(results[-1])
             np.copyto(self._bg_last, results[-1])  # results are ring views: keep a copy
             self._bg_owner = stylise  # a style switch must not reuse the old style's picture
-            self._bg_grey = motion_grey(inputs[-1])
+            self._bg_grey = greys[-1]
             return list(results), bg_s
         if self._warp_buf is None or self._warp_buf.shape[1:] != self._bg_last.shape \
                 or len(self._warp_buf) < len(inputs):
             self._warp_buf = np.empty((len(inputs),) + self._bg_last.shape, np.uint8)
         self.bg_reused += len(inputs)
-        return [self._bg_warp(self._bg_last, self._bg_grey, motion_grey(img), self._warp_buf[i])
-                for i, img in enumerate(inputs)], None
+        return [self._bg_warp(self._bg_last, self._bg_grey, grey, self._warp_buf[i])
+                for i, grey in enumerate(greys)], None
 
     def _start_resize(self, stylise, short: int) -> None:
         """Warm the background engine at the scheduler's new working size in a thread
@@ -351,6 +353,19 @@ class LiveToon:
             t.join(timeout)
             return not t.is_alive()
         return True
+
+
+# Mean grey-level change (0..255) between the frame a background was made from and the
+# current one beyond which the scene is taken to have changed (a cut, a camera switched):
+# a warp cannot carry a background across that, so the model runs at once. Motion within a
+# shot stays far below it (a 6 px pan of a textured scene changes about 10 levels).
+SCENE_CHANGE = 40.0
+
+
+def _scene_changed(before: np.ndarray | None, now: np.ndarray) -> bool:
+    if before is None or before.shape != now.shape:
+        return True
+    return float(cv2.absdiff(before, now).mean()) > SCENE_CHANGE
 
 
 def _head_seconds(stylise) -> float:
