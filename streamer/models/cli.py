@@ -98,6 +98,13 @@ def _cmd_list(store: Store, args: argparse.Namespace) -> int:
         state = "stale, rebuilt on next use"
         if src.is_file() and sha256_file(src) == meta.get("source_sha256"):
             state = "current"
+        if meta.get("precision") == "int8":
+            if meta.get("sha256") != sha256_file(path):
+                state = "CHANGED since it was built, rebuilt on next use"
+            print(f"  {path.name:<28} int8  from {meta.get('fp32_model', '?')} by "
+                  f"{meta.get('quantizer', '?')}, calibration {meta.get('calibration_source', '?')}"
+                  f", {state}")
+            continue
         print(f"  {path.name:<28} {meta.get('precision', '?'):<5} from {src.name or '?'} "
               f"({meta.get('source_format', '?')}), "
               f"converter {meta.get('converter_version', '?')}, {state}")

@@ -500,6 +500,18 @@ class Store:
                 checks.append(Check(e.local, False, problem))
             else:
                 checks.append(Check(e.local, True, f"{e.size:,} B, {e.catalog}, structure ok"))
+        for path, meta in self.onnx_entries():
+            # Built int8 models carry their own checksum (they cannot be rebuilt bit for bit
+            # on another machine): a mismatch is reported here and rebuilt on next use.
+            if meta.get("precision") != "int8":
+                continue
+            local = f"{path.parent.name}/{path.name}"
+            if meta.get("sha256") == sha256_file(path):
+                checks.append(Check(local, True, f"int8 model, sha256 matches its metadata"))
+            else:
+                checks.append(Check(local, False, "int8 model CHANGED since it was built "
+                                                  "(sha256 differs from its metadata); it is "
+                                                  "rebuilt on next use"))
         return checks
 
 
