@@ -263,7 +263,7 @@ class Store:
         """The int8 (QDQ) model beside the fp32 one: quantized once from it with NNCF on
         the store's calibration frames, kept with metadata and the model's own sha256, and
         re-verified against that checksum on every use (a damaged file is rebuilt)."""
-        from streamer.models.dctnet.int8 import QUANTIZER_VERSION, quantize_int8
+        from streamer.models.dctnet.int8 import QUANTIZER_VERSION, float_layers, quantize_int8
 
         fp32 = self._build(style, part, "fp32", src)
         out = self.onnx_dir / self._onnx_name(style, part, "int8")
@@ -274,6 +274,7 @@ class Store:
             if (out.is_file() and meta.get("fp32_sha256") == fp32_sha
                     and meta.get("quantizer_version") == QUANTIZER_VERSION
                     and meta.get("calibration_source") == self.calibration_source
+                    and meta.get("float_layers") == list(float_layers(style))
                     and meta.get("sha256") == sha256_file(out)):
                 return out
             if out.is_file() and meta.get("sha256") not in (None, sha256_file(out)):
@@ -285,7 +286,7 @@ class Store:
         say(f"int8: quantizing {style} {part} once (NNCF, {len(frames)} calibration frames "
             f"from {self.calibration_source}); cached in {out.parent}")
         t0 = time.perf_counter()
-        model, info = quantize_int8(fp32, frames)
+        model, info = quantize_int8(fp32, frames, float_layers(style))
         import onnx
 
         try:
