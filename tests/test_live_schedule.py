@@ -277,3 +277,26 @@ def test_a_scene_cut_runs_the_background_at_once_instead_of_warping_the_old_scen
     cut = 255 - _face_frame(portrait, 4)  # a different picture altogether
     toon([cut], [0.4])
     assert engine.bg_runs == runs + 1
+
+
+def test_work_auto_does_not_step_up_to_a_size_that_only_just_fits():
+    now = [0.0]
+    sched = FaceFirstScheduler(ScheduleSettings(fps=30.0, auto_size=True, hold_s=1.0),
+                               work_short=144, clock=lambda: now[0])
+    sched.set_aspect(640, 360)
+    # 192p fits (17.8 ms of the 24.3 ms the head leaves); 240p (27.8 ms) does not
+    assert sched.calibrate({144: 0.010, 288: 0.040}, head_s=0.004) == 192
+    for _ in range(60):
+        now[0] += 1.0
+        sched.observe(bg_s=sched.bg_time(192), head_s=0.004, faces=1, other_s=0.0)
+        assert sched.pending_size is None
+    assert sched.choice.bg_every == 1 and not sched.choice.changes
+    # the other load goes: the background now takes half the time, 240p (about 14 ms) fits
+    # with room to spare, and the size steps up, one step
+    fast = sched.bg_time(192) / 2
+    for _ in range(30):
+        now[0] += 1.0
+        sched.observe(bg_s=fast, head_s=0.004, faces=1, other_s=0.0)
+        if sched.pending_size is not None:
+            break
+    assert sched.pending_size == 240
