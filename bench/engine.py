@@ -3,6 +3,10 @@ reference (ai-edge-litert with XNNPACK) measured in the same run.
 
     python bench/engine.py [--models DIR] [--style anime] [--repeat 5]
 
+With int8 (NNCF installed) it also prints int8 time / bf16 time per size and, for every
+reference image, the mean |difference| of each engine's output against TensorFlow's golden
+output (`--golden DIR`, default the store's sibling golden/dctnet).
+
 The TFLite conversions have fixed inputs (288x288 head, 720x720 background): the 288x288
 row runs the head model as is; the other sizes run the 720x720 model on the frame padded
 (640x360) or resized (1280x720) to 720x720, so the reference's pixel count is printed and
@@ -85,6 +89,11 @@ def main() -> int:
     ap.add_argument("--devices", default="cpu,openvino",
                     help="comma-separated engine devices (torch-cpu, torch-cuda too)")
     ap.add_argument("--batches", default="1,4")
+    ap.add_argument("--parity-only", metavar="STYLES", default=None,
+                    help="skip the timings; print the golden parity of bf16 and int8 for "
+                         "these styles (comma-separated, or all)")
+    ap.add_argument("--golden", default=None,
+                    help="TensorFlow reference outputs (default: the store's ../golden/dctnet)")
     args = ap.parse_args()
     if not args.models:
         ap.error("give --models DIR or set TOONSTREAM_MODELS")
@@ -92,11 +101,21 @@ def main() -> int:
 
     from streamer.models.store import Store  # the store builds and caches the ONNX graphs
     store = Store(models)
+    golden = Path(args.golden) if args.golden else models.parent / "golden" / "dctnet"
+    if args.parity_only:
+        styles = store.catalog.styles if args.parity_only == "all" else args.parity_only.split(",")
+        for style in styles:
+            engines = [create_engine(lambda p, s=style: store.onnx_model_path(s, "bg", p),
+                                     EngineSettings(device="openvino", precision=prec,
+                                                    threads=args.threads))
+                       for prec in ("fast", "int8")]
+            _parity(engines, golden, style)
+        return 0
     model_for = lambda precision: store.onnx_model_path(args.style, "bg", precision)  # noqa: E731
 
     engines = []
     for device in args.devices.split(","):
-        for precision in ("exact", "fast"):
+        for precision in ("exact", "fast", "int8"):
             try:
                 e = create_engine(model_for, EngineSettings(device=device, precision=precision,
                                                             threads=args.threads),
@@ -115,6 +134,7 @@ def main() -> int:
     print(header)
     print("-" * len(header))
     rng = np.random.default_rng(0)
+    by_size: dict[tuple[int, int, int], dict[str, float]] = {}
     for h, w in SIZES:
         for n in batches:
             batch = rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8)
@@ -126,12 +146,41 @@ def main() -> int:
                 calls.append(call)
             medians = [m / n for m in _interleaved_medians(calls, args.repeat)]
             ref_ms = medians[-1] if reference else None
+            by_size[(h, w, n)] = {e.precision: ms for e, ms in zip(engines, medians)
+                                  if e.backend == "openvino"}
             for e, ms in zip(engines, medians):
                 ratio = f"{ms / ref_ms:6.2f}" if ref_ms else "     -"
                 per_mp = f"{(ms / (h * w)) / (ref_ms / ref_px):8.2f}" if ref_ms else "       -"
                 print(f"{w:>4}x{h:<5} {n:>5} {e.describe():<34} {ms:9.1f} "
                       f"{ref_ms or 0:8.1f} {ratio} {per_mp}", flush=True)
+    int8 = next((p for e in engines for p in [e.precision] if p.startswith("int8")), None)
+    if int8:
+        print(f"\nint8 time / bf16 time (OpenVINO, same run): " + ", ".join(
+            f"{w}x{h} b{n} {t[int8] / t['bf16']:.2f}" for (h, w, n), t in by_size.items()
+            if "bf16" in t and int8 in t))
+    _parity(engines, golden, args.style)
     return 0
+
+
+def _parity(engines: list, golden: Path, style: str) -> None:
+    """Mean and max |difference| against TensorFlow's output for each reference image."""
+    import cv2
+
+    images = sorted(p for p in golden.glob("*.png") if "__" not in p.name) if golden.is_dir() else []
+    if not images:
+        print(f"note: no golden images in {golden}: parity not printed")
+        return
+    print(f"\nmean |diff| (max) against TensorFlow's {style} output, uint8 levels:")
+    print(f"{'engine':<34} " + " ".join(f"{p.stem:>14}" for p in images))
+    for e in engines:
+        cells = []
+        for p in images:
+            x = cv2.imread(str(p))
+            g = cv2.imread(str(golden / f"{p.stem}__{style}.png"))
+            y = e.run(np.ascontiguousarray(x[None]))[0]
+            d = np.abs(y.astype(np.int16) - g.astype(np.int16))
+            cells.append(f"{d.mean():7.3f} ({d.max():3d})")
+        print(f"{e.describe():<34} " + " ".join(f"{c:>14}" for c in cells), flush=True)
 
 
 if __name__ == "__main__":

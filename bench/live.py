@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # live_compare
 
 from streamer.config import LiveSettings, parse_size  # noqa: E402
 from streamer.toon.background import parse_background  # noqa: E402
@@ -209,10 +210,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="backgrounds to run, comma-separated (keep,transparent): with a mask "
                         "the segmentation cost is printed next to the model's")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--compare", action="store_true",
+                   help="issue 13's side-by-side: faces off 144 bf16 / faces on 144 bf16 / "
+                        "faces on int8 face-first auto, on --source played as a 1280x720 "
+                        "camera at --rates (see bench/live_compare.py)")
+    p.add_argument("--rates", default="own,30",
+                   help="with --compare: camera rates, 'own' = the clip's (own,30)")
     a = p.parse_args(argv)
     backgrounds = [b.strip() for b in a.background.split(",") if b.strip()]
     for b in backgrounds:
         parse_background(b)
+    if a.compare:
+        return _compare(a)
     settings = LiveSettings(models=a.models, device=a.device, precision=a.precision,
                             threads=a.threads, style=a.style, sinks=("null",), faces=a.faces,
                             temporal=a.temporal)
@@ -272,6 +281,28 @@ def main(argv: list[str] | None = None) -> int:
         Path(a.json).write_text(json.dumps({"rss_mb_process_start": round(rss0, 1),
                                             "fps": a.fps, "seconds": a.seconds,
                                             "runs": rows}, indent=2) + "\n")
+    return 0
+
+
+def _compare(a) -> int:
+    from live_compare import compare
+
+    if not a.source:
+        raise SystemExit("--compare needs --source CLIP (a clip with a face)")
+    import av
+    with av.open(a.source) as c:
+        own = float(c.streams.video[0].average_rate or 30)
+    rates = [own if r.strip() == "own" else float(r) for r in a.rates.split(",")]
+    base = LiveSettings(models=a.models, device=a.device, threads=a.threads, style=a.style,
+                        sinks=("null",))
+    cam = parse_size(a.camera_size, "camera-size")
+    print(f"live comparison: {a.source} as a {cam[0]}x{cam[1]} camera at "
+          f"{', '.join(f'{r:g}' for r in rates)} fps, {a.seconds:g} s each; "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", flush=True)
+    rows = compare(base, a.source, cam, a.seconds, rates,
+                   log=lambda line: print(line, flush=True))
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=2, default=str) + "\n")
     return 0
 
 

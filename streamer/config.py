@@ -302,7 +302,8 @@ class LiveSettings(FaceSettings, BackgroundSettings, TemporalOptions):
     device: str = "auto"
     precision: str = "fast"
     threads: int | None = None
-    work: str = "360"  # working size: a short side ("144") or WIDTHxHEIGHT ("256x144")
+    work: str = "360"  # working size: a short side ("144"), WIDTHxHEIGHT ("256x144") or auto
+    schedule: str = "face-first"  # face-first: the background yields size, then rate; off
     output_size: str | None = None  # WIDTHxHEIGHT of every sink; None: the source's size
     fps: float | None = None  # output rate (virtual camera); None: the source's rate
     sinks: tuple = ("vcam",)  # vcam, preview, null, udp://..., rtmp://..., FILE.mp4/.mkv/.ts
@@ -333,6 +334,8 @@ class LiveSettings(FaceSettings, BackgroundSettings, TemporalOptions):
             if w % 2 or h % 2:
                 raise ConfigError(f"output-size must be even (4:2:0 video), got {w}x{h}")
         self.work_spec()
+        if self.schedule not in ("face-first", "off"):
+            raise ConfigError(f"schedule must be face-first or off, got {self.schedule!r}")
         if self.camera_fps <= 0 or (self.fps is not None and self.fps <= 0):
             raise ConfigError("frame rates must be positive")
         if not 1 <= self.queue <= 2:
@@ -346,9 +349,19 @@ class LiveSettings(FaceSettings, BackgroundSettings, TemporalOptions):
         self._check_background()
         self._check_temporal()
 
+    @property
+    def work_auto(self) -> bool:
+        """`work: auto`: the face-first scheduler picks the working size from model times
+        measured at start and adjusts it to the load (streamer/live/schedule.py)."""
+        return str(self.work).strip().lower() == "auto"
+
     def work_spec(self) -> int | tuple[int, int]:
-        """The working size: a short side, or (width, height)."""
+        """The working size: a short side, or (width, height); with `auto`, the smallest
+        size the scheduler starts from before it has measured anything."""
         text = str(self.work).strip().lower()
+        if text == "auto":
+            from streamer.live.schedule import AUTO_SIZES
+            return min(AUTO_SIZES)
         if text.isdigit():
             if int(text) < 16:
                 raise ConfigError(f"work must be at least 16 pixels, got {text}")
@@ -361,7 +374,7 @@ def _check_engine_options(device: str, precision: str, threads: int | None) -> N
     if device not in DEVICES:
         raise ConfigError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; choose exact or fast")
+        raise ConfigError(f"unknown precision {precision!r}; choose exact, fast or int8")
     if threads is not None and threads < 1:
         raise ConfigError(f"threads must be at least 1, got {threads}")
 

@@ -138,12 +138,13 @@ def test_yaml_on_and_off_are_read_as_face_modes(tmp_path):
         build_settings(VideoSettings, str(preset))
 
 
-def test_faces_default_on_except_in_the_cpu_live_preset():
+def test_faces_default_on_everywhere_including_the_cpu_live_preset():
     assert build_settings(VideoSettings).faces == "auto"
     assert build_settings(LiveSettings).faces == "auto"
     assert build_settings(LiveSettings, "live-720p").faces == "auto"
-    # a 288 head costs about twice the 256x144 frame on a CPU (see configs/live-cpu.yaml)
-    assert build_settings(LiveSettings, "live-cpu").faces == "off"
+    # on a CPU the face-first scheduler gives the background what the heads leave
+    cpu = build_settings(LiveSettings, "live-cpu")
+    assert cpu.faces == "auto" and cpu.schedule == "face-first" and cpu.work_auto
 
 
 def test_tracking_settings_reach_the_tracker():

@@ -37,6 +37,7 @@ from streamer.toon.styles import StyleFlows
 from .controls import StdinCommands
 from .parts import LiveError, open_sinks, open_source, sink_specs
 from .session import LiveSession
+from .schedule import AUTO_SIZES, FaceFirstScheduler, ScheduleSettings
 from .toon import LiveToon, style_factory, work_note, working_size
 
 GPU_DEVICES = ("cuda", "tensorrt", "coreml", "directml", "torch-cuda")
@@ -69,12 +70,19 @@ def _toon_options(p: argparse.ArgumentParser, d) -> None:
                                       f"sd-illustration {d('style')}")
     toon.add_argument("--models", metavar="DIR",
                       help="model store (default: $TOONSTREAM_MODELS, else the user cache)")
-    toon.add_argument("--work", metavar="PX|WxH",
-                      help=f"working size: a short side (144) or WIDTHxHEIGHT (256x144); the "
-                           f"result is resized to the output size {d('work')}")
+    toon.add_argument("--work", metavar="PX|WxH|auto",
+                      help=f"working size: a short side (144), WIDTHxHEIGHT (256x144), or auto "
+                           f"(measured at start, adjusted to the load); the result is resized "
+                           f"to the output size {d('work')}")
+    toon.add_argument("--schedule", choices=("face-first", "off"),
+                      help=f"face-first: with faces on, heads run on every frame at full "
+                           f"detail and the background yields its size, then its rate "
+                           f"(reused, warped along the motion) to hold the camera rate "
+                           f"{d('schedule')}")
     toon.add_argument("--device", choices=DEVICES, help=f"inference device {d('device')}")
     toon.add_argument("--precision", choices=PRECISIONS,
-                      help=f"fast: bf16/fp16 where available; exact: fp32 {d('precision')}")
+                      help=f"fast: bf16/fp16 where available; exact: fp32; int8: quantized "
+                           f"(OpenVINO, built once) {d('precision')}")
     toon.add_argument("--threads", type=int, help="engine threads")
     add_fetch_option(toon)
 
@@ -154,7 +162,31 @@ def settings_from_args(args: argparse.Namespace, log: Log | None = None) -> Live
         preset, why = auto_preset(overrides.get("device", "auto"))
         if log is not None:
             log(f"preset: {preset} ({why}; --config to choose)")
-    return build_settings(LiveSettings, preset, overrides)
+    s = build_settings(LiveSettings, preset, overrides)
+    if s.precision == "int8" and "precision" not in overrides:
+        # int8 from a preset, not from the user: where it cannot run (no OpenVINO on this
+        # CPU, or NNCF missing) the preset's next best is bf16/fp16, said in one line. An
+        # int8 the user asked for stays an error (toon/engine.py).
+        why_not = int8_unavailable(s.device)
+        if why_not:
+            from dataclasses import replace
+            s = replace(s, precision="fast")
+            if log is not None:
+                log(f"note: precision fast instead of the preset's int8 ({why_not})")
+    return s
+
+
+def int8_unavailable(device: str) -> str | None:
+    """Why int8 cannot run with `device` here, or None."""
+    import importlib.util
+
+    from streamer.toon.engine import auto_device
+    real = auto_device() if device == "auto" else device
+    if real != "openvino":
+        return f"int8 needs OpenVINO, the model runs on {real}"
+    if importlib.util.find_spec("nncf") is None:
+        return "int8 needs NNCF: pip install nncf"
+    return None
 
 
 # --- running -------------------------------------------------------------------------------
@@ -173,24 +205,73 @@ def output_stream(s: LiveSettings, source: Source) -> StreamInfo:
 
 def live_toon(s: LiveSettings, flows: StyleFlows, source: Source, out: StreamInfo,
               log: Log) -> LiveToon:
-    """The toon callable at the working size, warmed up so the first frame is not slow."""
+    """The toon callable at the working size, warmed up so the first frame is not slow.
+    With faces on and `schedule: face-first`, a FaceFirstScheduler decides the background's
+    size (with `work: auto`, from model times measured here) and rate."""
     src = source.info
-    frame_wh = (out.width, out.height) if s.output_size else (src.width, src.height)
-    work_wh = working_size(*frame_wh, s.work_spec())
-    note = work_note(*frame_wh, s.work_spec())
+    frame_w = out.width if s.output_size else src.width
+    frame_h = out.height if s.output_size else src.height
+    work_wh = working_size(frame_w, frame_h, s.work_spec())
+    note = work_note(frame_w, frame_h, s.work_spec())
     if note:
         log(f"note: {note}")
-
+    sched = None
+    if s.schedule == "face-first" and flows.face_files() is not None:
+        sched = FaceFirstScheduler(ScheduleSettings(fps=float(out.fps), auto_size=s.work_auto),
+                                   work_short=min(work_wh))
+        sched.set_aspect(frame_w, frame_h)
+        sides = (min(AUTO_SIZES), 288) if s.work_auto else (min(work_wh),)
+        bg_times, head_s = startup_times(flows.engine(s.style), flows.head_engine(s.style),
+                                         (frame_w, frame_h), sides)
+        chosen = sched.calibrate(bg_times, head_s)
+        if s.work_auto:
+            work_wh = working_size(frame_w, frame_h, chosen)
+        log(f"schedule: {sched.describe()}" + (
+            f"; measured background {', '.join(f'{k}p {v * 1e3:.0f} ms' for k, v in bg_times.items())}"
+            f", head {head_s * 1e3:.0f} ms" if s.work_auto else ""))
+    # With auto the flow may later be given larger frames than it starts with.
+    factory = style_factory(flows, work_wh, out.fps,
+                            short_side=max(AUTO_SIZES) if s.work_auto else None)
     background = s.background_spec()
-    toon = LiveToon(style_factory(flows, work_wh, out.fps), s.style, work_wh, (out.width, out.height),
+    toon = LiveToon(factory, s.style, work_wh, (out.width, out.height),
                     ring=ring_size(s.queue, 1), on_event=log, background=background,
-                    segmenter=flows.segmenter() if background.needs_mask else None)
+                    segmenter=flows.segmenter() if background.needs_mask else None,
+                    schedule=sched)
     toon.warm_up()
     if background.needs_mask:
         # Start the segmentation model now (it compiles on first use), not on frame one.
         toon.segmenter.step([np.zeros((out.height, out.width, 3), np.uint8)])
         toon.segmenter.reset()
     return toon
+
+
+def startup_times(bg_engine, head_engine, frame_wh: tuple[int, int], sides: tuple[int, ...],
+                  repeat: int = 3) -> tuple[dict[int, float], float]:
+    """Median seconds of a background run at each working short side in `sides` and of one
+    288x288 head run, each after a warm-up run (which also compiles the shape)."""
+    import statistics
+    import time
+
+    import numpy as np
+
+    from streamer.toon.faces.align import CROP_SIZE
+
+    def timed(engine, shape: tuple[int, ...]) -> float:
+        x = np.full(shape, 255, np.uint8)
+        out = np.empty_like(x)
+        engine.run(x, out)
+        runs = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            engine.run(x, out)
+            runs.append(time.perf_counter() - t)
+        return statistics.median(runs)
+
+    bg = {}
+    for side in sides:
+        w, h = working_size(*frame_wh, side)
+        bg[side] = timed(bg_engine, (1, h, w, 3))
+    return bg, timed(head_engine, (1, CROP_SIZE, CROP_SIZE, 3))
 
 
 def _write_json(path: str, data: dict) -> None:
@@ -222,7 +303,8 @@ def _stream(s: LiveSettings, flows: StyleFlows, source: Source, log: Log,
                    else "") + "; q or Ctrl+C quits")
         session = LiveSession(source, sinks, toon, styles=styles, queue=s.queue,
                               status_every=s.status_every, seconds=s.seconds,
-                              describe=lambda: flows.describe(toon.style),
+                              describe=lambda: "; ".join(filter(None, (
+                                  flows.describe(toon.style), toon.schedule_text()))),
                               commands=commands, log=log)
     except BaseException:
         for sink in sinks:
@@ -234,6 +316,9 @@ def _stream(s: LiveSettings, flows: StyleFlows, source: Source, log: Log,
                    "work_size": [toon.work_w, toon.work_h],
                    "output_size": [out.width, out.height], "fps_target": out.fps,
                    "engine": flows.describe(toon.style), "platform": platform.platform()})
+    if toon.schedule is not None:
+        result["schedule"] = {**toon.schedule.stats(), "bg_reused": toon.bg_reused,
+                              "work_size_now": [toon.work_w, toon.work_h]}
     lat = result["latency_ms"]
     log(f"done: {result['frames_out']} frames in {result['seconds']:.1f} s "
         f"({result['fps_out']:.1f} fps out), latency p50 {lat['p50']} ms p95 {lat['p95']} ms, "

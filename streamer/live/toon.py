@@ -34,6 +34,8 @@ from streamer.toon.background import Background, Compositor
 from streamer.toon.segment import PersonSegmenter
 from streamer.toon.stage import Stylise
 
+from .schedule import BackgroundWarp, FaceFirstScheduler, motion_grey
+
 
 @runtime_checkable
 class FaceLayer(Protocol):
@@ -50,13 +52,15 @@ class FaceLayer(Protocol):
     last_faces: list  # per frame of the latest call: the faces pasted
 
 
-def style_factory(flows, work_wh: tuple[int, int], fps: float = 30.0
-                  ) -> Callable[[str], Stylise]:
+def style_factory(flows, work_wh: tuple[int, int], fps: float = 30.0,
+                  short_side: int | None = None) -> Callable[[str], Stylise]:
     """style -> stylise callable at the working size, from the composition layer
-    (streamer.toon.styles.StyleFlows): what LiveToon builds each style with."""
+    (streamer.toon.styles.StyleFlows): what LiveToon builds each style with. `short_side`:
+    the largest working size the flow may be given (the scheduler changes it while
+    streaming); by default the working size itself."""
     def factory(style: str) -> Stylise:
         # The background treatment is LiveToon's own last step, at the output size.
-        return flows.flow(style, short_side=min(work_wh), ring=2, fps=fps,
+        return flows.flow(style, short_side=short_side or min(work_wh), ring=2, fps=fps,
                           background=Background("keep"))
     return factory
 
@@ -100,9 +104,11 @@ class LiveToon:
                  work_wh: tuple[int, int], out_wh: tuple[int, int], *, ring: int = 6,
                  cache_size: int = 3, on_event: Callable[[str], None] | None = None,
                  initial: Stylise | None = None, background: Background = Background(),
-                 segmenter: PersonSegmenter | None = None):
+                 segmenter: PersonSegmenter | None = None,
+                 schedule: FaceFirstScheduler | None = None):
         """`background`/`segmenter`: the background treatment, applied at the output size
-        with the person mask of the camera frame (None: keep)."""
+        with the person mask of the camera frame (None: keep). `schedule`: face-first
+        scheduling of the background (live/schedule.py), with a face-aware flow only."""
         self.factory = factory
         self.work_w, self.work_h = work_wh
         self.out_w, self.out_h = out_wh
@@ -137,11 +143,21 @@ class LiveToon:
         self._treated_ring: list[np.ndarray] | None = None
         self.seg_s: deque = deque(maxlen=2048)  # seconds per call: segmentation model + smoothing
         self.treat_s: deque = deque(maxlen=2048)  # edge refinement and compositing
+        # Face-first scheduling (with a FaceLayer flow only): see live/schedule.py
+        self.schedule = schedule
+        self._bg_last: np.ndarray | None = None  # last background run, at the working size
+        self._bg_grey: np.ndarray | None = None  # its input, small and grey, for the motion
+        self._bg_warp = BackgroundWarp()
+        self._bg_owner: object | None = None
+        self._warp_buf: np.ndarray | None = None
+        self._resize_to: tuple[int, int] | None = None  # warmed up, switch at the next batch
+        self._resizing: threading.Thread | None = None
+        self.bg_reused = 0
 
     # --- per batch (toon thread) -----------------------------------------------------
 
     def _buffers(self, n: int) -> None:
-        if self._work_buf is None or self._work_buf.shape[0] != n:
+        if self._work_buf is None or self._work_buf.shape[:3] != (n, self.work_h, self.work_w):
             self._work_buf = np.empty((n, self.work_h, self.work_w, 3), np.uint8)
             self._out_ring = [np.empty((n, self.out_h, self.out_w, 3), np.uint8)
                               for _ in range(self.ring)]
@@ -168,6 +184,7 @@ class LiveToon:
         n = len(images)
         if n == 0:
             return []
+        self._apply_resize()
         self._buffers(n)
         work = self._work_buf
         ww, wh = self.work_w, self.work_h
@@ -180,7 +197,13 @@ class LiveToon:
             inputs.append(work[i])
         stylise, layered = self._active  # one read: a switch lands between batches
         t0 = time.perf_counter()
-        results = stylise.background(inputs) if layered else stylise(inputs, times)
+        sched = self.schedule if layered else None
+        bg_s = None
+        if sched is None:
+            results = stylise.background(inputs) if layered else stylise(inputs, times)
+        else:
+            results, bg_s = self._scheduled_background(stylise, inputs)
+        heads_before = _head_seconds(stylise)
         turn = self._turn
         self._turn = (turn + 1) % self.ring
         out = self._out_ring[turn]
@@ -191,11 +214,24 @@ class LiveToon:
                 cv2.resize(res, (self.out_w, self.out_h), dst=out[i],
                            interpolation=cv2.INTER_LINEAR)
         outs = [out[i] for i in range(n)]
+        faces = heads = 0
         if layered:
+            if sched is not None and hasattr(stylise, "max_heads"):
+                stylise.max_heads = sched.heads_per_frame()
+            runs_before = getattr(getattr(stylise, "timings", None), "faces", 0)
             stylise.paste_faces(self._at_output_size(images), outs, times)
-            self.faces_pasted += sum(len(f) for f in stylise.last_faces)
-        self.model_s.append(time.perf_counter() - t0)
+            faces = sum(len(f) for f in stylise.last_faces)
+            heads = getattr(getattr(stylise, "timings", None), "faces", faces) - runs_before
+            self.faces_pasted += faces
+        total = time.perf_counter() - t0
+        self.model_s.append(total)
         self.calls += 1
+        if sched is not None:
+            head_s = _head_seconds(stylise) - heads_before
+            sched.observe(bg_s=bg_s, head_s=head_s, faces=faces, heads=heads,
+                          other_s=max(0.0, total - head_s - (bg_s or 0.0)) / n)
+            if sched.pending_size is not None:
+                self._start_resize(stylise, sched.pending_size)
         if self.segmenter is not None:
             outs = self._treat(images, outs, turn)
         return outs
@@ -216,6 +252,79 @@ class LiveToon:
         self.seg_s.append(t1 - t0)
         self.treat_s.append(time.perf_counter() - t1)
         return [dst[i] for i in range(len(outs))]
+
+    # --- face-first scheduling (toon thread) -------------------------------------------
+
+    def _scheduled_background(self, stylise, inputs: list[np.ndarray]
+                              ) -> tuple[list[np.ndarray], float | None]:
+        """The background for this batch: a model run when the scheduler says so (or none
+        is kept yet), else the last one carried along the motion to each frame."""
+        sched = self.schedule
+        greys = [motion_grey(img) for img in inputs]
+        if (sched.run_background() or self._bg_last is None or self._bg_owner is not stylise
+                or _scene_changed(self._bg_grey, greys[-1])):
+            t = time.perf_counter()
+            results = stylise.background(inputs)
+            bg_s = time.perf_counter() - t
+            if self._bg_last is None or self._bg_last.shape != results[-1].shape:
+                self._bg_last = np.empty_like(results[-1])
+            np.copyto(self._bg_last, results[-1])  # results are ring views: keep a copy
+            self._bg_owner = stylise  # a style switch must not reuse the old style's picture
+            self._bg_grey = greys[-1]
+            return list(results), bg_s
+        if self._warp_buf is None or self._warp_buf.shape[1:] != self._bg_last.shape \
+                or len(self._warp_buf) < len(inputs):
+            self._warp_buf = np.empty((len(inputs),) + self._bg_last.shape, np.uint8)
+        self.bg_reused += len(inputs)
+        return [self._bg_warp(self._bg_last, self._bg_grey, grey, self._warp_buf[i])
+                for i, grey in enumerate(greys)], None
+
+    def _start_resize(self, stylise, short: int) -> None:
+        """Warm the background engine at the scheduler's new working size in a thread
+        (OpenVINO compiles per shape: seconds on the toon thread would stall the stream);
+        the switch happens at the first batch after it is ready."""
+        if self._resizing is not None:
+            return
+        w, h = working_size(self.out_w, self.out_h, short)
+        engine = getattr(getattr(stylise, "bg", None), "engine", None)
+
+        def warm() -> None:
+            try:
+                # Only engines that compile per shape need it (and ONNX Runtime's CPU
+                # engine shares one I/O binding between calls: no second thread there).
+                if engine is not None and getattr(engine, "shape_bound", False):
+                    engine.run(np.full((1, h, w, 3), 255, np.uint8))
+            finally:
+                self._resize_to = (w, h)
+
+        self._resizing = threading.Thread(target=warm, name="toonstream-resize", daemon=True)
+        self._resizing.start()
+
+    def _apply_resize(self) -> None:
+        target = self._resize_to
+        if target is None:
+            return
+        self._resize_to, self._resizing = None, None
+        old = (self.work_w, self.work_h)
+        self.work_w, self.work_h = target
+        self._bg_last = None
+        if self.schedule is not None:
+            self.schedule.size_applied(min(target))
+        if self.on_event and target != old:
+            self.on_event(f"work size: {old[0]}x{old[1]} -> {target[0]}x{target[1]} "
+                          f"({self.schedule.describe() if self.schedule else ''})")
+
+    def wait_resize(self, timeout: float = 30.0) -> None:
+        """Wait until a working-size change being warmed up is ready (tests)."""
+        t = self._resizing
+        if t is not None:
+            t.join(timeout)
+
+    def schedule_text(self) -> str:
+        """The scheduler's choice for the status line ('' when it is off)."""
+        if self.schedule is None or not self._active[1]:
+            return ""
+        return self.schedule.describe()
 
     def warm_up(self) -> None:
         """Run the current style once on a blank frame (compiles kernels, sizes arenas)."""
@@ -310,6 +419,25 @@ class LiveToon:
             t.join(timeout)
             return not t.is_alive()
         return True
+
+
+# Mean grey-level change (0..255) between the frame a background was made from and the
+# current one beyond which the scene is taken to have changed (a cut, a camera switched):
+# a warp cannot carry a background across that, so the model runs at once. Motion within a
+# shot stays far below it (a 6 px pan of a textured scene changes about 10 levels).
+SCENE_CHANGE = 40.0
+
+
+def _scene_changed(before: np.ndarray | None, now: np.ndarray) -> bool:
+    if before is None or before.shape != now.shape:
+        return True
+    return float(cv2.absdiff(before, now).mean()) > SCENE_CHANGE
+
+
+def _head_seconds(stylise) -> float:
+    """The face-aware flow's running total of head-model seconds (0 for other flows)."""
+    timings = getattr(stylise, "timings", None)
+    return getattr(timings, "head_s", 0.0) if timings is not None else 0.0
 
 
 def _warm(stylise: Stylise, w: int, h: int) -> None:

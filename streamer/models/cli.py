@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from streamer.commands import prog
+from streamer.errors import UserError
 from streamer.report import EXIT_INTERRUPTED, EXIT_USAGE, Log, fail
 
 from .catalog import PARTS
@@ -64,6 +65,9 @@ def _build_parser() -> argparse.ArgumentParser:
     common.add_argument("--models", metavar="DIR", default=None,
                         help="model store folder (default: $TOONSTREAM_MODELS, else the "
                              "per-user cache, e.g. ~/.cache/toonstream/models)")
+    common.add_argument("--calibration", metavar="DIR|IMAGE|VIDEO", default=None,
+                        help="frames to calibrate int8 models on (default: "
+                             "$TOONSTREAM_CALIBRATION, else a built-in synthetic set)")
     p = _Parser(prog=prog("python -m streamer.models"),
                 description="Manage Toonstream's model store: the official DCT-Net weights, "
                             "the face detector, the head mask and the ONNX models built from them.")
@@ -119,6 +123,11 @@ def _cmd_list(store: Store, args: argparse.Namespace) -> int:
     for path, meta in built:
         src = Path(meta.get("source_file", ""))
         state = store.onnx_state(path, meta)[1]
+        if meta.get("precision") == "int8":
+            print(f"  {path.name:<28} int8  from {meta.get('fp32_model', '?')} by "
+                  f"{meta.get('quantizer', '?')}, calibration {meta.get('calibration_source', '?')}"
+                  f", {state}")
+            continue
         print(f"  {path.name:<28} {meta.get('precision', '?'):<5} from {src.name or '?'} "
               f"({meta.get('source_format', '?')}), "
               f"converter {meta.get('converter_version', '?')}, {state}")
@@ -184,8 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     log.propagate = False
     try:
-        return _COMMANDS[args.command](Store.open(args.models), args)
-    except (StoreError, OSError) as exc:
+        store = Store.open(args.models)
+        if args.calibration:
+            store.calibration = args.calibration
+        return _COMMANDS[args.command](store, args)
+    except (UserError, OSError) as exc:
         return fail(exc, Log(), status=EXIT_ERROR)
     except KeyboardInterrupt:
         Log()("error: interrupted (a partial download is kept and resumed next time)")

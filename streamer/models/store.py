@@ -33,7 +33,7 @@ from .paths import fallback_cache_dir, is_writable_dir, resolve_store_root
 
 log = logging.getLogger("streamer.models")
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 MANIFEST = "manifest.json"
 TFLITE_DIR = "dctnet/tflite"
 SEG_DIR = "seg"
@@ -147,6 +147,10 @@ class Store:
     def __init__(self, root: Path | str, catalog: Catalog | None = None):
         self.root = Path(root).expanduser()
         self.catalog = catalog if catalog is not None else load_catalog()
+        # int8 calibration: None for the built-in synthetic set, else a folder, image or
+        # video of the user's own (TOONSTREAM_CALIBRATION or --calibration)
+        self.calibration: str | None = os.environ.get("TOONSTREAM_CALIBRATION") or None
+        self.notify: Callable[[str], None] | None = None  # progress lines (else stderr)
 
     @classmethod
     def open(cls, cli_value: str | os.PathLike[str] | None = None,
@@ -302,6 +306,8 @@ class Store:
                 f"`{self._cmd('fetch ' + style)}`, or "
                 f"`{self._cmd('import FILE --style ' + style)}` "
                 f"for a file you downloaded yourself")
+        if precision == "int8":
+            return self._build_int8(style, part, src)
         return self._build(style, part, precision, src)
 
     def weights(self, style: str, part: str = "bg"):
@@ -433,6 +439,68 @@ class Store:
                              f"set TOONSTREAM_CACHE to a writable folder") from None
         log.info("built %s from %s", out, src.name)
         return out
+
+    def _build_int8(self, style: str, part: str, src: Path) -> Path:
+        """The int8 (QDQ) model beside the fp32 one: quantized once from it with NNCF on
+        the store's calibration frames, kept with metadata and the model's own sha256, and
+        re-verified against that checksum on every use (a damaged file is rebuilt)."""
+        from streamer.models.dctnet.int8 import QUANTIZER_VERSION, float_layers, quantize_int8
+
+        fp32 = self._build(style, part, "fp32", src)
+        out = self.onnx_dir / self._onnx_name(style, part, "int8")
+        meta_path = out.with_suffix(".json")
+        fp32_sha = sha256_file(fp32)
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if (out.is_file() and meta.get("fp32_sha256") == fp32_sha
+                    and meta.get("quantizer_version") == QUANTIZER_VERSION
+                    and meta.get("calibration_source") == self.calibration_source
+                    and meta.get("float_layers") == list(float_layers(style))
+                    and meta.get("onnx_sha256") == sha256_file(out)):
+                return out
+            if out.is_file() and meta.get("onnx_sha256") not in (None, sha256_file(out)):
+                log.warning("%s does not match its recorded sha256: rebuilding it", out.name)
+        except (OSError, ValueError):
+            pass  # no usable metadata: build
+        frames = self.calibration_frames()
+        say = self.notify or (lambda line: print(line, file=sys.stderr, flush=True))
+        say(f"int8: quantizing {style} {part} once (NNCF, {len(frames)} calibration frames "
+            f"from {self.calibration_source}); cached in {out.parent}")
+        t0 = time.perf_counter()
+        model, info = quantize_int8(fp32, frames, float_layers(style))
+        import onnx
+
+        try:
+            _atomic_write(out, lambda p: onnx.save_model(model, str(p)))
+            meta = {"style": style, "part": part, "precision": "int8",
+                    "source_file": str(src.resolve()), "source_sha256": sha256_file(src),
+                    "fp32_model": fp32.name, "fp32_sha256": fp32_sha,
+                    "calibration_source": self.calibration_source,
+                    **info, "onnx_sha256": sha256_file(out),
+                    "build_seconds": round(time.perf_counter() - t0, 1),
+                    "built": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            _atomic_write(meta_path, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n",
+                                                            encoding="utf-8"))
+        except OSError as exc:
+            raise StoreError(f"cannot write the ONNX cache in {out.parent}: {exc.strerror}; "
+                             f"set TOONSTREAM_CACHE to a writable folder") from None
+        say(f"int8: {out.name} built in {time.perf_counter() - t0:.0f} s")
+        return out
+
+    def calibration_frames(self) -> list:
+        """The frames int8 models are calibrated on: the user's (`calibration` set to a
+        folder, image or video) else the built-in synthetic set."""
+        from .calibration import frames_from, synthetic_frames
+
+        if self.calibration is None:
+            return synthetic_frames()
+        return frames_from(self.calibration)
+
+    @property
+    def calibration_source(self) -> str:
+        if self.calibration is None:
+            return "synthetic"
+        return str(Path(self.calibration).expanduser().resolve())
 
     # --- manifest ------------------------------------------------------------------------
 

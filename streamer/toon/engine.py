@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt", "coreml", "directml", "openvino", "torch-cuda",
            "torch-cpu")
-PRECISIONS = ("exact", "fast")
+PRECISIONS = ("exact", "fast", "int8")
 
 # device -> (ONNX Runtime provider, what to install when it is missing)
 _ORT_PROVIDERS = {
@@ -73,7 +73,7 @@ class EngineSettings:
         if self.device not in DEVICES:
             raise ValueError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}; choose exact or fast")
+            raise ValueError(f"unknown precision {self.precision!r}; choose exact, fast or int8")
 
 
 class Engine(Protocol):
@@ -119,6 +119,14 @@ class OrtEngine:
         import onnxruntime as ort
 
         provider, install = _ORT_PROVIDERS[device]
+        if settings.precision == "int8":
+            # Measured: ONNX Runtime's CPU provider runs the mixed QDQ model no faster than
+            # fp32 (its int8 kernels cover the residual blocks only, with a requantize at
+            # every float layer), and the GPU providers gain more from fp16. OpenVINO fuses
+            # the same QDQ graph into int8 kernels.
+            raise EngineUnavailable(f"--precision int8 needs OpenVINO (--device openvino; pip "
+                                    f"install openvino) on an x86 CPU; on {device!r} use "
+                                    f"--precision fast")
         available = ort.get_available_providers()
         if provider not in available:
             raise EngineUnavailable(f"device {device!r} needs ONNX Runtime's {provider}, which this "
@@ -180,7 +188,8 @@ class OrtEngine:
 
 
 class OpenVinoEngine:
-    """OpenVINO on the CPU; bf16 in fast mode where the CPU has it."""
+    """OpenVINO on the CPU; bf16 in fast mode where the CPU has it; int8 runs the store's
+    quantized (QDQ) model, with the layers kept out of int8 in bf16 where the CPU has it."""
 
     backend = "openvino"
 
@@ -191,13 +200,14 @@ class OpenVinoEngine:
             raise EngineUnavailable("device 'openvino' needs OpenVINO: pip install openvino") from None
         core = ov.Core()
         caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-        want = "bf16" if settings.precision == "fast" and "BF16" in caps else "f32"
+        want = "bf16" if settings.precision in ("fast", "int8") and "BF16" in caps else "f32"
         config = {"INFERENCE_PRECISION_HINT": want, "PERFORMANCE_HINT": "LATENCY",
                   "NUM_STREAMS": "1"}
         if settings.threads:
             config["INFERENCE_NUM_THREADS"] = str(settings.threads)
         self._core, self._config = core, config
-        model_path = model_for("fp32")
+        int8 = settings.precision == "int8"
+        model_path = model_for("int8" if int8 else "fp32")
         try:
             self._model = core.read_model(str(model_path))
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses per frontend
@@ -208,6 +218,8 @@ class OpenVinoEngine:
         self.device = "openvino-cpu"
         # Exact mode pins f32: recent OpenVINO picks bf16 by itself on CPUs that have it.
         self.precision = "bf16" if want == "bf16" else "fp32"
+        if int8:
+            self.precision = f"int8+{self.precision}"
 
     def _request(self, shape: tuple[int, ...]):
         req = self._compiled.get(shape)
@@ -273,10 +285,14 @@ def _gpu_present(device: str) -> bool:
 def create_engine(model_for: Callable[[str], Path], settings: EngineSettings,
                   weights: Callable[[], DctNetWeights] | None = None) -> Engine:
     """Start the engine for `settings.device`; `model_for(precision)` returns the ONNX file
-    for "fp32" or "fp16" (the model store builds it on first use); `weights()` returns the
-    generator weights the torch devices build their module from (the store's `weights()`)."""
+    for "fp32", "fp16" or "int8" (the model store builds it on first use); `weights()`
+    returns the generator weights the torch devices build their module from (the store's
+    `weights()`)."""
     device = auto_device() if settings.device == "auto" else settings.device
     if device in ("torch-cuda", "torch-cpu"):
+        if settings.precision == "int8":
+            raise EngineUnavailable(f"--precision int8 needs OpenVINO (--device openvino); "
+                                    f"{device} runs exact (fp32) or fast (fp16/bf16)")
         if weights is None:
             raise EngineUnavailable(f"device {device!r} needs the model's weights file, "
                                     f"which this caller does not give")

@@ -106,6 +106,13 @@ class FaceAwareFlow:
         self.last_faces: list[list[FaceRender]] = []  # per frame of the latest call
         self.frame_temporal = FrameTemporal(temporal) if temporal is not None else None
         self.head_temporal = HeadTemporal(temporal) if temporal is not None else None
+        # Live budget (set by the face-first scheduler): at most this many head-model runs
+        # per call; the other faces reuse their last stylised head, pasted with this frame's
+        # transform (so it follows the face). None: every face, every frame (offline).
+        self.max_heads: int | None = None
+        self._head_cache: dict[int, tuple[np.ndarray, int]] = {}  # track id -> (head, call)
+        self._calls = 0
+        self.heads_reused = 0
 
     def reset(self) -> None:
         """Forget all tracks (the next frame is treated like a first frame)."""
@@ -196,53 +203,80 @@ class FaceAwareFlow:
                 self.head_temporal.reset()  # no face carries over a frame without faces
             self.timings.face_s += time.perf_counter() - t0
             return outs
-        if len(self._crops) < n:
-            self._crops = host_array(self.head_engine, (n, CROP_SIZE, CROP_SIZE, 3))
+        self._calls += 1
+        flat = [(i, face) for i, frame_faces in enumerate(faces) for face in frame_faces]
+        run = self._faces_to_run(flat)
+        m = len(run)
+        if len(self._crops) < max(1, m):
+            self._crops = host_array(self.head_engine, (max(1, m), CROP_SIZE, CROP_SIZE, 3))
             self._heads = host_array(self.head_engine, self._crops.shape)
-        k = 0
-        for frame, frame_faces in zip(frames, faces):
-            for face in frame_faces:
-                warp_crop(frame, face.m, out=self._crops[k])
-                k += 1
+        for k, j in enumerate(run):
+            i, face = flat[j]
+            warp_crop(frames[i], face.m, out=self._crops[k])
         t1 = time.perf_counter()
-        heads = self._heads[:n]
-        runs = head_batches(n) if self.head_engine.shape_bound else [(0, n)]
-        for start, stop in runs:
-            self.head_engine.run(self._crops[start:stop], heads[start:stop])
+        heads = self._heads[:m]
+        if m:
+            runs = head_batches(m) if self.head_engine.shape_bound else [(0, m)]
+            for start, stop in runs:
+                self.head_engine.run(self._crops[start:stop], heads[start:stop])
         t2 = time.perf_counter()
-        if self.head_temporal is not None:
-            self._stabilise_heads(frames, faces, heads)
+        if self.head_temporal is not None and m:
+            self._stabilise_heads(frames, [flat[j] for j in run], heads)
         t2b = time.perf_counter()
-        k = 0
-        for out, frame_faces in zip(outs, faces):
-            for face in frame_faces:  # largest first: smaller faces end up on top
-                paste_head(out, heads[k], face.m_inv, self.mask, face.alpha, self._scratch)
-                k += 1
+        slot = {j: k for k, j in enumerate(run)}
+        for j, (i, face) in enumerate(flat):  # largest first: smaller faces end up on top
+            if j in slot:
+                head = heads[slot[j]]
+                if self.max_heads is not None:
+                    self._keep_head(face.track_id, head)
+            else:
+                head = self._head_cache[face.track_id][0]
+                self.heads_reused += 1
+            paste_head(outs[i], head, face.m_inv, self.mask, face.alpha, self._scratch)
         t3 = time.perf_counter()
-        self.timings.faces += n
+        self.timings.faces += m
         self.timings.head_s += t2 - t1
         self.timings.face_s += (t1 - t0) + (t3 - t2b)
         self.timings.temporal_s += t2b - t2
         return outs
 
-    def _stabilise_heads(self, frames: Sequence[np.ndarray], faces: list[list[FaceRender]],
-                         heads: np.ndarray) -> None:
-        """The temporal step on the heads, in crop space, with each frame's motion as the
-        whole-frame step measured it (in `background`, on the same frames, maybe smaller)."""
+    def _faces_to_run(self, flat: list) -> list[int]:
+        """Indices into `flat` of the faces whose head runs this call: all of them, unless
+        `max_heads` is set and there are more faces than that; then the faces with no
+        stylised head yet, then those whose head is oldest (round robin), up to the limit."""
+        if self.max_heads is None or len(flat) <= self.max_heads:
+            return list(range(len(flat)))
+        seen = {face.track_id for _, face in flat}
+        for tid in [t for t in self._head_cache if t not in seen]:
+            del self._head_cache[tid]  # a face that left: forget its head
+        never = [j for j, (_, f) in enumerate(flat) if f.track_id not in self._head_cache]
+        cached = sorted((self._head_cache[f.track_id][1], j) for j, (_, f) in enumerate(flat)
+                        if f.track_id in self._head_cache)
+        chosen = never + [j for _, j in cached]
+        # A new face always gets its head, even past the limit: there is nothing to reuse.
+        return sorted(chosen[:max(self.max_heads, len(never))])
+
+    def _keep_head(self, track_id: int, head: np.ndarray) -> None:
+        kept = self._head_cache.get(track_id)
+        if kept is None:
+            kept = (np.empty_like(head), 0)
+        np.copyto(kept[0], head)
+        self._head_cache[track_id] = (kept[0], self._calls)
+
+    def _stabilise_heads(self, frames: Sequence[np.ndarray],
+                         picked: list[tuple[int, FaceRender]], heads: np.ndarray) -> None:
+        """The temporal step on the heads that ran this call (`picked`: (frame index, face),
+        in the order of `heads`), in crop space, with each frame's motion as the whole-frame
+        step measured it (in `background`, on the same frames, maybe smaller)."""
         steps = self.frame_temporal.steps
         if len(steps) != len(frames):  # background() was not run on these frames
             steps = [None] * len(frames)
-        ids, crops, ms, fsteps, hws = [], [], [], [], []
-        k = 0
-        for frame, frame_faces, step in zip(frames, faces, steps):
-            for face in frame_faces:
-                ids.append(face.track_id)
-                crops.append(self._crops[k])
-                ms.append(face.m)
-                fsteps.append(step)
-                hws.append(frame.shape[:2])
-                k += 1
-        self.head_temporal(ids, crops, [heads[i] for i in range(k)], ms, fsteps, hws)
+        ids = [face.track_id for _, face in picked]
+        crops = [self._crops[k] for k in range(len(picked))]
+        ms = [face.m for _, face in picked]
+        fsteps = [steps[i] for i, _ in picked]
+        hws = [frames[i].shape[:2] for i, _ in picked]
+        self.head_temporal(ids, crops, [heads[k] for k in range(len(picked))], ms, fsteps, hws)
 
 
 def describe_detection(official: bool, detect_side: int | None = 640) -> str:
