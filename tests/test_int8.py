@@ -84,7 +84,7 @@ def test_a_damaged_int8_model_is_rebuilt(int8_store, int8_path):
         f.write(b"\0")  # a changed byte: the recorded sha256 no longer matches
     damaged = sha256_file(int8_path)
     bad = [c for c in int8_store.verify() if c.local.endswith("anime_bg_int8.onnx")]
-    assert len(bad) == 1 and not bad[0].ok and "CHANGED" in bad[0].message
+    assert len(bad) == 1 and not bad[0].ok and "DAMAGED" in bad[0].message
     path = int8_store.onnx_model_path("anime", "bg", "int8")
     assert [c.ok for c in int8_store.verify() if c.local.endswith("anime_bg_int8.onnx")] == [True]
     meta = json.loads(path.with_suffix(".json").read_text())
