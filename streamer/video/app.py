@@ -27,7 +27,8 @@ from streamer.signals import exit_status
 from streamer.sinks.video_file import CODECS, OutputError
 from streamer.toon.engine import DEVICES, PRECISIONS
 
-from .convert import FolderIncomplete, Job, Result, convert, engine_batch, summary
+from .convert import (FolderIncomplete, Job, Result, convert, engine_batch,
+                      make_output_folder, summary)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,10 +135,7 @@ def convert_many(inputs: list[Path], output: Path | None, job: Job) -> list[Resu
         raise OutputError("several inputs need -o FOLDER")
     if output.exists() and not output.is_dir():
         raise OutputError(f"{output} is a file; several inputs need an output folder")
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the output folder {output} ({exc.strerror})") from None
+    make_output_folder(output)
     results: list[Result] = []
     failed: list[tuple[str, str]] = []
     total = 0

@@ -13,13 +13,13 @@ leaves only a `.partial-*` file that nothing reads.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 from streamer.frame import Frame
+from streamer.models.download import sha256_file
 from streamer.pipeline.core import Pipeline, PipelineStats
 from streamer.sinks.video_file import VideoFileSink, default_codec_for
 from streamer.sources.video_file import VideoFileSource
@@ -113,13 +113,6 @@ class ChunkResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def encode_chunk(src: Path, chunk: Chunk, piece: Path, job: Job, *, codec: str,

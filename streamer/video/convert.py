@@ -284,6 +284,14 @@ def convert(src: Path, dst: Path | None, job: Job) -> list[Result]:
     return [convert_video(src, dst, job)]
 
 
+def make_output_folder(folder: Path) -> None:
+    """Create `folder` (and its parents) for several outputs, or say in one line why not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder {folder} ({exc.strerror})") from None
+
+
 class FolderIncomplete(UserError):
     """Some files of a folder could not be converted; the others were (`results`)."""
 
@@ -308,10 +316,7 @@ def convert_folder(src: Path, dst: Path, job: Job) -> list[Result]:
     files = media_files(src, dst.resolve() if dst.exists() else dst.absolute())
     if not files:
         raise MediaError(f"{src}: no images or videos in this folder")
-    try:
-        dst.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the output folder {dst} ({exc.strerror})") from None
+    make_output_folder(dst)
     results: list[Result] = []
     failed: list[tuple[str, str]] = []
     skipped = 0

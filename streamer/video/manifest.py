@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .chunk_encode import sha256_file
+from streamer.models.download import sha256_file
 
 MANIFEST = "manifest.json"
 VERSION = 1
