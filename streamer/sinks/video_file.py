@@ -316,36 +316,11 @@ class VideoFileSink(Sink):
         sar = info.sample_aspect_ratio
         if sar and sar != 1:
             cc.sample_aspect_ratio = sar
-        colors = info.colors
-        self._matrix = _SWS_MATRIX.get(colors.space)
-        self._range = colors.range if colors.range in (1, 2) else None
-        if self._matrix is not None:
-            cc.colorspace = colors.space
-        if self._range is not None:
-            cc.color_range = self._range
-        if colors.primaries not in (0, 2):
-            cc.color_primaries = colors.primaries
-        if colors.transfer not in (0, 2):
-            cc.color_trc = colors.transfer
+        self._tag_colors(cc)
         v.metadata.update({k: v_ for k, v_ in info.stream_metadata.items() if _keep_key(k)})
         self._video = v
-        self._audio_map = {}
-        for s in (self.audio.streams if self.audio is not None else ()):
-            playable = _AUDIO_THAT_PLAYS.get(fmt)
-            if playable is not None and s.codec_context.name not in playable:
-                # The muxer would write it, but players and ffprobe cannot read it back.
-                raise OutputError(f"{self.final.name}: {s.codec_context.name} audio (stream "
-                                  f"#{s.index}) in {fmt} is written but does not play; use "
-                                  f".mkv or .mp4")
-            try:
-                a = out.add_stream_from_template(s)
-            except ValueError:
-                raise OutputError(f"{self.final.name}: the {fmt} container cannot hold the "
-                                  f"input's {s.codec_context.name} audio (stream #{s.index}) "
-                                  f"without re-encoding; use .mkv or .mp4") from None
-            a.metadata.update({k: v_ for k, v_ in s.metadata.items() if _keep_key(k)})
-            a.disposition = s.disposition
-            self._audio_map[s.index] = a
+        self._audio_map = {s.index: self._add_audio(fmt, s)
+                           for s in (self.audio.streams if self.audio is not None else ())}
         if not self._open_in_writer:
             self._open_encoder()
         self._mov = fmt in _MOV_FAMILY
@@ -359,6 +334,38 @@ class VideoFileSink(Sink):
         self._first_pts: int | None = None
         self._first_dts: int | None = None
         self._held = None  # the last video packet, muxed one packet late (see _finish_mov)
+
+    def _tag_colors(self, cc) -> None:
+        """Keep the input's colour tags, and convert pixels with its matrix and range."""
+        colors = self.info.colors
+        self._matrix = _SWS_MATRIX.get(colors.space)
+        self._range = colors.range if colors.range in (1, 2) else None
+        if self._matrix is not None:
+            cc.colorspace = colors.space
+        if self._range is not None:
+            cc.color_range = self._range
+        if colors.primaries not in (0, 2):
+            cc.color_primaries = colors.primaries
+        if colors.transfer not in (0, 2):
+            cc.color_trc = colors.transfer
+
+    def _add_audio(self, fmt: str, s):
+        """An output stream copying input audio stream `s` packet for packet."""
+        playable = _AUDIO_THAT_PLAYS.get(fmt)
+        if playable is not None and s.codec_context.name not in playable:
+            # The muxer would write it, but players and ffprobe cannot read it back.
+            raise OutputError(f"{self.final.name}: {s.codec_context.name} audio (stream "
+                              f"#{s.index}) in {fmt} is written but does not play; use "
+                              f".mkv or .mp4")
+        try:
+            a = self._out.add_stream_from_template(s)
+        except ValueError:
+            raise OutputError(f"{self.final.name}: the {fmt} container cannot hold the "
+                              f"input's {s.codec_context.name} audio (stream #{s.index}) "
+                              f"without re-encoding; use .mkv or .mp4") from None
+        a.metadata.update({k: v_ for k, v_ in s.metadata.items() if _keep_key(k)})
+        a.disposition = s.disposition
+        return a
 
     def _open_encoder(self) -> None:
         cc = self._video.codec_context
