@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
+from live_runs import stop_while_streaming
 from streamer.video.app import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -317,27 +318,9 @@ def test_run_video_stopped_by_a_signal_removes_the_partial_file(tmp_path, models
 def test_run_stream_recording_stopped_by_sigterm_is_finished_and_playable(tmp_path,
                                                                          models_dir):
     out = tmp_path / "rec.mkv"
-    env = dict(os.environ, TOONSTREAM_MODELS=str(models_dir))
-    p = subprocess.Popen([sys.executable, str(ROOT / "run_stream.py"), "--config", "live-cpu",
-                          "--synthetic", "--camera-size", "320x180", "--work", "64",
-                          "--sink", "null", "--sink", str(out), "--status-every", "0",
-                          "--seconds", "60"],
-                         stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                         env=env, cwd=ROOT)
-    lines = []
-    try:
-        for line in p.stderr:  # wait until it is streaming
-            lines.append(line)
-            if line.startswith("controls:"):
-                break
-        time.sleep(1.5)
-        p.send_signal(signal.SIGTERM)
-        _, rest = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
-    err = "".join(lines) + rest
-    assert p.returncode == 143, err
+    rc, err = stop_while_streaming(["--sink", "null", "--sink", str(out)], models_dir,
+                                   signal.SIGTERM)
+    assert rc == 143, err
     assert "stopping (SIGTERM)" in err and "Traceback" not in err
     with av.open(str(out)) as c:
         assert sum(1 for _ in c.decode(video=0)) > 5

@@ -20,6 +20,8 @@ from streamer.config import ConfigError, LiveSettings, build_settings
 from streamer.live import app
 from streamer.sources import camera as camera_mod
 
+from live_runs import stop_while_streaming
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -233,27 +235,9 @@ def test_ctrl_c_stops_cleanly_and_leaves_a_finished_recording(models_dir, tmp_pa
     import signal
     out = tmp_path / "rec.mkv"
     stats = tmp_path / "s.json"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TOONSTREAM_MODELS=str(models_dir))
-    p = subprocess.Popen([sys.executable, str(ROOT / "run_stream.py"), "--config", "live-cpu",
-                          "--synthetic", "--camera-size", "320x180", "--work", "64",
-                          "--sink", "null", "--sink", str(out), "--status-every", "0",
-                          "--stats-json", str(stats), "--seconds", "60"],
-                         stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                         env=env, cwd=ROOT)
-    lines = []
-    try:
-        for line in p.stderr:  # wait until it is streaming
-            lines.append(line)
-            if line.startswith("controls:"):
-                break
-        time.sleep(1.5)
-        p.send_signal(signal.SIGINT)
-        _, rest = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
-    err = "".join(lines) + rest
-    assert p.returncode == 0, err
+    rc, err = stop_while_streaming(["--sink", "null", "--sink", str(out), "--stats-json",
+                                    str(stats)], models_dir, signal.SIGINT)
+    assert rc == 0, err
     assert "stopping" in err and "Traceback" not in err
     assert json.loads(stats.read_text())["ended"] == "interrupt"
     with av.open(str(out)) as c:

@@ -29,6 +29,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from streamer.toon.temporal import flow_maps, warp
+
 # Candidate working short sides for `--work auto` (16:9 widths 256 .. 1280); 144 is the
 # smallest that still carries a recognisable scene at 720p output.
 AUTO_SIZES = (144, 192, 240, 288, 360, 432, 540, 720)
@@ -252,26 +254,13 @@ def motion_grey(frame: np.ndarray, width: int = MOTION_WIDTH) -> np.ndarray:
 class BackgroundWarp:
     """Carries the last stylised background to the current frame along the image motion:
     dense DIS flow from the current frame back to the frame the background was made from,
-    on small grey copies, upscaled and applied with one remap. Owns its buffers."""
+    on small grey copies, turned into one remap by the temporal step's own helpers
+    (streamer.toon.temporal: flow_maps, warp)."""
 
     def __init__(self) -> None:
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
-        self._grid: np.ndarray | None = None
-        self._map: np.ndarray | None = None
 
     def __call__(self, background: np.ndarray, bg_grey: np.ndarray, cur_grey: np.ndarray,
                  out: np.ndarray) -> np.ndarray:
-        h, w = background.shape[:2]
         flow = self._dis.calc(cur_grey, bg_grey, None)  # current pixel -> where it was
-        sx, sy = w / cur_grey.shape[1], h / cur_grey.shape[0]
-        if self._grid is None or self._grid.shape[:2] != (h, w):
-            xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-            self._grid = np.dstack([xs, ys])
-            self._map = np.empty_like(self._grid)
-        big = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
-        big[..., 0] *= sx
-        big[..., 1] *= sy
-        np.add(self._grid, big, out=self._map)
-        cv2.remap(background, self._map, None, cv2.INTER_LINEAR, dst=out,
-                  borderMode=cv2.BORDER_REPLICATE)
-        return out
+        return warp(background, flow_maps(flow, background.shape[:2]), dst=out)

@@ -32,6 +32,8 @@ import numpy as np
 
 from streamer.toon.background import Background, Compositor
 from streamer.toon.segment import PersonSegmenter
+from streamer.toon.faces.flow import FaceTimings
+from streamer.toon.flow import FullFrameFlow
 from streamer.toon.stage import Stylise
 
 from .schedule import BackgroundWarp, FaceFirstScheduler, motion_grey
@@ -50,6 +52,9 @@ class FaceLayer(Protocol):
     def warm_up(self) -> None: ...
 
     last_faces: list  # per frame of the latest call: the faces pasted
+    timings: FaceTimings  # running totals: faces stylised, head-model seconds
+    max_heads: int | None  # head-model runs per call (the face-first scheduler's budget)
+    bg: FullFrameFlow  # the background half, whose engine a new working size warms up
 
 
 def style_factory(flows, work_wh: tuple[int, int], fps: float = 30.0,
@@ -203,7 +208,6 @@ class LiveToon:
             results = stylise.background(inputs) if layered else stylise(inputs, times)
         else:
             results, bg_s = self._scheduled_background(stylise, inputs)
-        heads_before = _head_seconds(stylise)
         turn = self._turn
         self._turn = (turn + 1) % self.ring
         out = self._out_ring[turn]
@@ -215,19 +219,21 @@ class LiveToon:
                            interpolation=cv2.INTER_LINEAR)
         outs = [out[i] for i in range(n)]
         faces = heads = 0
+        head_s = 0.0
         if layered:
-            if sched is not None and hasattr(stylise, "max_heads"):
+            timings = stylise.timings
+            runs_before, head_s_before = timings.faces, timings.head_s
+            if sched is not None:
                 stylise.max_heads = sched.heads_per_frame()
-            runs_before = getattr(getattr(stylise, "timings", None), "faces", 0)
             stylise.paste_faces(self._at_output_size(images), outs, times)
             faces = sum(len(f) for f in stylise.last_faces)
-            heads = getattr(getattr(stylise, "timings", None), "faces", faces) - runs_before
+            heads = timings.faces - runs_before
+            head_s = timings.head_s - head_s_before
             self.faces_pasted += faces
         total = time.perf_counter() - t0
         self.model_s.append(total)
         self.calls += 1
         if sched is not None:
-            head_s = _head_seconds(stylise) - heads_before
             sched.observe(bg_s=bg_s, head_s=head_s, faces=faces, heads=heads,
                           other_s=max(0.0, total - head_s - (bg_s or 0.0)) / n)
             if sched.pending_size is not None:
@@ -286,13 +292,13 @@ class LiveToon:
         if self._resizing is not None:
             return
         w, h = working_size(self.out_w, self.out_h, short)
-        engine = getattr(getattr(stylise, "bg", None), "engine", None)
+        engine = stylise.bg.engine  # the scheduler runs with a face-aware flow only
 
         def warm() -> None:
             try:
                 # Only engines that compile per shape need it (and ONNX Runtime's CPU
                 # engine shares one I/O binding between calls: no second thread there).
-                if engine is not None and getattr(engine, "shape_bound", False):
+                if engine.shape_bound:
                     engine.run(np.full((1, h, w, 3), 255, np.uint8))
             finally:
                 self._resize_to = (w, h)
@@ -432,12 +438,6 @@ def _scene_changed(before: np.ndarray | None, now: np.ndarray) -> bool:
     if before is None or before.shape != now.shape:
         return True
     return float(cv2.absdiff(before, now).mean()) > SCENE_CHANGE
-
-
-def _head_seconds(stylise) -> float:
-    """The face-aware flow's running total of head-model seconds (0 for other flows)."""
-    timings = getattr(stylise, "timings", None)
-    return getattr(timings, "head_s", 0.0) if timings is not None else 0.0
 
 
 def _warm(stylise: Stylise, w: int, h: int) -> None:

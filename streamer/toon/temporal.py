@@ -146,13 +146,20 @@ def remap_maps(step: MotionStep, hw: tuple[int, int]) -> tuple[np.ndarray, np.nd
     from the flow's checks. The small flow is enlarged with cv2.resize (pixel centres
     aligned, as `MotionStep.sample` does) and scaled to this image's pixels."""
     h, w = hw
-    sx, sy = step.scale(hw)
-    # Scaled before it is enlarged (the same, as resizing is linear, on fewer pixels).
-    small = cv2.multiply(step.back, (1.0 / sx, 1.0 / sy, 0.0, 0.0))
-    flow = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-    maps = cv2.add(flow, pixel_grid(hw), dst=flow)
     ok = cv2.resize(step.ok, (w, h), interpolation=cv2.INTER_LINEAR)
-    return maps, ok
+    return flow_maps(step.back, hw), ok
+
+
+def flow_maps(back: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """The [h, w, 2] map for `warp` from a flow measured on a small copy (`back`, in small
+    pixels, each pixel -> where it was): enlarged to an image of size `hw` with
+    cv2.resize (pixel centres aligned) and scaled to its pixels."""
+    h, w = hw
+    sx, sy = back.shape[1] / w, back.shape[0] / h
+    # Scaled before it is enlarged (the same, as resizing is linear, on fewer pixels).
+    small = cv2.multiply(back, (1.0 / sx, 1.0 / sy, 0.0, 0.0))
+    flow = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    return cv2.add(flow, pixel_grid(hw), dst=flow)
 
 
 def warp(img: np.ndarray, maps: np.ndarray, dst: np.ndarray | None = None) -> np.ndarray:
