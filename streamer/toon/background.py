@@ -225,7 +225,9 @@ class Compositor:
         kind = self.background.kind
         if kind == "keep":
             return cartoon
-        fg = np.ascontiguousarray(cartoon[..., :3])
+        # A view as it is (a flow's output is often a crop of a padded buffer: OpenCV takes
+        # it as a region); only an alpha cartoon's colour needs packing.
+        fg = cartoon if cartoon.shape[2] == 3 else np.ascontiguousarray(cartoon[..., :3])
         h, w = fg.shape[:2]
         if mask.shape != (h, w):
             mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
