@@ -34,6 +34,11 @@ from streamer.toon.temporal import TemporalSettings
 CONFIG_DIR = Path(str(resources.files("streamer") / "configs"))
 
 
+# Candidate working short sides for `--work auto` (16:9 widths 256 .. 1280); 144 is the
+# smallest that still carries a recognisable scene at 720p output.
+AUTO_SIZES = (144, 192, 240, 288, 360, 432, 540, 720)
+
+
 class ConfigError(UserError, ValueError):
     """A bad preset or setting, in one line for the user."""
 
@@ -360,7 +365,6 @@ class LiveSettings(FaceSettings, BackgroundSettings, TemporalOptions):
         size the scheduler starts from before it has measured anything."""
         text = str(self.work).strip().lower()
         if text == "auto":
-            from streamer.live.schedule import AUTO_SIZES
             return min(AUTO_SIZES)
         if text.isdigit():
             if int(text) < 16:

@@ -29,11 +29,9 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from streamer.config import AUTO_SIZES
 from streamer.toon.temporal import flow_maps, warp
 
-# Candidate working short sides for `--work auto` (16:9 widths 256 .. 1280); 144 is the
-# smallest that still carries a recognisable scene at 720p output.
-AUTO_SIZES = (144, 192, 240, 288, 360, 432, 540, 720)
 # A larger working size is taken only when its background run fits in this share of what
 # the faces leave (hysteresis against stepping up and down in turn).
 UP_MARGIN = 0.75

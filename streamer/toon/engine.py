@@ -11,20 +11,17 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from streamer.errors import UserError
+from .engine_api import (DEVICES, PRECISIONS, Engine, EngineSettings,  # noqa: F401 (the API)
+                         EngineUnavailable, ModelLoadError, check_batch, describe_engine,
+                         host_array)
 
 if TYPE_CHECKING:
     from streamer.models.dctnet.weights import DctNetWeights
-
-DEVICES = ("auto", "cpu", "cuda", "tensorrt", "coreml", "directml", "openvino", "torch-cuda",
-           "torch-cpu")
-PRECISIONS = ("exact", "fast", "int8")
 
 # device -> (ONNX Runtime provider, what to install when it is missing)
 _ORT_PROVIDERS = {
@@ -40,15 +37,6 @@ _ORT_PROVIDERS = {
 }
 
 
-class EngineUnavailable(UserError, RuntimeError):
-    """The requested backend or device cannot start here; the message says what to install."""
-
-
-class ModelLoadError(EngineUnavailable):
-    """The runtime cannot read the model file itself (damaged, truncated, not ONNX): no
-    device would run it, so the message points at the file, not at an install."""
-
-
 # ONNX Runtime's exception classes for a file it cannot parse or whose graph is invalid,
 # as opposed to a provider that fails to start.
 _ORT_MODEL_ERRORS = ("InvalidProtobuf", "InvalidGraph", "NoSuchFile")
@@ -60,54 +48,6 @@ def _model_error(path: Path, exc: BaseException) -> ModelLoadError:
         f"cannot load the model {path} ({first}): the file is damaged or not an ONNX model; "
         f"`python -m streamer.models verify` checks the store, and a built model that is "
         f"deleted is rebuilt on the next run")
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    device: str = "auto"
-    precision: str = "exact"
-    threads: int | None = None  # None: one per physical core, as both runtimes prefer
-    cache_dir: Path | None = None  # TensorRT engine cache
-
-    def __post_init__(self) -> None:
-        if self.device not in DEVICES:
-            raise ValueError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}; choose exact, fast or int8")
-
-
-class Engine(Protocol):
-    backend: str  # "onnxruntime", "openvino" or "torch"
-    device: str  # what actually runs, e.g. "cpu", "cuda", "openvino-cpu", "torch-cuda"
-    precision: str  # numeric precision actually used: "fp32", "fp16", "bf16"
-    shape_bound: bool  # builds for each input shape: a new batch size costs a compile
-    preferred_batch: int  # frames per call when the user does not say (--batch 0)
-
-    def run(self, batch: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Stylise a contiguous uint8 `[N, H, W, 3]` BGR batch (H, W multiples of 4)."""
-        ...
-
-    def describe(self) -> str:
-        ...
-
-
-def _check_batch(batch: np.ndarray) -> None:
-    if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[3] != 3:
-        raise ValueError(f"expected uint8 [N, H, W, 3], got {batch.dtype} {batch.shape}")
-    if batch.shape[1] % 4 or batch.shape[2] % 4:
-        raise ValueError(f"height and width must be multiples of 4, got {batch.shape[1:3]}")
-
-
-def host_array(engine: Engine, shape: tuple[int, ...]) -> np.ndarray:
-    """A uint8 array for an engine's batches or results: from the engine when it offers
-    `host_buffer` (page-locked memory, which a GPU copies by DMA without a staging copy),
-    else a plain array."""
-    alloc = getattr(engine, "host_buffer", None)
-    return alloc(shape) if alloc is not None else np.empty(shape, np.uint8)
-
-
-def _describe(e: Engine) -> str:
-    return f"{e.backend} on {e.device} ({e.precision})"
 
 
 class OrtEngine:
@@ -170,7 +110,7 @@ class OrtEngine:
         self._on_cpu = device == "cpu"
 
     def run(self, batch: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        _check_batch(batch)
+        check_batch(batch)
         if out is None:
             out = np.empty_like(batch)
         if not self._on_cpu:
@@ -184,7 +124,7 @@ class OrtEngine:
         return out
 
     def describe(self) -> str:
-        return _describe(self)
+        return describe_engine(self)
 
 
 class OpenVinoEngine:
@@ -233,7 +173,7 @@ class OpenVinoEngine:
         return req
 
     def run(self, batch: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        _check_batch(batch)
+        check_batch(batch)
         req = self._request(batch.shape)
         req.infer({0: batch}, share_inputs=True)
         result = req.get_output_tensor(0).data
@@ -243,7 +183,7 @@ class OpenVinoEngine:
         return out
 
     def describe(self) -> str:
-        return _describe(self)
+        return describe_engine(self)
 
 
 def _has_openvino_cpu() -> bool:

@@ -22,7 +22,7 @@ import numpy as np
 
 from streamer.models.dctnet.weights import DctNetWeights
 
-from .engine import EngineSettings, EngineUnavailable, _check_batch, _describe
+from .engine_api import EngineSettings, EngineUnavailable, check_batch, describe_engine
 
 TORCH_DEVICES = ("torch-cuda", "torch-cpu")
 INSTALL = "pip install 'toonstream[torch]' (PyTorch; a CUDA build for torch-cuda)"
@@ -111,7 +111,7 @@ class TorchEngine:
     # --- running -------------------------------------------------------------------------
 
     def run(self, batch: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        _check_batch(batch)
+        check_batch(batch)
         if out is None:
             out = self.host_buffer(batch.shape)
         elif out.shape != batch.shape or out.dtype != np.uint8:
@@ -218,7 +218,7 @@ class TorchEngine:
 
     def describe(self) -> str:
         if not self._cuda:
-            return _describe(self)
+            return describe_engine(self)
         extra = "CUDA graphs" if self._graphs_on else "TF32 off"
         return (f"{self.backend} on {self.device} ({self.precision}, {extra}) "
                 f"[{self._torch.cuda.get_device_name(self._dev)}]")
