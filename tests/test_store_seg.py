@@ -3,26 +3,14 @@ HTTP server on 127.0.0.1, checked, and built into ONNX; a file that is not one i
 from __future__ import annotations
 
 import hashlib
-import threading
 
 import pytest
 
 from streamer.models import Store, VerificationError, load_catalog
 from streamer.models.cli import main
 
-from test_store_download import FAST, _Server  # the same local server as the other fetches
-
-
-@pytest.fixture
-def server(tmp_path):
-    srv = _Server(tmp_path / "served")
-    srv.root.mkdir()
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield srv
-    srv.stop.set()
-    srv.shutdown()
-    srv.server_close()
+# the same local server (a pytest fixture) as the other fetches
+from test_store_download import FAST, server  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
