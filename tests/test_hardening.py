@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from live_runs import stop_while_streaming
+from stopped_runs import stop_while_streaming, stop_while_writing
 from streamer.video.app import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -285,32 +285,11 @@ def test_a_one_frame_mjpeg_avi_converts(tmp_path, capfd):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_run_video_stopped_by_a_signal_removes_the_partial_file(tmp_path, models_dir, sig):
-    import threading
-
     src = clip(tmp_path / "long.mp4", n=200, size=(320, 240))
     out = tmp_path / "out"
     out.mkdir()
-    env = dict(os.environ, TOONSTREAM_MODELS=str(models_dir), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "run_video.py"), str(src), "-o",
-                             str(out / "result.mp4"), "--size", "240", "--device", "cpu",
-                             "--faces", "off"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
-    reader.start()
-    try:
-        while proc.poll() is None and not [p for p in out.iterdir() if ".partial-" in p.name]:
-            time.sleep(0.05)
-        assert proc.poll() is None, "finished before it could be stopped"
-        proc.send_signal(sig)
-        proc.wait(timeout=120)
-        reader.join(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    log = "".join(lines)
-    assert proc.returncode == 128 + sig, log  # 143 for SIGTERM, 129 for SIGHUP
+    rc, log = stop_while_writing(src, out, models_dir, sig, "--faces", "off")
+    assert rc == 128 + sig, log  # 143 for SIGTERM, 129 for SIGHUP
     assert f"interrupted by {signal.Signals(sig).name}" in log and "Traceback" not in log
     assert list(out.iterdir()) == []  # no .partial- file, no result.mp4
 

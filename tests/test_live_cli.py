@@ -20,7 +20,7 @@ from streamer.config import ConfigError, LiveSettings, build_settings
 from streamer.live import app
 from streamer.sources import camera as camera_mod
 
-from live_runs import stop_while_streaming
+from stopped_runs import stop_while_streaming
 
 ROOT = Path(__file__).resolve().parents[1]
 

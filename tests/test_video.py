@@ -17,6 +17,8 @@ import pytest
 
 from streamer.video.app import main
 
+from stopped_runs import stop_while_writing
+
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = "64"  # working short side: tiny, so CI stays fast on two cores
 
@@ -506,32 +508,12 @@ def test_a_codec_the_container_cannot_hold_is_a_one_line_error(tmp_path, capfd):
 
 
 def test_ctrl_c_stops_cleanly_and_leaves_no_file_that_looks_complete(tmp_path, models_dir):
-    import threading
-
     src = make_clip(tmp_path / "long.mp4", n=200, width=320, height=240)
     out = tmp_path / "out"
     out.mkdir()
-    env = dict(os.environ, TOONSTREAM_MODELS=str(models_dir), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "run_video.py"), str(src), "-o",
-                             str(out / "result.mp4"), "--size", "240", "--device", "cpu"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
-    reader.start()
-    try:
-        # Interrupt once encoded frames are being written to the temporary file.
-        while proc.poll() is None and not [p for p in out.iterdir() if ".partial-" in p.name]:
-            time.sleep(0.05)
-        assert proc.poll() is None, "finished before it could be interrupted"
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=120)
-        reader.join(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    err = "".join(lines)
-    assert proc.returncode == 130, err
+    # stopped once encoded frames are being written to the temporary file
+    rc, err = stop_while_writing(src, out, models_dir, signal.SIGINT)
+    assert rc == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert list(out.iterdir()) == []
 
