@@ -4,12 +4,10 @@ debris, folders that stopped at the first bad file, files that end early, and th
 one-line refusals."""
 from __future__ import annotations
 
-import os
 import signal
 import struct
 import subprocess
 import sys
-import time
 import zlib
 from fractions import Fraction
 from pathlib import Path
