@@ -1,6 +1,7 @@
-"""int8: the quantized model is built once in the store (NNCF, calibrated on real frames of
-the shared media, never on golden outputs), cached beside the fp32 model with metadata and
-its own sha256, verified on every use, and close to TensorFlow's output on the goldens."""
+"""int8: the quantized model is built once in the store (channel equalisation, GPTQ weight
+rounding, NNCF activations; calibrated on real frames of the shared media, never on golden
+outputs), cached beside the fp32 model with metadata and its own sha256, verified on every
+use, and within the issue's bound of TensorFlow's output on the goldens."""
 from __future__ import annotations
 
 import json
@@ -13,15 +14,19 @@ import pytest
 
 from streamer.models import Store
 from streamer.models.calibration import frames_from, synthetic_frames
-from streamer.models.dctnet.int8 import KEEP_FLOAT_CONVS, Int8Unavailable, quantize_int8
+from streamer.models.dctnet.equalize import GROUPS
+from streamer.models.dctnet.gptq import input_gram, round_weights
+from streamer.models.dctnet.int8 import (KEEP_FLOAT_CONVS, LEVELS_NO_VNNI, LEVELS_VNNI,
+                                         Int8Unavailable, equalize_model, quantize_int8,
+                                         weight_levels)
 from streamer.models.download import sha256_file
 from streamer.toon.engine import EngineSettings, EngineUnavailable, create_engine
 
 GOLDEN_IMAGES = ("astronaut", "luciano", "event", "tears")
-# Mean |difference| from TensorFlow's output, in uint8 levels, per image. bf16 alone gives
-# about 0.3; the int8 model measured 0.8-1.3 here (README, "int8"). The issue's goal is 1.0;
-# this bound catches a broken quantization (a quantized guided filter gives 2.5 and more).
-INT8_MEAN_BOUND = 1.5
+# Mean |difference| from TensorFlow's output, in uint8 levels, per image: the issue's goal.
+# bf16 alone gives 0.2-0.3; the int8 model measured 0.6-0.9 here (README, "int8"); plain
+# NNCF gave 1.6-2.8, a quantized guided filter 2.5 and more.
+INT8_MEAN_BOUND = 1.0
 
 pytest.importorskip("nncf")
 pytest.importorskip("openvino")
@@ -69,7 +74,16 @@ def test_int8_graph_keeps_the_guided_filter_and_the_measured_layers_in_float(int
         fed = producers.get(n.input[1])
         (quantized if fed is not None and fed.op_type == "DequantizeLinear" else floating).add(layer)
     assert floating == set(KEEP_FLOAT_CONVS)
-    assert "generator/block_0/conv1" in quantized and len(quantized) == 13
+    assert "generator/block_0/conv1" in quantized and len(quantized) == 15
+    # the skip additions and upsamples read float: only convolutions take int8 inputs
+    consumers = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    for n in model.graph.node:
+        if n.op_type == "DequantizeLinear":
+            for c in consumers.get(n.output[0], []):
+                assert c.op_type == "Conv", f"{n.name} feeds {c.op_type} {c.name}"
     # nothing after the last convolution (the guided filter, clip, cast) is quantized
     after = False
     for n in model.graph.node:
@@ -77,6 +91,18 @@ def test_int8_graph_keeps_the_guided_filter_and_the_measured_layers_in_float(int
             after = True
         elif after:
             assert n.op_type not in ("QuantizeLinear", "DequantizeLinear"), n.name
+
+
+def test_int8_weights_are_the_gptq_levels_within_the_cpus_range(int8_store, int8_path):
+    meta = json.loads(int8_path.with_suffix(".json").read_text())
+    assert meta["weight_rounding"] == "gptq" and meta["weight_levels"] == weight_levels()
+    model = onnx.load(str(int8_path))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    weights = [inits[n.input[0]] for n in model.graph.node
+               if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None
+               and inits[n.input[0]].ndim == 4]
+    assert len(weights) == 15
+    assert max(int(np.abs(w.astype(np.int16)).max()) for w in weights) <= meta["weight_levels"]
 
 
 def test_a_damaged_int8_model_is_rebuilt(int8_store, int8_path):
@@ -132,3 +158,49 @@ def test_calibration_frames_are_deterministic_and_read_from_user_material(media_
         frames_from(tmp_path / "empty")
     with pytest.raises(UserError, match="no such file"):
         frames_from(tmp_path / "missing")
+
+
+def test_weight_range_follows_the_cpu_flags():
+    assert weight_levels("flags : fpu sse avx2 avx512f avx512_vnni") == LEVELS_VNNI == 127
+    assert weight_levels("flags : fpu sse avx2 avx_vnni") == LEVELS_VNNI
+    assert weight_levels("flags : fpu sse avx2 amx_int8") == LEVELS_VNNI
+    # without VNNI the u8 x s8 pair sums saturate 16 bits: 7-bit weights
+    assert weight_levels("flags : fpu sse avx2 fma") == LEVELS_NO_VNNI == 63
+
+
+def test_gptq_rounding_keeps_the_layer_output_closer_than_nearest_rounding():
+    rng = np.random.default_rng(1)
+    # a 3x3 convolution's input from a smooth image: neighbouring pixels correlate, as in
+    # the network, which is what lets one weight's rounding error be taken up by another
+    act = rng.normal(0, 1, (8, 40, 40)).astype(np.float32)
+    act = cv2.GaussianBlur(act.transpose(1, 2, 0), (0, 0), 1.5).transpose(2, 0, 1)
+    w = rng.normal(0, 0.1, (16, 8, 3, 3)).astype(np.float32)
+    gram = input_gram(act, 3, 1, (1, 1, 1, 1), 10_000, rng)
+    levels, scale = round_weights(w, gram, 127)
+    assert levels.dtype == np.int8 and int(np.abs(levels.astype(np.int16)).max()) <= 127
+    nearest = np.clip(np.round(w / scale[:, None, None, None]), -127, 127)
+
+    def output_error(q):
+        d = (w - q * scale[:, None, None, None]).reshape(16, -1).astype(np.float64)
+        return float(np.einsum("oi,ij,oj->", d, gram, d))
+
+    assert output_error(levels.astype(np.float32)) < 0.5 * output_error(nearest)
+    # on the same grid: every level lies within the channel's range
+    assert (np.abs(levels.astype(np.float32) * scale[:, None, None, None])
+            <= np.abs(w).reshape(16, -1).max(1)[:, None, None, None] * 1.0001).all()
+
+
+def test_channel_equalisation_leaves_the_float_network_unchanged(int8_store, golden_dir):
+    import onnxruntime as ort
+
+    path = int8_store.onnx_model_path("anime", "bg", "fp32")
+    model = onnx.load(str(path))
+    equalize_model(model, synthetic_frames(6))
+    changed = sum(not np.array_equal(onnx.numpy_helper.to_array(a), onnx.numpy_helper.to_array(b))
+                  for a, b in zip(model.graph.initializer, onnx.load(str(path)).graph.initializer))
+    assert changed >= 2 * len(GROUPS)  # weights and biases were rescaled
+    img = cv2.imread(str(golden_dir / "dctnet" / "luciano.png"))[None]
+    run = lambda m: ort.InferenceSession(m.SerializeToString(),  # noqa: E731
+                                         providers=["CPUExecutionProvider"]).run(None, {"input_image": img})[0]
+    diff = np.abs(run(model).astype(np.int16) - run(onnx.load(str(path))).astype(np.int16))
+    assert diff.mean() < 0.01 and diff.max() <= 1  # float rounding only

@@ -52,6 +52,27 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return img
 
 
+def _fabric(rng: np.random.Generator, h: int, w: int, colour: tuple) -> np.ndarray:
+    """Clothing: plain, or fine stripes or checks a few pixels wide (shirts, knitwear).
+    Patterns near the network's smallest scale drive its activations hardest: without
+    them int8 calibrated here misjudged a striped shirt by up to 88 levels."""
+    base = np.empty((h, w, 3), np.float32)
+    base[:] = colour
+    kind = rng.integers(3)
+    if kind == 0:
+        return base
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = rng.uniform(0, np.pi)
+    period = rng.uniform(2.5, 8.0)
+    phase = (np.cos(angle) * xx + np.sin(angle) * yy) * (2 * np.pi / period)
+    wave = np.sin(phase)
+    if kind == 2:
+        wave = wave * np.sin((np.cos(angle) * yy - np.sin(angle) * xx) * (2 * np.pi / period))
+    other = rng.uniform(0, 255, 3).astype(np.float32)
+    t = (wave > 0).astype(np.float32)[..., None]
+    return base * (1 - t) + other * t
+
+
 def _person(img: np.ndarray, rng: np.random.Generator) -> None:
     h, w = img.shape[:2]
     face_h = rng.uniform(0.25, 0.7) * h
@@ -62,8 +83,10 @@ def _person(img: np.ndarray, rng: np.random.Generator) -> None:
     hair = tuple(float(v) for v in _HAIR[rng.integers(len(_HAIR))])
     cloth = tuple(float(v) for v in rng.uniform(0, 255, 3))
     # Shoulders and clothes, neck, hair behind the head, then the face.
-    cv2.ellipse(img, (int(cx), int(cy + face_h * 1.25)), (int(face_w * 1.6), int(face_h * 0.7)),
-                0, 180, 360, cloth, -1)
+    body = np.zeros((h, w), np.uint8)
+    cv2.ellipse(body, (int(cx), int(cy + face_h * 1.25)), (int(face_w * 1.6), int(face_h * 0.7)),
+                0, 180, 360, 1, -1)
+    img[body > 0] = _fabric(rng, h, w, cloth)[body > 0]
     cv2.rectangle(img, (int(cx - face_w * 0.22), int(cy + face_h * 0.3)),
                   (int(cx + face_w * 0.22), int(cy + face_h * 0.7)), tuple(float(v) for v in skin * 0.85), -1)
     cv2.ellipse(img, (int(cx), int(cy - face_h * 0.08)), (int(face_w * 0.58), int(face_h * 0.58)),

@@ -444,7 +444,8 @@ class Store:
         """The int8 (QDQ) model beside the fp32 one: quantized once from it with NNCF on
         the store's calibration frames, kept with metadata and the model's own sha256, and
         re-verified against that checksum on every use (a damaged file is rebuilt)."""
-        from streamer.models.dctnet.int8 import QUANTIZER_VERSION, float_layers, quantize_int8
+        from streamer.models.dctnet.int8 import (QUANTIZER_VERSION, float_layers, quantize_int8,
+                                                 weight_levels)
 
         fp32 = self._build(style, part, "fp32", src)
         out = self.onnx_dir / self._onnx_name(style, part, "int8")
@@ -456,6 +457,7 @@ class Store:
                     and meta.get("quantizer_version") == QUANTIZER_VERSION
                     and meta.get("calibration_source") == self.calibration_source
                     and meta.get("float_layers") == list(float_layers(style))
+                    and meta.get("weight_levels") == weight_levels()
                     and meta.get("onnx_sha256") == sha256_file(out)):
                 return out
             if out.is_file() and meta.get("onnx_sha256") not in (None, sha256_file(out)):
@@ -467,7 +469,7 @@ class Store:
         say(f"int8: quantizing {style} {part} once (NNCF, {len(frames)} calibration frames "
             f"from {self.calibration_source}); cached in {out.parent}")
         t0 = time.perf_counter()
-        model, info = quantize_int8(fp32, frames, float_layers(style))
+        model, info = quantize_int8(fp32, frames, float_layers(style), weight_levels())
         import onnx
 
         try:
@@ -488,19 +490,23 @@ class Store:
         return out
 
     def calibration_frames(self) -> list:
-        """The frames int8 models are calibrated on: the user's (`calibration` set to a
-        folder, image or video) else the built-in synthetic set."""
+        """The frames int8 models are calibrated on: the built-in synthetic set, plus the
+        user's own (`calibration` set to a folder, image or video). The synthetic scenes stay
+        in: a clip alone covers one lighting and palette, and the rounding fitted to it
+        generalised worse (measured: anime on luciano 1.18 calibrated on the tears clip
+        alone, 0.93 with the synthetic set)."""
         from .calibration import frames_from, synthetic_frames
 
-        if self.calibration is None:
-            return synthetic_frames()
-        return frames_from(self.calibration)
+        frames = synthetic_frames()
+        if self.calibration is not None:
+            frames += frames_from(self.calibration)
+        return frames
 
     @property
     def calibration_source(self) -> str:
         if self.calibration is None:
             return "synthetic"
-        return str(Path(self.calibration).expanduser().resolve())
+        return "synthetic + " + str(Path(self.calibration).expanduser().resolve())
 
     # --- manifest ------------------------------------------------------------------------
 
