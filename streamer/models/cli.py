@@ -66,8 +66,8 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="model store folder (default: $TOONSTREAM_MODELS, else the "
                              "per-user cache, e.g. ~/.cache/toonstream/models)")
     common.add_argument("--calibration", metavar="DIR|IMAGE|VIDEO", default=None,
-                        help="frames to calibrate int8 models on (default: "
-                             "$TOONSTREAM_CALIBRATION, else a built-in synthetic set)")
+                        help="your own frames to calibrate int8 models on, beside the "
+                             "built-in synthetic set (default: $TOONSTREAM_CALIBRATION)")
     p = _Parser(prog=prog("python -m streamer.models"),
                 description="Manage Toonstream's model store: the official DCT-Net weights, "
                             "the face detector, the head mask and the ONNX models built from them.")
