@@ -109,7 +109,7 @@ def _conv_inputs(model, frames: Sequence[np.ndarray]) -> Iterator[dict[str, np.n
 
 
 def _conv_params(model) -> tuple[dict, dict, dict]:
-    """(conv nodes, weights, biases) by layer name, and a writer for new ones."""
+    """(conv nodes, weights, biases), each by layer name."""
     from onnx import numpy_helper
 
     convs = _convs(model)
