@@ -23,7 +23,7 @@ import numpy as np
 
 from streamer.errors import UserError
 
-QUANTIZER_VERSION = "2"
+QUANTIZER_VERSION = "3"
 INSTALL = "pip install 'toonstream[int8]' (NNCF)"
 
 # Convolutions kept in higher precision (their ONNX node names are "<name>_<n>"). Measured
