@@ -54,8 +54,9 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 def _fabric(rng: np.random.Generator, h: int, w: int, colour: tuple) -> np.ndarray:
     """Clothing: plain, or fine stripes or checks a few pixels wide (shirts, knitwear).
-    Patterns near the network's smallest scale drive its activations hardest: without
-    them int8 calibrated here misjudged a striped shirt by up to 88 levels."""
+    Patterns near the network's smallest scale are where int8 errs most (a striped shirt
+    in a reference image, up to 88 levels in places); with them in the set the anime int8
+    model came 0.01-0.06 closer to TensorFlow on every reference image."""
     base = np.empty((h, w, 3), np.float32)
     base[:] = colour
     kind = rng.integers(3)
