@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import sys
 import threading
@@ -37,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # live_compare
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # live_compare, memory
 
 from streamer.config import LiveSettings, parse_size  # noqa: E402
 from streamer.toon.background import parse_background  # noqa: E402
@@ -47,20 +46,9 @@ from streamer.live.toon import LiveToon, style_factory, working_size  # noqa: E4
 from streamer.sinks.null import NullSink  # noqa: E402
 from streamer.sources.synthetic import SyntheticSource  # noqa: E402
 from streamer.toon.stage import ring_size  # noqa: E402
+from memory import rss_mb, run_with_memory  # noqa: E402
 
 STYLES = ("anime", "3d", "handdrawn", "sketch", "artstyle", "sd-design", "sd-illustration")
-
-
-def rss_mb() -> float:
-    """Resident memory now (Linux /proc), else the peak (other systems)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def bare_model_ms(stylise, w: int, h: int, runs: int, img: np.ndarray | None = None
@@ -125,14 +113,7 @@ def run_one(settings: LiveSettings, cam_w: int, cam_h: int, fps: float, work, se
         threading.Timer(seconds, src.stop).start()
     session = LiveSession(src, [NullSink()], toon, styles=STYLES, status_every=0,
                           log=lambda line: None)
-    settled: list[float] = []
-    # RSS once the first frames have filled the buffers and allocator arenas (5 s in)
-    timer = threading.Timer(min(5.0, seconds / 2), lambda: settled.append(rss_mb()))
-    timer.daemon = True
-    timer.start()
-    result = session.run()
-    timer.cancel()
-    rss_end = rss_mb()
+    result, rss_settled, rss_end = run_with_memory(session, seconds)
     model_after = bare_model_ms(bare,
                                 *work_wh, runs, img)
     if seg is not None:
@@ -155,7 +136,7 @@ def run_one(settings: LiveSettings, cam_w: int, cam_h: int, fps: float, work, se
         "frames_in": result["frames_in"], "frames_out": result["frames_out"],
         "drops": result["drops"],
         "rss_mb_start": round(rss_start, 1),
-        "rss_mb_settled": round(settled[0], 1) if settled else None,
+        "rss_mb_settled": round(rss_settled, 1) if rss_settled is not None else None,
         "rss_mb_end": round(rss_end, 1),
         "seconds": result["seconds"],
         "faces_pasted": result["faces_pasted"],

@@ -18,7 +18,6 @@ the output face with dlib's 128-d descriptor, for the live and the official outp
 from __future__ import annotations
 
 import statistics
-import threading
 from dataclasses import replace
 
 import cv2
@@ -32,6 +31,8 @@ from streamer.sinks.null import NullSink
 from streamer.sources.synthetic import SyntheticSource
 from streamer.toon.faces.track import TrackerSettings
 from streamer.toon.styles import StyleFlows
+
+from memory import run_with_memory
 
 STYLES = ("anime", "3d", "handdrawn", "sketch", "artstyle", "sd-design", "sd-illustration")
 
@@ -153,31 +154,16 @@ def run_variant(label: str, base: LiveSettings, clip: list[np.ndarray], cam_wh, 
     sink = CaptureSink(every, 16)
     session = LiveSession(src, [sink], toon, styles=STYLES, status_every=0,
                           log=lambda line: None)
-    # Memory once the first frames filled the buffers and allocator arenas (5 s in), and
-    # at the end: flat means these two agree.
-    settled: list[float] = []
-    timer = threading.Timer(min(5.0, seconds / 2), lambda: settled.append(_rss_mb()))
-    timer.daemon = True
-    timer.start()
-    result = session.run()
-    timer.cancel()
+    result, rss_settled, rss_end = run_with_memory(session, seconds)
     model_ms = result["model_ms_median"] or 0.0
     interval = 1000 / fps
     sched = toon.schedule.stats() if toon.schedule is not None else None
     return {"label": label, "fps": fps, "fps_ratio": round(result["fps_out"] / fps, 3),
             "fps_out": result["fps_out"], "p95_ms": result["latency_ms"]["p95"],
             "goal_p95_ms": round(model_ms + 1.5 * interval, 1), "model_ms": model_ms,
-            "rss_mb": [round(settled[0]) if settled else -1, round(_rss_mb())], "engine": flows.describe(s.style),
+            "rss_mb": [round(rss_settled) if rss_settled is not None else -1, round(rss_end)], "engine": flows.describe(s.style),
             "schedule": sched, "bg_reused": toon.bg_reused, "notes": lines,
             "kept": sink.kept}
-
-
-def _rss_mb() -> float:
-    from pathlib import Path
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def quality(rows: list[dict], clip: list[np.ndarray], base: LiveSettings, cam_wh) -> None:

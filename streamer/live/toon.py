@@ -218,6 +218,9 @@ class LiveToon:
                 cv2.resize(res, (self.out_w, self.out_h), dst=out[i],
                            interpolation=cv2.INTER_LINEAR)
         outs = [out[i] for i in range(n)]
+        # The camera frames at the output size, once: the heads are cut from them and the
+        # mask is refined against them.
+        src = self._at_output_size(images) if layered or self.segmenter is not None else None
         faces = heads = 0
         head_s = 0.0
         if layered:
@@ -225,7 +228,7 @@ class LiveToon:
             runs_before, head_s_before = timings.faces, timings.head_s
             if sched is not None:
                 stylise.max_heads = sched.heads_per_frame()
-            stylise.paste_faces(self._at_output_size(images), outs, times)
+            stylise.paste_faces(src, outs, times)
             faces = sum(len(f) for f in stylise.last_faces)
             heads = timings.faces - runs_before
             head_s = timings.head_s - head_s_before
@@ -239,17 +242,16 @@ class LiveToon:
             if sched.pending_size is not None:
                 self._start_resize(stylise, sched.pending_size)
         if self.segmenter is not None:
-            outs = self._treat(images, outs, turn)
+            outs = self._treat(images, src, outs, turn)
         return outs
 
-    def _treat(self, images: list[np.ndarray], outs: list[np.ndarray], turn: int
-               ) -> list[np.ndarray]:
+    def _treat(self, images: list[np.ndarray], guides: list[np.ndarray],
+               outs: list[np.ndarray], turn: int) -> list[np.ndarray]:
         """The background treatment: the mask of each camera frame, refined at the output
-        size with the frame as guide, applied to the cartoon."""
+        size with `guides` (the frames at that size) as guide, applied to the cartoon."""
         t0 = time.perf_counter()
         smalls = self.segmenter.step(images)
         t1 = time.perf_counter()
-        guides = self._at_output_size(images)
         dst = self._treated_ring[turn]
         size = (self.out_w, self.out_h)
         for i, (small, guide, cartoon) in enumerate(zip(smalls, guides, outs)):

@@ -33,8 +33,9 @@ class FlattenSink(Sink):
                 self._plate = np.empty((h, w, 3), np.uint8)
                 self._plate[...] = self.color
                 self._out = np.empty((h, w, 3), np.uint8)
+                self._inv = np.empty((h, w), np.float32)
             bgr, mask = split_alpha(img)
-            flat = blend(bgr, self._plate, mask, self._out)
+            flat = blend(bgr, self._plate, mask, self._out, self._inv)
             # A copy of the frame: the other sinks of a MultiSink still get the alpha.
             frame = dataclasses.replace(frame, image=flat)
         self.inner.write(frame)

@@ -122,6 +122,26 @@ def _keep_key(key: str) -> bool:
     return k not in _DROP_KEYS and not k.startswith("_statistics")
 
 
+def copy_audio_stream(out, s, fmt: str, name: str):
+    """An output stream in container `out` (format `fmt`, file `name`) that copies input
+    audio stream `s` packet for packet, with its kept metadata and disposition; an
+    OutputError when the container cannot hold that codec or players cannot read it back."""
+    playable = _AUDIO_THAT_PLAYS.get(fmt)
+    if playable is not None and s.codec_context.name not in playable:
+        # The muxer would write it, but players and ffprobe cannot read it back.
+        raise OutputError(f"{name}: {s.codec_context.name} audio (stream #{s.index}) in "
+                          f"{fmt} is written but does not play; use .mkv or .mp4")
+    try:
+        a = out.add_stream_from_template(s)
+    except ValueError:
+        raise OutputError(f"{name}: the {fmt} container cannot hold the input's "
+                          f"{s.codec_context.name} audio (stream #{s.index}) without "
+                          f"re-encoding; use .mkv or .mp4") from None
+    a.metadata.update({k: v for k, v in s.metadata.items() if _keep_key(k)})
+    a.disposition = s.disposition
+    return a
+
+
 def _encoder_options(codec: str, crf: int | None, preset: str | None) -> dict[str, str]:
     q = _DEFAULT_QUALITY.get(codec, 20) if crf is None else int(crf)
     p = _DEFAULT_PRESET.get(codec, "medium") if preset is None else preset
@@ -351,21 +371,7 @@ class VideoFileSink(Sink):
 
     def _add_audio(self, fmt: str, s):
         """An output stream copying input audio stream `s` packet for packet."""
-        playable = _AUDIO_THAT_PLAYS.get(fmt)
-        if playable is not None and s.codec_context.name not in playable:
-            # The muxer would write it, but players and ffprobe cannot read it back.
-            raise OutputError(f"{self.final.name}: {s.codec_context.name} audio (stream "
-                              f"#{s.index}) in {fmt} is written but does not play; use "
-                              f".mkv or .mp4")
-        try:
-            a = self._out.add_stream_from_template(s)
-        except ValueError:
-            raise OutputError(f"{self.final.name}: the {fmt} container cannot hold the "
-                              f"input's {s.codec_context.name} audio (stream #{s.index}) "
-                              f"without re-encoding; use .mkv or .mp4") from None
-        a.metadata.update({k: v_ for k, v_ in s.metadata.items() if _keep_key(k)})
-        a.disposition = s.disposition
-        return a
+        return copy_audio_stream(self._out, s, fmt, self.final.name)
 
     def _open_encoder(self) -> None:
         cc = self._video.codec_context

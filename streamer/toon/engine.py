@@ -175,7 +175,8 @@ class OpenVinoEngine:
     def run(self, batch: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         check_batch(batch)
         req = self._request(batch.shape)
-        req.infer({0: batch}, share_inputs=True)
+        # share_outputs: the wrapper would otherwise copy the result into a new array first.
+        req.infer({0: batch}, share_inputs=True, share_outputs=True)
         result = req.get_output_tensor(0).data
         if out is None:
             return result.copy()

@@ -234,13 +234,19 @@ def _max_channels(img: np.ndarray) -> np.ndarray:
     return cv2.max(cv2.max(c[0], c[1]), c[2])
 
 
-def compare_view(frame: np.ndarray, smooth: bool = True) -> np.ndarray:
+def compare_view(frame: np.ndarray, smooth: bool = True, dst: np.ndarray | None = None
+                 ) -> np.ndarray:
     """The copy of an input that the photometric check compares: in colour (two colours of
     one grey level must not pass for each other) and, with `smooth`, after a 3x3 box blur:
     sensor and codec noise and a warp's resampling differ pixel by pixel and mostly
     average out, a real change does not (on the two sample clips this lets about a third
-    more of the picture be steadied)."""
-    return cv2.blur(frame, (3, 3)) if smooth else frame.copy()
+    more of the picture be steadied). `dst`: a buffer of the frame's shape to write it to."""
+    if dst is None or dst.shape != frame.shape:
+        return cv2.blur(frame, (3, 3)) if smooth else frame.copy()
+    if smooth:
+        return cv2.blur(frame, (3, 3), dst=dst)
+    np.copyto(dst, frame)
+    return dst
 
 
 def _motion_or_still(maps: np.ndarray, ok: np.ndarray, prev_in: np.ndarray,
@@ -276,9 +282,11 @@ def _reliability(step_ok: np.ndarray, res: np.ndarray, prev_out_w: np.ndarray,
     return w
 
 
-def _blend(prev_w: np.ndarray, cur: np.ndarray, weight: np.ndarray) -> None:
-    """cur = weight * prev_w + (1 - weight) * cur, in place (rounded to uint8)."""
-    cv2.blendLinear(prev_w, cur, weight, 1.0 - weight, dst=cur)
+def _blend(prev_w: np.ndarray, cur: np.ndarray, weight: np.ndarray,
+           inv: np.ndarray | None = None) -> None:
+    """cur = weight * prev_w + (1 - weight) * cur, in place (rounded to uint8); `inv`: a
+    buffer of the weight's shape for 1 - weight (else a new one)."""
+    cv2.blendLinear(prev_w, cur, weight, np.subtract(np.float32(1.0), weight, out=inv), dst=cur)
 
 
 class FrameTemporal:
@@ -292,6 +300,8 @@ class FrameTemporal:
             settings.flow_side, settings.cut_threshold, DIS_PRESETS[settings.flow_preset])
         self.steps: list[MotionStep | None] = []  # per frame of the latest call
         self._prev_in: np.ndarray | None = None  # compare_view of the previous input
+        self._spare_in: np.ndarray | None = None  # the other compare_view buffer (swapped)
+        self._inv: np.ndarray | None = None  # 1 - blend weight, reused
         self._prev_out: np.ndarray | None = None
         self.blended = 0.0  # sum over frames of the mean blend weight (for the stats)
         self.frames = 0
@@ -313,7 +323,7 @@ class FrameTemporal:
         if out.shape[:2] != frame.shape[:2]:
             raise ValueError("the temporal step needs the output at the input's size")
         step = self.motion.update(frame)
-        cur_in = compare_view(frame, self.settings.smooth_residual)
+        cur_in = compare_view(frame, self.settings.smooth_residual, self._spare_in)
         prev_out, prev_in = self._prev_out, self._prev_in
         self.frames += 1
         if (step is not None and prev_out is not None and prev_out.shape == out.shape
@@ -322,7 +332,9 @@ class FrameTemporal:
             res = _motion_or_still(maps, ok, prev_in, cur_in)
             prev_out_w = warp(prev_out, maps)
             weight = _reliability(ok, res, prev_out_w, out, self.settings)
-            _blend(prev_out_w, out, weight)
+            if self._inv is None or self._inv.shape != weight.shape:
+                self._inv = np.empty_like(weight)
+            _blend(prev_out_w, out, weight, self._inv)
             self.blended += float(weight.mean())
         else:
             step = None
@@ -330,7 +342,7 @@ class FrameTemporal:
             self._prev_out = out.copy()
         else:
             np.copyto(prev_out, out)
-        self._prev_in = cur_in
+        self._spare_in, self._prev_in = self._prev_in, cur_in
         return step
 
 

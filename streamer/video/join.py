@@ -22,7 +22,7 @@ from typing import Iterator
 import av
 
 from streamer.sinks.video_file import (_MOV_FAMILY, OutputError, _keep_key, commit,
-                                       container_format, temp_path_for)
+                                       container_format, copy_audio_stream, temp_path_for)
 from streamer.sources.video_file import MediaError
 
 
@@ -111,15 +111,7 @@ def join_pieces(src: Path, pieces: list[Path], dst: Path, *, end_pts: int | None
                                            if _keep_key(k)})
             amap = {}
             for s in source.streams.audio:
-                try:
-                    a = out.add_stream_from_template(s)
-                except ValueError:
-                    raise JoinError(f"{dst.name}: the {fmt} container cannot hold the input's "
-                                    f"{s.codec_context.name} audio without re-encoding; use "
-                                    f".mkv or .mp4") from None
-                a.metadata.update({k: x for k, x in s.metadata.items() if _keep_key(k)})
-                a.disposition = s.disposition
-                amap[s.index] = a
+                amap[s.index] = copy_audio_stream(out, s, fmt, dst.name)
 
             def audio() -> Iterator:
                 if not amap:
