@@ -197,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
                         "camera at --rates (see bench/live_compare.py)")
     p.add_argument("--rates", default="own,30",
                    help="with --compare: camera rates, 'own' = the clip's (own,30)")
+    p.add_argument("--variants", default="A,B,C",
+                   help="with --compare: which of A, B, C to run (A,B,C)")
+    p.add_argument("--load", type=int, default=0, metavar="N",
+                   help="with --compare: N busy processes run beside the live path, a "
+                        "reproducible stand-in for another program taking N cores (0)")
     a = p.parse_args(argv)
     backgrounds = [b.strip() for b in a.background.split(",") if b.strip()]
     for b in backgrounds:
@@ -277,10 +282,12 @@ def _compare(a) -> int:
     base = LiveSettings(models=a.models, device=a.device, threads=a.threads, style=a.style,
                         sinks=("null",))
     cam = parse_size(a.camera_size, "camera-size")
+    variants = [v.strip().upper() for v in a.variants.split(",") if v.strip()]
     print(f"live comparison: {a.source} as a {cam[0]}x{cam[1]} camera at "
-          f"{', '.join(f'{r:g}' for r in rates)} fps, {a.seconds:g} s each; "
+          f"{', '.join(f'{r:g}' for r in rates)} fps, {a.seconds:g} s each, variants "
+          f"{','.join(variants)}, {a.load} busy processes beside it; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", flush=True)
-    rows = compare(base, a.source, cam, a.seconds, rates,
+    rows = compare(base, a.source, cam, a.seconds, rates, variants=variants, load=a.load,
                    log=lambda line: print(line, flush=True))
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=2, default=str) + "\n")

@@ -17,8 +17,11 @@ the output face with dlib's 128-d descriptor, for the live and the official outp
 """
 from __future__ import annotations
 
+import multiprocessing
 import statistics
+from contextlib import contextmanager
 from dataclasses import replace
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -208,14 +211,45 @@ def quality(rows: list[dict], clip: list[np.ndarray], base: LiveSettings, cam_wh
                     "id_live": med(id_live), "id_official": med(id_off)})
 
 
+@contextmanager
+def busy_load(n: int) -> Iterator[None]:
+    """`n` processes spinning on the CPU while the block runs: another program taking `n`
+    cores, the same every run (the shared machines' own load is not)."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_spin, daemon=True) for _ in range(n)]
+    for p in procs:
+        p.start()
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join()
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
 def compare(base: LiveSettings, clip_path: str, cam_wh: tuple[int, int], seconds: float,
-            rates: list[float], log=print) -> list[dict]:
+            rates: list[float], variants: Sequence[str] = ("A", "B", "C"), load: int = 0,
+            log=print) -> list[dict]:
+    """Runs the chosen VARIANTS (by letter) at each rate, `load` busy processes beside them
+    (not during the offline reference), then measures quality; returns one row per run."""
+    unknown = set(variants) - {label[0] for label, _ in VARIANTS}
+    if unknown:
+        raise SystemExit(f"--variants: unknown {', '.join(sorted(unknown))}; pick from A, B, C")
     clip = load_clip(clip_path)
     rows = []
-    for fps in rates:
-        for label, _ in VARIANTS:
-            log(f"  running {label} at {fps:g} fps for {seconds:g} s ...")
-            rows.append(run_variant(label, base, clip, cam_wh, fps, seconds, log))
+    with busy_load(load):
+        for fps in rates:
+            for label, _ in VARIANTS:
+                if label[0] not in variants:
+                    continue
+                log(f"  running {label} at {fps:g} fps for {seconds:g} s ...")
+                rows.append(run_variant(label, base, clip, cam_wh, fps, seconds, log))
     quality(rows, clip, base, cam_wh)
     hdr = (f"{'variant':<33} {'cam fps':>7} {'out/cam':>7} {'p95 ms':>7} {'goal':>6} "
            f"{'face SSIM':>9} {'face |d|':>8} {'bg SSIM':>7} {'bg |d|':>6} "
