@@ -168,6 +168,16 @@ def test_weight_range_follows_the_cpu_flags():
     assert weight_levels("flags : fpu sse avx2 fma") == LEVELS_NO_VNNI == 63
 
 
+def test_weight_range_without_proc_cpuinfo_comes_from_numpys_cpu_probe():
+    from streamer.models.dctnet.int8 import _levels_from_numpy
+
+    assert _levels_from_numpy({"AVX2": True, "AVX512F": True, "AVX512VNNI": True}) == LEVELS_VNNI
+    assert _levels_from_numpy({"AVX2": True, "AVX512VNNI": False}) == LEVELS_NO_VNNI
+    # a NumPy that cannot say: the range that is right on every CPU
+    assert _levels_from_numpy({}) == LEVELS_NO_VNNI
+    assert _levels_from_numpy() in (LEVELS_VNNI, LEVELS_NO_VNNI)
+
+
 def test_gptq_rounding_keeps_the_layer_output_closer_than_nearest_rounding():
     rng = np.random.default_rng(1)
     # a 3x3 convolution's input from a smooth image: neighbouring pixels correlate, as in

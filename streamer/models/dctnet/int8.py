@@ -57,9 +57,27 @@ def weight_levels(cpuinfo: str | None = None) -> int:
             with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
                 cpuinfo = f.read()
         except OSError:
-            return LEVELS_VNNI  # not Linux: every x86 CPU OpenVINO runs int8 on since 2019
+            return _levels_from_numpy()  # not Linux
     flags = set(cpuinfo.split())
     return LEVELS_VNNI if flags & {"avx512_vnni", "avx_vnni", "amx_int8"} else LEVELS_NO_VNNI
+
+
+def _levels_from_numpy(features: dict[str, bool] | None = None) -> int:
+    """The weight range from NumPy's own CPU feature probe (Windows, macOS). NumPy names
+    AVX-512 VNNI and the AMX tiles; when it names neither (an older NumPy, or the AVX-VNNI
+    of hybrid desktop CPUs, which it does not list), the safe range is taken: +-63 is
+    correct on every CPU, +-127 only with VNNI."""
+    if features is None:
+        try:
+            from numpy._core._multiarray_umath import __cpu_features__ as features
+        except ImportError:  # NumPy 1.x
+            try:
+                from numpy.core._multiarray_umath import __cpu_features__ as features
+            except ImportError:
+                features = {}
+    vnni = any(features.get(k) for k in ("AVX512VNNI", "AVX512_ICL", "AVX512_SPR", "AMX_INT8",
+                                         "AVXVNNI", "AVX_VNNI"))
+    return LEVELS_VNNI if vnni else LEVELS_NO_VNNI
 
 
 class Int8Unavailable(UserError, RuntimeError):
