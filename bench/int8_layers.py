@@ -1,7 +1,7 @@
 """Which DCT-Net layers to keep out of int8, measured: the golden parity (and optionally the
 time) of the int8 model with one layer moved into or out of the float set at a time.
 
-    python bench/int8_layers.py --style handdrawn [--models DIR] [--time]
+    python bench/int8_layers.py --style handdrawn [--models DIR] [--time] [--ranges MEAN_QUANTILE] [--shipped-only]
 
 The model is equalised and every convolution's weights GPTQ-rounded once
 (`streamer/models/dctnet/int8.py`); each row then quantizes the activations with NNCF for
@@ -69,6 +69,13 @@ def main() -> int:
     ap.add_argument("--time", action="store_true", help="also int8 / bf16 time per row")
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--ranges", default=None, metavar="ESTIMATOR",
+                    choices=("MINMAX", "MEAN_MINMAX", "MEAN_QUANTILE", "MEDIAN_MINMAX",
+                             "MEAN_NO_OUTLIERS_MINMAX", "HISTOGRAM"),
+                    help="NNCF's activation range estimator for every row (MINMAX, "
+                         "MEAN_QUANTILE, HISTOGRAM, ...; default NNCF's own)")
+    ap.add_argument("--shipped-only", action="store_true",
+                    help="only the shipped float set's row")
     args = ap.parse_args()
     if not args.models:
         ap.error("give --models DIR or set TOONSTREAM_MODELS")
@@ -94,7 +101,8 @@ def main() -> int:
     def row(label: str, keep: tuple[str, ...]) -> None:
         try:
             q = quantize_rounded(model, frames, keep,
-                                 {k: rounded[k] for k in int8_layers(model, keep)})
+                                 {k: rounded[k] for k in int8_layers(model, keep)},
+                                 activation_ranges=args.ranges)
         except Exception as exc:  # NNCF's bias correction fails on some float sets
             print(f"{label:<36} NNCF failed: {type(exc).__name__}: {exc}", flush=True)
             return
@@ -108,10 +116,13 @@ def main() -> int:
               + "".join(f" {r:8.3f}" for r in times), flush=True)
 
     print(f"{args.style}: mean |diff| against TensorFlow (uint8 levels); shipped float set: "
-          + (", ".join(k.removeprefix("generator/") for k in base) or "none"))
+          + (", ".join(k.removeprefix("generator/") for k in base) or "none")
+          + f"; activation ranges: {args.ranges or 'NNCF default'}")
     print(f"{'float layers':<36} " + " ".join(f"{n:>9}" for n in IMAGES) + f" {'max':>6}"
           + ("".join(f" {f'{w}x{h}':>8}" for h, w in SIZES) if args.time else ""))
     row("shipped", base)
+    if args.shipped_only:
+        return 0
     row("none (every convolution int8)", ())
     for layer in every:
         name = f"generator/{layer}"

@@ -208,12 +208,16 @@ def _set_weight_levels(model, rounded: dict) -> None:
 
 
 def quantize_rounded(model, frames: Sequence[np.ndarray], keep: Sequence[str],
-                     rounded: dict[str, tuple[np.ndarray, np.ndarray]]):
+                     rounded: dict[str, tuple[np.ndarray, np.ndarray]],
+                     activation_ranges: str | None = None):
     """NNCF's activation quantizers and bias correction on `model` (equalised), whose
-    convolutions outside `keep` take the GPTQ weights in `rounded`; `model` is not changed."""
+    convolutions outside `keep` take the GPTQ weights in `rounded`; `model` is not changed.
+    `activation_ranges` names one of NNCF's RangeEstimatorParametersSet (MINMAX,
+    MEAN_QUANTILE, ...) instead of its default (bench/int8_layers.py --ranges)."""
     import nncf
     import onnx
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     # NNCF's per-op notes are for its developers; its progress bars stay.
     logging.getLogger("nncf").setLevel(logging.ERROR)
@@ -231,7 +235,11 @@ def quantize_rounded(model, frames: Sequence[np.ndarray], keep: Sequence[str],
         ignored_scope=nncf.IgnoredScope(names=float_scope(model_in, keep)),
         # The weight range is chosen by the caller (`levels`), not by NNCF's halving of some
         # layers for CPUs without VNNI.
-        advanced_parameters=AdvancedQuantizationParameters(overflow_fix=OverflowFix.DISABLE))
+        advanced_parameters=AdvancedQuantizationParameters(
+            overflow_fix=OverflowFix.DISABLE,
+            **({"activations_range_estimator_params":
+                getattr(RangeEstimatorParametersSet, activation_ranges)}
+               if activation_ranges else {})))
     _set_weight_levels(quantized, rounded)
     return quantized
 
