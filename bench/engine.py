@@ -18,14 +18,15 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # golden
 
+from golden import differences, golden_dir, reference_images  # noqa: E402
 from streamer.toon.engine import EngineSettings, EngineUnavailable, create_engine  # noqa: E402
 
 SIZES = ((288, 288), (360, 640), (720, 1280))
@@ -101,7 +102,7 @@ def main() -> int:
 
     from streamer.models.store import Store  # the store builds and caches the ONNX graphs
     store = Store(models)
-    golden = Path(args.golden) if args.golden else models.parent / "golden" / "dctnet"
+    golden = Path(args.golden) if args.golden else golden_dir(models)
     if args.parity_only:
         styles = store.catalog.styles if args.parity_only == "all" else args.parity_only.split(",")
         for style in styles:
@@ -155,7 +156,7 @@ def main() -> int:
                       f"{ref_ms or 0:8.1f} {ratio} {per_mp}", flush=True)
     int8 = next((p for e in engines for p in [e.precision] if p.startswith("int8")), None)
     if int8:
-        print(f"\nint8 time / bf16 time (OpenVINO, same run): " + ", ".join(
+        print("\nint8 time / bf16 time (OpenVINO, same run): " + ", ".join(
             f"{w}x{h} b{n} {t[int8] / t['bf16']:.2f}" for (h, w, n), t in by_size.items()
             if "bf16" in t and int8 in t))
     _parity(engines, golden, args.style)
@@ -164,22 +165,15 @@ def main() -> int:
 
 def _parity(engines: list, golden: Path, style: str) -> None:
     """Mean and max |difference| against TensorFlow's output for each reference image."""
-    import cv2
-
-    images = sorted(p for p in golden.glob("*.png") if "__" not in p.name) if golden.is_dir() else []
+    images = reference_images(golden)
     if not images:
         print(f"note: no golden images in {golden}: parity not printed")
         return
     print(f"\nmean |diff| (max) against TensorFlow's {style} output, uint8 levels:")
     print(f"{'engine':<34} " + " ".join(f"{p.stem:>14}" for p in images))
     for e in engines:
-        cells = []
-        for p in images:
-            x = cv2.imread(str(p))
-            g = cv2.imread(str(golden / f"{p.stem}__{style}.png"))
-            y = e.run(np.ascontiguousarray(x[None]))[0]
-            d = np.abs(y.astype(np.int16) - g.astype(np.int16))
-            cells.append(f"{d.mean():7.3f} ({d.max():3d})")
+        diffs = differences(lambda x: e.run(x[None])[0], golden, style)
+        cells = [f"{d.mean():7.3f} ({d.max():3d})" for d in diffs.values()]
         print(f"{e.describe():<34} " + " ".join(f"{c:>14}" for c in cells), flush=True)
 
 

@@ -22,26 +22,20 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # golden
 
+from golden import differences, golden_dir, reference_images  # noqa: E402
 from streamer.models.dctnet.int8 import (equalize_model, float_layers, gptq_levels,  # noqa: E402
                                          int8_layers, quantize_rounded, weight_levels)
 from streamer.toon.engine import OpenVinoEngine  # noqa: E402
 from streamer.toon.engine_api import EngineSettings  # noqa: E402
 
-IMAGES = ("astronaut", "event", "luciano", "tears")
 SIZES = ((288, 288), (360, 640))
 
 
 def _parity(engine, golden: Path, style: str) -> list[float]:
-    import cv2
-
-    out = []
-    for name in IMAGES:
-        x = cv2.imread(str(golden / f"{name}.png"))
-        want = cv2.imread(str(golden / f"{name}__{style}.png"))
-        got = engine.run(np.ascontiguousarray(x[None]))[0]
-        out.append(float(np.abs(got.astype(np.int16) - want.astype(np.int16)).mean()))
-    return out
+    diffs = differences(lambda x: engine.run(x[None])[0], golden, style)
+    return [float(d.mean()) for d in diffs.values()]
 
 
 def _ratios(int8, bf16, repeat: int) -> list[float]:
@@ -87,7 +81,9 @@ def main() -> int:
 
     logging.getLogger("nncf").setLevel(logging.ERROR)
     store = Store(Path(args.models))
-    golden = Path(args.golden) if args.golden else Path(args.models).parent / "golden" / "dctnet"
+    golden = Path(args.golden) if args.golden else golden_dir(args.models)
+    if not reference_images(golden):
+        ap.error(f"no reference images in {golden}: give --golden DIR")
     fp32 = store.onnx_model_path(args.style, "bg", "fp32")
     settings = lambda p: EngineSettings(device="openvino", precision=p, threads=args.threads)  # noqa: E731
     bf16 = OpenVinoEngine(lambda p: fp32, settings("fast"))
@@ -118,7 +114,7 @@ def main() -> int:
     print(f"{args.style}: mean |diff| against TensorFlow (uint8 levels); shipped float set: "
           + (", ".join(k.removeprefix("generator/") for k in base) or "none")
           + f"; activation ranges: {args.ranges or 'NNCF default'}")
-    print(f"{'float layers':<36} " + " ".join(f"{n:>9}" for n in IMAGES) + f" {'max':>6}"
+    print(f"{'float layers':<36} " + " ".join(f"{p.stem:>9}" for p in reference_images(golden)) + f" {'max':>6}"
           + ("".join(f" {f'{w}x{h}':>8}" for h, w in SIZES) if args.time else ""))
     row("shipped", base)
     if args.shipped_only:

@@ -30,17 +30,17 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # golden
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from golden import differences, golden_dir, reference_images  # noqa: E402
 from streamer.models.dctnet.int8 import _conv_params, _layer, equalize_model  # noqa: E402
 from streamer.models.dctnet.torch_net import Generator, guided_filter  # noqa: E402
 from streamer.models.dctnet.weights import LEAKY_ALPHA, DctNetWeights  # noqa: E402
 from streamer.toon.engine import OpenVinoEngine  # noqa: E402
 from streamer.toon.engine_api import EngineSettings  # noqa: E402
-
-IMAGES = ("astronaut", "event", "luciano", "tears")
 
 
 def _round_ste(v: torch.Tensor) -> torch.Tensor:
@@ -107,10 +107,7 @@ class SimulatedInt8(Generator):
             if self.quant_weights:
                 q = torch.clamp(_round_ste(self.levels[key]), -self.weight_max, self.weight_max)
                 weight = q * self.w_scales[key]
-        if conv.symmetric:
-            y = F.conv2d(x, weight, conv.bias, conv.stride, conv.pad[0])
-        else:
-            y = F.conv2d(F.pad(x, conv.pad), weight, conv.bias, conv.stride)
+        y = conv.conv(x, weight)
         return F.leaky_relu(y, LEAKY_ALPHA) if act else y
 
     def write_back(self, model) -> None:
@@ -142,14 +139,7 @@ def full(generator: Generator, images: torch.Tensor) -> torch.Tensor:
 
 
 def parity(run, golden: Path, style: str) -> list[float]:
-    import cv2
-
-    out = []
-    for name in IMAGES:
-        x = cv2.imread(str(golden / f"{name}.png"))
-        want = cv2.imread(str(golden / f"{name}__{style}.png")).astype(np.int16)
-        out.append(float(np.abs(run(x).astype(np.int16) - want).mean()))
-    return out
+    return [float(d.mean()) for d in differences(run, golden, style).values()]
 
 
 def finetune(sim: SimulatedInt8, reference: Generator, frames: list[np.ndarray], steps: int,
@@ -208,7 +198,9 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     store = Store(Path(args.models))
-    golden = Path(args.golden) if args.golden else Path(args.models).parent / "golden" / "dctnet"
+    golden = Path(args.golden) if args.golden else golden_dir(args.models)
+    if not reference_images(golden):
+        ap.error(f"no reference images in {golden}: give --golden DIR")
     int8_path = store.onnx_model_path(args.style, "bg", "int8")
     frames = store.calibration_frames()
     float_model = onnx.load(str(store.onnx_model_path(args.style, "bg", "fp32")))
@@ -235,7 +227,7 @@ def main() -> int:
               flush=True)
 
     print(f"{args.style}: mean |diff| against TensorFlow (uint8 levels), {int8_path.name}")
-    print(f"{'':<44} " + " ".join(f"{n:>9}" for n in IMAGES) + f" {'max':>6}")
+    print(f"{'':<44} " + " ".join(f"{p.stem:>9}" for p in reference_images(golden)) + f" {'max':>6}")
     row("OpenVINO int8", parity(openvino(int8_path), golden, args.style))
     row("simulated int8", parity(simulated, golden, args.style))
     sim.quant_inputs = False

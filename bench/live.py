@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # live_compare, memory
 
 from streamer.config import LiveSettings, parse_size  # noqa: E402
+from streamer.models.catalog import load_catalog  # noqa: E402
 from streamer.toon.background import parse_background  # noqa: E402
 from streamer.live.session import LiveSession  # noqa: E402
 from streamer.toon.styles import StyleFlows  # noqa: E402
@@ -48,7 +49,7 @@ from streamer.sources.synthetic import SyntheticSource  # noqa: E402
 from streamer.toon.stage import ring_size  # noqa: E402
 from memory import rss_mb, run_with_memory  # noqa: E402
 
-STYLES = ("anime", "3d", "handdrawn", "sketch", "artstyle", "sd-design", "sd-illustration")
+STYLES = load_catalog().styles  # the official seven, from the catalog
 
 
 def bare_model_ms(stylise, w: int, h: int, runs: int, img: np.ndarray | None = None

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from streamer.config import LiveSettings
+from streamer.models.catalog import load_catalog
 from streamer.frame import Frame
 from streamer.live.app import live_toon, output_stream
 from streamer.live.session import LiveSession
@@ -37,7 +38,7 @@ from streamer.toon.styles import StyleFlows
 
 from memory import run_with_memory
 
-STYLES = ("anime", "3d", "handdrawn", "sketch", "artstyle", "sd-design", "sd-illustration")
+STYLES = load_catalog().styles  # the official seven, from the catalog
 
 VARIANTS = (
     ("A faces off 144 bf16", dict(faces="off", work="144", precision="fast", schedule="off")),

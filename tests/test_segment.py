@@ -10,7 +10,8 @@ import pytest
 from streamer.models import open_store
 from streamer.models.selfie.graph import SegModelError, load_seg_model
 from streamer.toon.engine import EngineSettings
-from streamer.toon.segment import (PersonSegmenter, RefineScratch, SegRunner, choose_variant, guided_refine,
+from streamer.buffers import Scratch
+from streamer.toon.segment import (PersonSegmenter, SegRunner, choose_variant, guided_refine,
                                    smooth)
 
 NAMES = ("astronaut", "luciano", "bryan_115px", "event0", "event45", "tears100", "tears200")
@@ -153,7 +154,7 @@ def test_edges_follow_the_frame_at_the_output_size_not_the_model_grid():
 
 def test_refinement_reuses_its_full_size_maps_and_the_callers_mask_buffer():
     rng = np.random.default_rng(3)
-    scratch = RefineScratch()
+    scratch = Scratch()
     out = np.empty((180, 320), np.float32)
     for _ in range(2):  # the second frame finds the maps of the first, same result
         frame = rng.integers(0, 256, (180, 320, 3), dtype=np.uint8)
@@ -161,9 +162,10 @@ def test_refinement_reuses_its_full_size_maps_and_the_callers_mask_buffer():
         got = guided_refine(small, frame, scratch=scratch, out=out)
         assert got is out
         np.testing.assert_array_equal(got, guided_refine(small, frame))
-    maps = dict(scratch._maps)
+    maps, made = dict(scratch._bufs), scratch.allocations
     guided_refine(small, frame, scratch=scratch, out=out)
-    assert all(scratch._maps[k] is v for k, v in maps.items())  # nothing allocated again
+    assert all(scratch._bufs[k] is v for k, v in maps.items())  # nothing allocated again
+    assert scratch.allocations == made
     # another frame size gets maps of its own size
     wide = guided_refine(small, np.zeros((90, 160, 3), np.uint8), scratch=scratch)
     assert wide.shape == (90, 160)

@@ -30,6 +30,7 @@ from typing import Callable, Protocol, Sequence, runtime_checkable
 import cv2
 import numpy as np
 
+from streamer.buffers import Scratch
 from streamer.toon.background import Background, Compositor
 from streamer.toon.segment import PersonSegmenter
 from streamer.toon.faces.flow import FaceTimings
@@ -146,7 +147,7 @@ class LiveToon:
         self.segmenter = segmenter if background.needs_mask else None
         self._compositor = Compositor(background)
         self._treated_ring: list[np.ndarray] | None = None
-        self._mask_buf: np.ndarray | None = None  # the refined mask, used at once
+        self._scratch = Scratch()  # the refined mask, used at once
         self.seg_s: deque = deque(maxlen=2048)  # seconds per call: segmentation model + smoothing
         self.treat_s: deque = deque(maxlen=2048)  # edge refinement and compositing
         # Face-first scheduling (with a FaceLayer flow only): see live/schedule.py
@@ -255,11 +256,10 @@ class LiveToon:
         t1 = time.perf_counter()
         dst = self._treated_ring[turn]
         size = (self.out_w, self.out_h)
-        if self._mask_buf is None or self._mask_buf.shape != (self.out_h, self.out_w):
-            self._mask_buf = np.empty((self.out_h, self.out_w), np.float32)
+        # the compositor uses the mask at once: one buffer serves every frame
+        mask_buf = self._scratch.get("mask", (self.out_h, self.out_w), np.float32)
         for i, (small, guide, cartoon) in enumerate(zip(smalls, guides, outs)):
-            # the compositor uses the mask at once: one buffer serves every frame
-            mask = self.segmenter.refine(small, guide, size, out=self._mask_buf)
+            mask = self.segmenter.refine(small, guide, size, out=mask_buf)
             self._compositor(cartoon, mask, dst[i])
         self.seg_s.append(t1 - t0)
         self.treat_s.append(time.perf_counter() - t1)

@@ -339,7 +339,7 @@ class VideoFileSink(Sink):
         self._tag_colors(cc)
         v.metadata.update({k: v_ for k, v_ in info.stream_metadata.items() if _keep_key(k)})
         self._video = v
-        self._audio_map = {s.index: self._add_audio(fmt, s)
+        self._audio_map = {s.index: copy_audio_stream(out, s, fmt, self.final.name)
                            for s in (self.audio.streams if self.audio is not None else ())}
         if not self._open_in_writer:
             self._open_encoder()
@@ -368,10 +368,6 @@ class VideoFileSink(Sink):
             cc.color_primaries = colors.primaries
         if colors.transfer not in (0, 2):
             cc.color_trc = colors.transfer
-
-    def _add_audio(self, fmt: str, s):
-        """An output stream copying input audio stream `s` packet for packet."""
-        return copy_audio_stream(self._out, s, fmt, self.final.name)
 
     def _open_encoder(self) -> None:
         cc = self._video.codec_context

@@ -24,6 +24,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from streamer.buffers import Scratch
 from streamer.errors import UserError
 
 from .segment import PersonSegmenter
@@ -211,15 +212,7 @@ class Compositor:
     def __init__(self, background: Background):
         self.background = background
         self._plate: np.ndarray | None = None  # colour or image at the current size
-        self._inv: np.ndarray | None = None  # 1 - mask, float32 at the current size
-        self._alpha: np.ndarray | None = None  # the alpha plane, uint8 at the current size
-
-    def _scratch(self, name: str, h: int, w: int, dtype) -> np.ndarray:
-        buf = getattr(self, name)
-        if buf is None or buf.shape != (h, w):
-            buf = np.empty((h, w), dtype)
-            setattr(self, name, buf)
-        return buf
+        self._scratch = Scratch()  # 1 - mask (float32) and the alpha plane (uint8)
 
     def _plate_for(self, h: int, w: int) -> np.ndarray:
         if self._plate is None or self._plate.shape[:2] != (h, w):
@@ -243,9 +236,9 @@ class Compositor:
         if mask.shape != (h, w):
             mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
         if kind == "transparent":
-            return with_alpha(fg, mask, out, self._scratch("_alpha", h, w, np.uint8))
+            return with_alpha(fg, mask, out, self._scratch.get("alpha", (h, w), np.uint8))
         bg = blurred_background(fg, mask) if kind == "blur" else self._plate_for(h, w)
-        return blend(fg, bg, mask, out, self._scratch("_inv", h, w, np.float32))
+        return blend(fg, bg, mask, out, self._scratch.get("inv", (h, w), np.float32))
 
 
 class BackgroundFlow:

@@ -15,6 +15,7 @@ DEVICES = ("auto", "cpu", "cuda", "tensorrt", "coreml", "directml", "openvino", 
            "torch-cpu")
 PRECISIONS = ("exact", "fast", "int8")
 
+
 class EngineUnavailable(UserError, RuntimeError):
     """The requested backend or device cannot start here; the message says what to install."""
 

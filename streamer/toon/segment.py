@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+from streamer.buffers import Scratch
 from streamer.models.selfie import INPUT_NAME, OUTPUT_NAME
 
 from .engine import EngineSettings, EngineUnavailable, _ORT_PROVIDERS, auto_device
@@ -100,37 +101,23 @@ def smooth(new: np.ndarray, previous: np.ndarray | None, ratio: float = SMOOTHIN
     return new
 
 
-class RefineScratch:
-    """The full-size work maps of `guided_refine` (grey guide, offset map), kept between
-    frames of one size so the per-frame refinement allocates only its small maps."""
-
-    def __init__(self) -> None:
-        self._maps: dict[str, np.ndarray] = {}
-
-    def map(self, name: str, h: int, w: int, dtype) -> np.ndarray:
-        buf = self._maps.get(name)
-        if buf is None or buf.shape != (h, w) or buf.dtype != dtype:
-            buf = self._maps[name] = np.empty((h, w), dtype)
-        return buf
-
-
 def guided_refine(mask_small: np.ndarray, guide_bgr: np.ndarray, *, eps: float = 1e-3,
-                  work_long: int = 320, scratch: RefineScratch | None = None,
+                  work_long: int = 320, scratch: Scratch | None = None,
                   out: np.ndarray | None = None) -> np.ndarray:
     """The mask at the guide's size with edges that follow the guide (fast guided filter:
     coefficients fitted at a reduced size, at most `work_long` pixels on the long side,
     applied at full size). 320 keeps the fit a little finer than the model's own 256 grid
     and costs under a millisecond at 640x360 (512 cost 6 ms: its maps leave the cache).
-    `scratch` keeps the full-size work maps between calls; `out` (float32, the guide's
+    `scratch` keeps the full-size work maps (grey guide, offset map) between calls; `out` (float32, the guide's
     height and width) receives the mask, else a new array does."""
     H, W = guide_bgr.shape[:2]
-    scratch = scratch if scratch is not None else RefineScratch()
+    scratch = scratch if scratch is not None else Scratch()
     if out is None:
         out = np.empty((H, W), np.float32)
     elif out.shape != (H, W) or out.dtype != np.float32:
         raise ValueError(f"out must be float32 {H}x{W}, not {out.dtype} {out.shape}")
     grey = cv2.cvtColor(guide_bgr[..., :3], cv2.COLOR_BGR2GRAY,
-                        dst=scratch.map("grey", H, W, np.uint8))
+                        dst=scratch.get("grey", (H, W), np.uint8))
     scale = min(1.0, work_long / max(H, W))
     lh, lw = max(1, round(H * scale)), max(1, round(W * scale))
     g_lo = cv2.resize(grey, (lw, lh), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
@@ -149,7 +136,7 @@ def guided_refine(mask_small: np.ndarray, guide_bgr: np.ndarray, *, eps: float =
     a = cov_ip / (var_i + eps)
     b = mean_p - a * mean_i
     q = cv2.resize(box(a), (W, H), dst=out, interpolation=cv2.INTER_LINEAR)  # mean of a
-    mean_b = cv2.resize(box(b), (W, H), dst=scratch.map("mean_b", H, W, np.float32),
+    mean_b = cv2.resize(box(b), (W, H), dst=scratch.get("mean_b", (H, W), np.float32),
                         interpolation=cv2.INTER_LINEAR)
     # q = mean_a * guide + mean_b, in place
     q *= grey
@@ -174,7 +161,7 @@ class PersonSegmenter:
         self.refine_edges = refine
         self._previous: np.ndarray | None = None
         self._input = np.empty((0, 0, 0, 3), np.uint8)
-        self._scratch = RefineScratch()
+        self._scratch = Scratch()
 
     def raw(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """The model's probabilities at its own size, `[N, h, w]`, no smoothing."""

@@ -41,6 +41,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from streamer.buffers import Scratch
+
 #: mean |diff| of 32x18 grey thumbnails that marks a scene cut (the face tracker's value)
 CUT_THRESHOLD = 30.0
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -301,7 +303,7 @@ class FrameTemporal:
         self.steps: list[MotionStep | None] = []  # per frame of the latest call
         self._prev_in: np.ndarray | None = None  # compare_view of the previous input
         self._spare_in: np.ndarray | None = None  # the other compare_view buffer (swapped)
-        self._inv: np.ndarray | None = None  # 1 - blend weight, reused
+        self._scratch = Scratch()  # 1 - blend weight
         self._prev_out: np.ndarray | None = None
         self.blended = 0.0  # sum over frames of the mean blend weight (for the stats)
         self.frames = 0
@@ -332,9 +334,7 @@ class FrameTemporal:
             res = _motion_or_still(maps, ok, prev_in, cur_in)
             prev_out_w = warp(prev_out, maps)
             weight = _reliability(ok, res, prev_out_w, out, self.settings)
-            if self._inv is None or self._inv.shape != weight.shape:
-                self._inv = np.empty_like(weight)
-            _blend(prev_out_w, out, weight, self._inv)
+            _blend(prev_out_w, out, weight, self._scratch.get("inv", weight.shape, weight.dtype))
             self.blended += float(weight.mean())
         else:
             step = None

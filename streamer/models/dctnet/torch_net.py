@@ -36,9 +36,14 @@ class _Conv(nn.Module):
         self.symmetric = total // 2 == total - total // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x, self.weight)
+
+    def conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """This layer's convolution and bias with `weight` in place of its own (the int8
+        simulation in bench/int8_sim.py passes its rounded weights)."""
         if self.symmetric:
-            return F.conv2d(x, self.weight, self.bias, self.stride, self.pad[0])
-        return F.conv2d(F.pad(x, self.pad), self.weight, self.bias, self.stride)
+            return F.conv2d(x, weight, self.bias, self.stride, self.pad[0])
+        return F.conv2d(F.pad(x, self.pad), weight, self.bias, self.stride)
 
 
 def _up2_legacy(x: torch.Tensor) -> torch.Tensor:
