@@ -70,6 +70,46 @@ def test_video_keeps_frames_and_audio_and_reports_progress(service, tmp_path):
     assert calls[-1][1:] == (frames, frames)
 
 
+def test_audio_a_container_cannot_hold_is_its_own_error(tmp_path):
+    import av
+
+    from streamer.sinks.video_file import ContainerCannotHold, OutputError, copy_audio_stream
+
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, seconds=0.3, fps=10, size=(64, 48))  # AAC audio, which WebM cannot hold
+    assert issubclass(ContainerCannotHold, OutputError)
+    with av.open(str(clip)) as src, av.open(str(tmp_path / "out.webm"), "w") as out:
+        with pytest.raises(ContainerCannotHold, match="webm container cannot hold"):
+            copy_audio_stream(out, src.streams.audio[0], "webm", "out.webm")
+
+
+def test_video_goes_to_matroska_on_the_type_not_the_words(service, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from streamer.sinks.video_file import ContainerCannotHold, OutputError
+    from streamer.web import service as service_mod
+
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, seconds=0.3, fps=10, size=(64, 48), audio=False)
+    tried = []
+
+    def convert(src, dst, work, on_progress):
+        tried.append(dst.suffix)
+        if len(tried) == 1:
+            raise failure
+        return SimpleNamespace(warnings=[])
+
+    monkeypatch.setattr(service_mod, "convert_video", convert)
+    failure = ContainerCannotHold("clip.mp4: the mp4 container cannot hold it")
+    assert service.video(clip, "anime").suffix == ".mkv" and tried == [".mp4", ".mkv"]
+    # another output error is the user's, even when its words say "cannot hold"
+    tried.clear()
+    failure = OutputError("clip.mp4: the disk cannot hold it; free some space")
+    with pytest.raises(OutputError, match="disk cannot hold"):
+        service.video(clip, "anime")
+    assert tried == [".mp4"]
+
+
 def test_limits_give_clear_messages(service, tmp_path):
     from streamer.web.service import WebError
 

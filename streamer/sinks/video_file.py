@@ -39,6 +39,11 @@ class OutputError(UserError):
     """A problem with the output (path, container, encoder), in one line for the user."""
 
 
+class ContainerCannotHold(OutputError):
+    """The output's container cannot hold a stream as it is (the input's audio codec, or
+    the chosen video codec); another container may, so a caller can retry with one."""
+
+
 # Container format forced for the temporary file, by the final name's suffix.
 FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
            ".avi": "avi", ".ts": "mpegts", ".m2ts": "mpegts", ".mts": "mpegts", ".flv": "flv",
@@ -124,8 +129,9 @@ def _keep_key(key: str) -> bool:
 
 def copy_audio_stream(out, s, fmt: str, name: str):
     """An output stream in container `out` (format `fmt`, file `name`) that copies input
-    audio stream `s` packet for packet, with its kept metadata and disposition; an
-    OutputError when the container cannot hold that codec or players cannot read it back."""
+    audio stream `s` packet for packet, with its kept metadata and disposition;
+    ContainerCannotHold when the container cannot hold that codec, an OutputError when
+    players cannot read it back."""
     playable = _AUDIO_THAT_PLAYS.get(fmt)
     if playable is not None and s.codec_context.name not in playable:
         # The muxer would write it, but players and ffprobe cannot read it back.
@@ -134,9 +140,9 @@ def copy_audio_stream(out, s, fmt: str, name: str):
     try:
         a = out.add_stream_from_template(s)
     except ValueError:
-        raise OutputError(f"{name}: the {fmt} container cannot hold the input's "
-                          f"{s.codec_context.name} audio (stream #{s.index}) without "
-                          f"re-encoding; use .mkv or .mp4") from None
+        raise ContainerCannotHold(f"{name}: the {fmt} container cannot hold the input's "
+                                  f"{s.codec_context.name} audio (stream #{s.index}) without "
+                                  f"re-encoding; use .mkv or .mp4") from None
     a.metadata.update({k: v for k, v in s.metadata.items() if _keep_key(k)})
     a.disposition = s.disposition
     return a
@@ -318,8 +324,9 @@ class VideoFileSink(Sink):
         try:
             v = out.add_stream(self.codec, rate=rate, options=options)
         except ValueError as exc:
-            raise OutputError(f"{self.final.name}: the {fmt} container cannot hold {self.codec} "
-                              f"video ({exc}); choose another --codec or container") from None
+            raise ContainerCannotHold(f"{self.final.name}: the {fmt} container cannot hold "
+                                      f"{self.codec} video ({exc}); choose another --codec "
+                                      f"or container") from None
         v.width, v.height, v.pix_fmt = self.width, self.height, self.pix_fmt
         # AVI has no timestamps: a frame's time is its position counted in the stream's
         # time base, and empty chunks fill every unused tick. With the input's fine time

@@ -34,7 +34,7 @@ import numpy as np
 from streamer.config import VideoSettings, build_settings
 from streamer.errors import UserError
 from streamer.report import Log, one_line
-from streamer.sinks.video_file import OutputError
+from streamer.sinks.video_file import ContainerCannotHold
 from streamer.sources.video_file import MediaError, VideoFileSource, is_still_container
 from streamer.toon.flow import FullFrameFlow
 from streamer.toon.stage import Stylise
@@ -259,8 +259,8 @@ class ToonService:
             dst = job / f"{stem}_{style}{suffix}"
             try:
                 result = convert_video(src, dst, work, on_progress)
-            except OutputError as exc:
-                if "cannot hold" not in str(exc) or suffix == ".mkv":
+            except ContainerCannotHold:
+                if suffix == ".mkv":
                     raise
                 dst = job / f"{stem}_{style}.mkv"  # Matroska takes any audio as it is
                 result = convert_video(src, dst, work, on_progress)
