@@ -18,7 +18,9 @@ from streamer.frame import Frame
 from streamer.sinks.multi import MultiSink
 from streamer.sinks.network import NetworkSink, StreamError
 from streamer.sinks.null import NullSink
-from streamer.sinks.virtualcam import VirtualCameraError, VirtualCamSink, install_hint
+from streamer.sinks.virtualcam import (PixelFormatRefused, VirtualCameraError,
+                                       VirtualCameraUnavailable, VirtualCamSink, install_hint,
+                                       open_camera)
 from streamer.sources.synthetic import SyntheticSource
 
 
@@ -142,6 +144,47 @@ def test_install_hints_per_system():
     for system in ("Windows", "Darwin"):
         assert "OBS Studio 30 or later" in install_hint(system)
         assert "virtual camera once" in install_hint(system)
+
+
+class NoFormatCam(FakeCam):
+    accept = ()
+
+
+class BusyCam(FakeCam):
+    """A device another program holds: no pixel format will help."""
+
+    tries = 0
+
+    def __init__(self, **kw):
+        type(self).tries += 1
+        raise RuntimeError("device /dev/video9 is busy")
+
+
+def test_a_refused_pixel_format_is_its_own_error_and_the_next_format_is_tried(fake_vcam,
+                                                                              monkeypatch):
+    from pyvirtualcam.camera import BACKENDS
+    with pytest.raises(PixelFormatRefused, match="Unsupported image format"):
+        open_camera(64, 48, 30, "BGR", backend="toonstream-fake-rgb")
+    assert not issubclass(PixelFormatRefused, VirtualCameraUnavailable)
+    monkeypatch.setitem(BACKENDS, "toonstream-no-format", NoFormatCam)
+    with pytest.raises(VirtualCameraUnavailable) as info:
+        VirtualCamSink(64, 48, 30, backend="toonstream-no-format")
+    assert str(info.value).startswith("no virtual camera (") and "\n" not in str(info.value)
+    assert fake_vcam.instances == []
+
+
+def test_a_camera_that_cannot_open_is_not_retried_in_other_formats(fake_vcam, monkeypatch):
+    from pyvirtualcam.camera import BACKENDS
+    monkeypatch.setitem(BACKENDS, "toonstream-busy", BusyCam)
+    BusyCam.tries = 0
+    with pytest.raises(VirtualCameraUnavailable, match="busy"):
+        open_camera(64, 48, 30, "BGR", backend="toonstream-busy")
+    BusyCam.tries = 0
+    with pytest.raises(VirtualCameraUnavailable) as info:
+        VirtualCamSink(64, 48, 30, device="/dev/video9", backend="toonstream-busy")
+    assert str(info.value).startswith("cannot open virtual camera /dev/video9: ")
+    assert "check the device name" in str(info.value)
+    assert BusyCam.tries == 1
 
 
 def test_an_unknown_virtual_camera_backend_lists_the_available_ones(fake_vcam):

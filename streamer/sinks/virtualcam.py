@@ -13,6 +13,11 @@ fewer frames, as from a camera in low light.
 
 No backend at all (no v4l2loopback module, no OBS virtual camera) is a VirtualCameraError
 that says how to install one for this operating system.
+
+pyvirtualcam reports every backend failure as a RuntimeError whose text joins the backends'
+own messages; `open_camera` reads that text once and turns it into a type (a refused pixel
+format is PixelFormatRefused, anything else VirtualCameraUnavailable), so nothing else here
+looks at an error's words.
 """
 from __future__ import annotations
 
@@ -32,6 +37,15 @@ class VirtualCameraError(UserError):
     """No usable virtual camera, in one line with what to do."""
 
 
+class VirtualCameraUnavailable(VirtualCameraError):
+    """A backend answered but would not open a camera (no device, a busy or wrong device);
+    the message is the backend's reason, which VirtualCamSink completes with what to do."""
+
+
+class PixelFormatRefused(VirtualCameraError):
+    """The backend does not take frames in this pixel format; another format may work."""
+
+
 def install_hint(system: str | None = None) -> str:
     system = system or platform.system()
     if system == "Linux":
@@ -47,6 +61,23 @@ def _first_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def open_camera(width: int, height: int, fps: float, fmt: str, *, device: str | None = None,
+                backend: str | None = None):
+    """A pyvirtualcam.Camera taking frames in pixel format `fmt` (a PixelFormat name);
+    PixelFormatRefused when the backend does not take that format, VirtualCameraUnavailable
+    when it cannot open a camera for any other reason."""
+    import pyvirtualcam
+    try:
+        return pyvirtualcam.Camera(width, height, fps, fmt=getattr(pyvirtualcam.PixelFormat, fmt),
+                                   device=device, backend=backend)
+    except RuntimeError as exc:
+        # The text is all pyvirtualcam gives: the backends say "Unsupported image format."
+        reason = _first_line(exc)
+        if "format" in reason.lower():
+            raise PixelFormatRefused(reason) from None
+        raise VirtualCameraUnavailable(reason) from None
+
+
 class VirtualCamSink(Sink):
     name = "vcam"
 
@@ -56,7 +87,6 @@ class VirtualCamSink(Sink):
                  backend: str | None = None, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
         try:
-            import pyvirtualcam
             from pyvirtualcam.camera import BACKENDS
         except ImportError:
             raise VirtualCameraError("the virtual camera needs pyvirtualcam: "
@@ -72,23 +102,23 @@ class VirtualCamSink(Sink):
         errors = []
         cam = None
         for name in self.FORMATS:
-            fmt = getattr(pyvirtualcam.PixelFormat, name)
             try:
-                cam = pyvirtualcam.Camera(self.width, self.height, self.fps, fmt=fmt,
-                                          device=device, backend=backend)
-            except RuntimeError as exc:
-                errors.append(_first_line(exc))
-                if "format" not in str(exc).lower():
-                    break  # not about the pixel format: another format will not help
+                cam = open_camera(self.width, self.height, self.fps, name, device=device,
+                                  backend=backend)
+            except PixelFormatRefused as exc:
+                errors.append(str(exc))
                 continue
+            except VirtualCameraUnavailable as exc:
+                errors.append(str(exc))
+                break  # not about the pixel format: another format will not help
             self.pixel_format = name
             break
         if cam is None:
             what = errors[-1] if errors else "no backend answered"
             if device is not None:
-                raise VirtualCameraError(f"cannot open virtual camera {device}: {what}; "
-                                         f"check the device name, or {install_hint()}")
-            raise VirtualCameraError(f"no virtual camera ({what}): {install_hint()}")
+                raise VirtualCameraUnavailable(f"cannot open virtual camera {device}: {what}; "
+                                               f"check the device name, or {install_hint()}")
+            raise VirtualCameraUnavailable(f"no virtual camera ({what}): {install_hint()}")
         self.camera = cam
         self.backend = cam.backend
         self.device = cam.device
