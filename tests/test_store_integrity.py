@@ -87,9 +87,14 @@ def test_flipped_bytes_make_weights_the_loader_refuses(pb_3d, tmp_path):
 
 
 def test_every_shared_style_passes_the_range_check(models_dir):
-    for pb in sorted((models_dir / "dctnet").glob("*.pb")):
+    pbs = sorted((models_dir / "dctnet").glob("*.pb"))
+    tflites = sorted((models_dir / "dctnet" / "tflite").glob("*.tflite"))
+    # an empty glob would check nothing and still pass
+    assert pbs, f"no .pb weights in {models_dir / 'dctnet'}"
+    assert tflites, f"no .tflite weights in {models_dir / 'dctnet' / 'tflite'}"
+    for pb in pbs:
         load_weights(pb)
-    for tfl in sorted((models_dir / "dctnet" / "tflite").glob("*.tflite")):
+    for tfl in tflites:
         load_weights(tfl)
 
 
