@@ -131,9 +131,9 @@ class Jitter:
 
 def consistent(back: np.ndarray, fwd: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(map_x, map_y, valid) for warping frame t-1 onto t along the input's flow: `back` is
-    t -> t-1, `fwd` t-1 -> t. Left out (DESIGN.md 6): pixels failing the forward-backward
-    check |b + f(x + b)|^2 > 0.01 (|b|^2 + |f(x + b)|^2) + 0.5, and pixels warped from
-    outside the frame."""
+    t -> t-1, `fwd` t-1 -> t. Left out (docs/ARCHITECTURE.md section 11.1): pixels
+    failing the forward-backward check |b + f(x + b)|^2 > 0.01 (|b|^2 + |f(x + b)|^2) + 0.5,
+    and pixels warped from outside the frame."""
     h, w = back.shape[:2]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     mx, my = gx + back[..., 0], gy + back[..., 1]

@@ -4,7 +4,7 @@ The graph takes uint8 BGR frames `[N, H, W, 3]` (H and W multiples of 4) and ret
 BGR `[N, H, W, 3]`: the official float32 0..255 input is exactly the uint8 value, so
 feeding uint8 saves a conversion and three quarters of the input bandwidth.
 
-Three details decide pixel parity with TensorFlow (DESIGN section 2): stride-2 'SAME'
+Three details decide pixel parity with TensorFlow (docs/ARCHITECTURE.md section 8): stride-2 'SAME'
 convolutions pad only bottom/right, the x2 upsample is TF1's legacy bilinear (ONNX
 "asymmetric"), and the guided filter divides its box sums by a count map.
 """

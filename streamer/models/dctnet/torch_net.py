@@ -1,10 +1,11 @@
 """The DCT-Net network as a PyTorch module, built from the weights the store reads.
 
-The same network as `onnx_graph.build_onnx` (DESIGN section 2), with no TensorFlow and no
-ONNX in between: uint8 BGR `[N, H, W, 3]` in (H, W multiples of 4), uint8 BGR out. The
-three parity details are kept by hand: stride-2 'SAME' convolutions pad only bottom/right,
-the x2 upsample is TF1's legacy bilinear (source = destination / 2, no half-pixel offset,
-edge clamped), and the guided filter's box means count only the pixels inside the image.
+The same network as `onnx_graph.build_onnx` (docs/ARCHITECTURE.md section 8), with no
+TensorFlow and no ONNX in between: uint8 BGR `[N, H, W, 3]` in (H, W multiples of 4), uint8
+BGR out. The three parity details are kept by hand: stride-2 'SAME' convolutions pad only
+bottom/right, the x2 upsample is TF1's legacy bilinear (source = destination / 2, no
+half-pixel offset, edge clamped), and the guided filter's box means count only the pixels
+inside the image.
 
 Importing this module imports torch: only the torch engine does, so `import streamer`
 stays light.

@@ -32,7 +32,7 @@ class ConvSpec:
     stride: int = 1
 
 
-# The generator in execution order (DESIGN section 2).
+# The generator in execution order (docs/ARCHITECTURE.md section 8).
 GENERATOR_CONVS: tuple[ConvSpec, ...] = (
     ConvSpec("Conv", 7, 3, 32),
     ConvSpec("Conv_1", 3, 32, 32, 2),
