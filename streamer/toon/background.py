@@ -1,4 +1,4 @@
-"""The background treatment: the last link of the toon stage (DESIGN section 7).
+"""The background treatment: the last link of the toon stage (docs/ARCHITECTURE.md section 5).
 
 `--background keep|transparent|blur|color:#RRGGBB|image:PATH`. The person mask is computed
 on the INPUT frame (toon/segment.py: the cartoon has no photographic edges to follow) and
