@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from streamer.toon.engine import EngineSettings, create_engine
+from streamer.toon.engine import Engine, EngineSettings, create_engine
 from streamer.toon.faces.align import CROP_SIZE, similarity_transform, warp_crop
 from streamer.toon.faces.compose import load_head_mask, paste_head
 from streamer.toon.faces.detect import FaceDetector
@@ -163,7 +163,7 @@ def test_tracker_keeps_one_id_on_a_real_close_up_and_detects_only_every_k_frames
     assert tracker.detections == 3
 
 
-class CountingEngine:
+class CountingEngine(Engine):
     def __init__(self, engine):
         self.engine, self.batches = engine, []
         self.shape_bound = engine.shape_bound

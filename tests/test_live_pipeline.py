@@ -18,6 +18,7 @@ from streamer.live.session import LiveSession
 from streamer.toon.styles import StyleFlows
 from streamer.live.controls import Command
 from streamer.live.toon import LiveToon, style_factory, working_size
+from streamer.toon.link import Link
 from streamer.sinks.null import NullSink
 from streamer.sinks.virtualcam import VirtualCamSink
 from streamer.sources.synthetic import SyntheticSource
@@ -57,10 +58,11 @@ def fake_vcam(monkeypatch):
     return FakeCam
 
 
-class Sleepy:
+class Sleepy(Link):
     """A stand-in model that takes `seconds` per call and returns its input."""
 
     def __init__(self, seconds: float):
+        super().__init__()
         self.seconds = seconds
 
     def __call__(self, images, times=None):

@@ -28,11 +28,12 @@ from streamer.toon.faces.align import CROP_SIZE
 from streamer.toon.stage import ring_size
 from streamer.toon.styles import StyleFlows
 from streamer.models import Store
+from streamer.toon.engine_api import Engine
 
 STYLES = ("anime", "3d", "handdrawn", "sketch", "artstyle", "sd-design", "sd-illustration")
 
 
-class SleepEngine:
+class SleepEngine(Engine):
     """A stand-in engine: `head_s` per 288x288 crop, `bg_s(h, w)` per whole frame, and an
     inverted image as its 'style'. Counts what it ran, by kind."""
 

@@ -15,8 +15,8 @@ from streamer.toon.engine import EngineSettings
 from streamer.toon.faces.flow import FaceAwareFlow
 from streamer.toon.flow import FullFrameFlow
 from streamer.toon.styles import StyleFlows
-from streamer.toon.temporal import (FrameTemporal, Motion, TemporalFlow, TemporalSettings,
-                                    remap_maps, warp)
+from streamer.toon.motion import Motion, remap_maps, warp
+from streamer.toon.temporal import FrameTemporal, TemporalFlow, TemporalSettings
 from streamer.video.app import main as run_video
 from streamer.video.convert import Job
 

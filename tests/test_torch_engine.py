@@ -19,8 +19,7 @@ from streamer.config import VideoSettings
 from streamer.models import ModelNotInstalled
 from streamer.models.dctnet.torch_net import _up2_legacy
 from streamer.models.store import Store
-from streamer.toon.engine import (EngineSettings, EngineUnavailable, auto_device, create_engine,
-                                  host_array)
+from streamer.toon.engine import EngineSettings, EngineUnavailable, auto_device, create_engine
 from streamer.toon.styles import StyleFlows
 from streamer.toon.torch_engine import _graph_batch, _set_cuda_numerics
 from streamer.video.convert import engine_batch
@@ -176,7 +175,7 @@ def test_store_weights_fall_back_from_head_to_bg_and_name_the_fetch_command(mode
 
 def test_cpu_engines_give_plain_host_arrays(store):
     engine = _engine(store)
-    arr = host_array(engine, (2, 8, 8, 3))
+    arr = engine.host_buffer((2, 8, 8, 3))
     assert arr.shape == (2, 8, 8, 3) and arr.dtype == np.uint8
     assert not torch.from_numpy(arr).is_pinned()  # page-locking is for a GPU only
 

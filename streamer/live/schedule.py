@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from streamer.config import AUTO_SIZES
-from streamer.toon.temporal import flow_maps, warp
+from streamer.toon.motion import flow_maps, warp
 
 # A larger working size is taken only when its background run fits in this share of what
 # the faces leave (hysteresis against stepping up and down in turn).
@@ -252,8 +252,8 @@ def motion_grey(frame: np.ndarray, width: int = MOTION_WIDTH) -> np.ndarray:
 class BackgroundWarp:
     """Carries the last stylised background to the current frame along the image motion:
     dense DIS flow from the current frame back to the frame the background was made from,
-    on small grey copies, turned into one remap by the temporal step's own helpers
-    (streamer.toon.temporal: flow_maps, warp)."""
+    on small grey copies, turned into one remap by the motion module's helpers
+    (streamer.toon.motion: flow_maps, warp)."""
 
     def __init__(self) -> None:
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)

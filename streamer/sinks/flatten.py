@@ -20,6 +20,7 @@ class FlattenSink(Sink):
         self.name = inner.name
         self._plate: np.ndarray | None = None
         self._out: np.ndarray | None = None
+        self._inv: np.ndarray | None = None
 
     def describe(self) -> str:
         b, g, r = self.color
@@ -42,9 +43,6 @@ class FlattenSink(Sink):
 
     def finish(self) -> None:
         self.inner.finish()
-
-    def __getattr__(self, name: str):
-        return getattr(self.inner, name)
 
     def _release(self) -> None:
         self.inner.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -27,6 +28,7 @@ import numpy as np
 from streamer.buffers import Scratch
 from streamer.errors import UserError
 
+from .link import Link, WrappingLink, blank_frame
 from .segment import PersonSegmenter
 
 KINDS = ("keep", "transparent", "blur", "color", "image")
@@ -241,21 +243,36 @@ class Compositor:
         return blend(fg, bg, mask, out, self._scratch.get("inv", (h, w), np.float32))
 
 
-class BackgroundFlow:
-    """Wraps a stylise callable: masks the input frames, stylises them, and treats the
-    background of the results. One per stream (the segmenter keeps the previous mask).
-    Outputs come from a ring of `ring` buffers per size, like the flows' own."""
+class BackgroundFlow(WrappingLink):
+    """The background treatment as the chain's last link: masks the input frames, runs the
+    inner link, and treats the background of its results. One per stream (the segmenter
+    keeps the previous mask). Outputs come from a ring of `ring` buffers per size, like the
+    flows' own."""
 
-    def __init__(self, inner, segmenter: PersonSegmenter, background: Background, ring: int = 4):
-        self.inner = inner
+    def __init__(self, inner: Link, segmenter: PersonSegmenter, background: Background,
+                 ring: int = 4):
+        super().__init__(inner)
         self.segmenter = segmenter
         self.compositor = Compositor(background)
-        # Not named `background`: that is FaceLayer's method name (live/toon.py checks it).
+        # Not named `background`: that is the face layer's method name.
         self.treatment = background
         self._ring: list[np.ndarray] = []
         self._ring_size = max(1, ring)
         self._next = 0
         self.last_masks: list[np.ndarray] = []  # the latest batch's masks (tests, stats)
+
+    @property
+    def needs_mask(self) -> bool:
+        return True
+
+    def reset(self) -> None:
+        super().reset()
+        self.segmenter.reset()
+
+    def warm_up(self, width: int, height: int) -> None:
+        super().warm_up(width, height)
+        self.segmenter.step([blank_frame(width, height)])
+        self.segmenter.reset()
 
     def _buffer(self, h: int, w: int) -> np.ndarray:
         c = 4 if self.treatment.alpha else 3
@@ -270,8 +287,11 @@ class BackgroundFlow:
                  ) -> list[np.ndarray]:
         # The model runs on the inputs before they are stylised (the flow may reuse their
         # buffers); the mask is refined at each output's size, with the input as guide.
+        t0 = time.perf_counter()
         smalls = self.segmenter.step(images)
+        t1 = time.perf_counter()
         outs = self.inner(images, times)
+        t2 = time.perf_counter()
         result, masks = [], []
         for image, cartoon, small in zip(images, outs, smalls):
             h, w = cartoon.shape[:2]
@@ -279,8 +299,5 @@ class BackgroundFlow:
             result.append(self.compositor(cartoon, mask, self._buffer(h, w)))
             masks.append(mask)
         self.last_masks = masks
+        self.timings.treatment_s += (t1 - t0) + (time.perf_counter() - t2)
         return result
-
-    def __getattr__(self, name: str):
-        # Stats and controls the apps read from the inner flow (faces pasted, head time).
-        return getattr(self.inner, name)

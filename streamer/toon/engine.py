@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from .engine_api import (DEVICES, PRECISIONS, Engine, EngineSettings,  # noqa: F401 (the API)
-                         EngineUnavailable, ModelLoadError, check_batch, describe_engine,
-                         host_array)
+                         EngineUnavailable, ModelLoadError, check_batch, describe_engine)
 
 if TYPE_CHECKING:
     from streamer.models.dctnet.weights import DctNetWeights
@@ -50,7 +49,7 @@ def _model_error(path: Path, exc: BaseException) -> ModelLoadError:
         f"deleted is rebuilt on the next run")
 
 
-class OrtEngine:
+class OrtEngine(Engine):
     """ONNX Runtime with one execution provider; outputs bound to caller buffers."""
 
     backend = "onnxruntime"
@@ -123,11 +122,8 @@ class OrtEngine:
         self.session.run_with_iobinding(b)
         return out
 
-    def describe(self) -> str:
-        return describe_engine(self)
 
-
-class OpenVinoEngine:
+class OpenVinoEngine(Engine):
     """OpenVINO on the CPU; bf16 in fast mode where the CPU has it; int8 runs the store's
     quantized (QDQ) model, with the layers kept out of int8 in bf16 where the CPU has it."""
 
@@ -182,9 +178,6 @@ class OpenVinoEngine:
             return result.copy()
         np.copyto(out, result)
         return out
-
-    def describe(self) -> str:
-        return describe_engine(self)
 
 
 def _has_openvino_cpu() -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from abc import ABC, abstractmethod
 
 import numpy as np
 
@@ -39,19 +39,27 @@ class EngineSettings:
             raise ValueError(f"unknown precision {self.precision!r}; choose exact, fast or int8")
 
 
-class Engine(Protocol):
+class Engine(ABC):
+    """What every backend offers; subclasses set the attributes in their constructor."""
+
     backend: str  # "onnxruntime", "openvino" or "torch"
     device: str  # what actually runs, e.g. "cpu", "cuda", "openvino-cpu", "torch-cuda"
     precision: str  # numeric precision actually used: "fp32", "fp16", "bf16"
     shape_bound: bool  # builds for each input shape: a new batch size costs a compile
-    preferred_batch: int  # frames per call when the user does not say (--batch 0)
+    preferred_batch: int = 1  # frames per call when the user does not say (--batch 0)
 
+    @abstractmethod
     def run(self, batch: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Stylise a contiguous uint8 `[N, H, W, 3]` BGR batch (H, W multiples of 4)."""
-        ...
+
+    def host_buffer(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A uint8 array for this engine's batches or results. A plain array here; a GPU
+        engine gives page-locked memory, which the GPU copies by DMA without a staging
+        copy."""
+        return np.empty(shape, np.uint8)
 
     def describe(self) -> str:
-        ...
+        return describe_engine(self)
 
 
 def check_batch(batch: np.ndarray) -> None:
@@ -59,14 +67,6 @@ def check_batch(batch: np.ndarray) -> None:
         raise ValueError(f"expected uint8 [N, H, W, 3], got {batch.dtype} {batch.shape}")
     if batch.shape[1] % 4 or batch.shape[2] % 4:
         raise ValueError(f"height and width must be multiples of 4, got {batch.shape[1:3]}")
-
-
-def host_array(engine: Engine, shape: tuple[int, ...]) -> np.ndarray:
-    """A uint8 array for an engine's batches or results: from the engine when it offers
-    `host_buffer` (page-locked memory, which a GPU copies by DMA without a staging copy),
-    else a plain array."""
-    alloc = getattr(engine, "host_buffer", None)
-    return alloc(shape) if alloc is not None else np.empty(shape, np.uint8)
 
 
 def describe_engine(e: Engine) -> str:

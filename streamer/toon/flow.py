@@ -5,13 +5,15 @@ reused, so the per-frame path allocates nothing once the size is known.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
 import cv2
 import numpy as np
 
-from .engine import Engine, host_array
+from .engine import Engine
+from .link import Link
 
 OFFICIAL_SHORT_SIDE = 720
 
@@ -45,8 +47,9 @@ class _Buffers:
     resized_out: list[np.ndarray] | None  # ring of [N, H, W, 3] when the frame was shrunk
 
 
-class FullFrameFlow:
-    """Stylise whole frames with the background model, the official way.
+class FullFrameFlow(Link):
+    """Stylise whole frames with the background model, the official way: the first link of
+    a chain without faces (it keeps no state between frames, so `reset` has nothing to do).
 
     Returned images are views into a ring of `ring` output batches: a result stays valid
     until `ring` more calls have been made, so keep `ring` above the number of batches the
@@ -56,6 +59,7 @@ class FullFrameFlow:
     def __init__(self, engine: Engine, short_side: int = OFFICIAL_SHORT_SIDE, ring: int = 4):
         if short_side < 16:
             raise ValueError("the working short side must be at least 16 pixels")
+        super().__init__()
         self.engine = engine
         self.short_side = short_side
         self.ring = max(1, ring)
@@ -69,9 +73,9 @@ class FullFrameFlow:
             ph, pw = padded_size(wh, ww)
             # From the engine: page-locked on a GPU, so frames are resized straight into
             # memory the GPU copies from (and results land where the GPU writes).
-            batch_in = host_array(self.engine, (n, ph, pw, 3))
+            batch_in = self.engine.host_buffer((n, ph, pw, 3))
             batch_in.fill(255)
-            outs = [host_array(self.engine, batch_in.shape) for _ in range(self.ring)]
+            outs = [self.engine.host_buffer(batch_in.shape) for _ in range(self.ring)]
             resized = None
             if (wh, ww) != (h, w):
                 resized = [np.empty((n, h, w, 3), np.uint8) for _ in range(self.ring)]
@@ -88,6 +92,7 @@ class FullFrameFlow:
         for f in frames:
             if f.shape != (h, w, 3) or f.dtype != np.uint8:
                 raise ValueError(f"a batch needs uint8 BGR frames of one size, got {f.shape} {f.dtype}")
+        t0 = time.perf_counter()
         buf = self._buffers(len(frames), h, w)
         wh, ww = buf.work_hw
         for i, f in enumerate(frames):
@@ -99,9 +104,13 @@ class FullFrameFlow:
         self._turn = (turn + 1) % self.ring
         out = self.engine.run(buf.batch_in, buf.batch_out[turn])
         if buf.resized_out is None:
-            return [out[i, :h, :w] for i in range(len(frames))]
-        dst = buf.resized_out[turn]
-        for i in range(len(frames)):
-            # The official code resizes back with the default (bilinear) interpolation.
-            cv2.resize(out[i, :wh, :ww], (w, h), dst=dst[i])
-        return [dst[i] for i in range(len(frames))]
+            results = [out[i, :h, :w] for i in range(len(frames))]
+        else:
+            dst = buf.resized_out[turn]
+            for i in range(len(frames)):
+                # The official code resizes back with the default (bilinear) interpolation.
+                cv2.resize(out[i, :wh, :ww], (w, h), dst=dst[i])
+            results = [dst[i] for i in range(len(frames))]
+        self._timings.frames += len(frames)
+        self._timings.bg_s += time.perf_counter() - t0
+        return results

@@ -1,10 +1,12 @@
 """The toon stage: batches of frames in, stylised frames out.
 
-The per-batch work is one swappable callable, `stylise(images, times) -> images`: the
-official full-frame flow (FullFrameFlow) or the face-aware one (FaceAwareFlow), which tracks
-faces over time and so needs each frame's time in seconds. Images a stylise callable
-returns may be views into buffers it reuses, so it must keep a ring of output buffers
-longer than the frames in flight after this stage (`ring_size`).
+The per-batch work is one callable, `stylise(images, times) -> images`: offline, a style's
+chain of links (toon/link.py: the official full-frame flow or the face-aware one, which
+tracks faces over time and so needs each frame's time in seconds, then the temporal step
+and the background treatment); live, the LiveToon that runs such a chain at its working
+size. The stage needs nothing of it but the call. Images it returns may be views into
+buffers it reuses, so it must keep a ring of output buffers longer than the frames in
+flight after this stage (`ring_size`).
 """
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from streamer.frame import Frame
-
 
 
 class Stylise(Protocol):

@@ -26,7 +26,7 @@ from .faces.flow import FaceAwareFlow, describe_detection
 from .faces.track import TrackerSettings
 from .flow import OFFICIAL_SHORT_SIDE, FullFrameFlow
 from .segment import PersonSegmenter, SegRunner
-from .stage import Stylise
+from .link import Link
 from .temporal import TemporalFlow, TemporalSettings
 
 FACE_FILES = ("yunet.onnx", "alpha.jpg")  # the detector and the soft head mask
@@ -182,8 +182,8 @@ class StyleFlows:
     def flow(self, style: str, *, short_side: int = OFFICIAL_SHORT_SIDE, ring: int = 4,
              fps: float = 30.0, faces: bool | None = None, official: bool = False,
              background: Background | None = None, temporal: bool | None = None
-             ) -> Stylise:
-        """A new stylise callable for one stream (face tracks, the temporal step's state and
+             ) -> Link:
+        """A new stylise chain for one stream (face tracks, the temporal step's state and
         the previous mask never carry from one stream to the next): FaceAwareFlow when faces
         are on, else the official FullFrameFlow, each with the temporal step when it is on,
         then the background treatment unless it is `keep` (it composites the steadied
@@ -195,7 +195,7 @@ class StyleFlows:
         files = self.face_files(faces)
         steady = self.temporal_settings(temporal)
         if files is None:
-            flow: Stylise = FullFrameFlow(bg, short_side=short_side, ring=ring)
+            flow: Link = FullFrameFlow(bg, short_side=short_side, ring=ring)
             if steady is not None:
                 flow = TemporalFlow(flow, steady)
         else:

@@ -28,9 +28,9 @@ motion is not measured again: it is the frame's flow (computed once per frame by
 composed with the two crop transforms the face tracker already has. A face that appears (a
 new track) starts fresh.
 
-`Motion` and `remap_maps`/`warp` are the shared motion pieces: one DIS flow per frame on a
-small grey copy, and the warp of any image along it (the live path's background reuse
-between model runs can carry its last result with the same two calls).
+The motion itself (one DIS flow per frame on a small grey copy, the warp of any image along
+it, and scene cuts) is the motion module's (streamer.toon.motion), shared with the face
+tracker and the live path's background reuse.
 """
 from __future__ import annotations
 
@@ -43,11 +43,9 @@ import numpy as np
 
 from streamer.buffers import Scratch
 
-#: mean |diff| of 32x18 grey thumbnails that marks a scene cut (the face tracker's value)
-CUT_THRESHOLD = 30.0
-DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-               "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+from .link import Link, WrappingLink
+from .motion import (CUT_THRESHOLD, DIS_PRESETS, Motion, MotionStep, pixel_grid, remap_maps,
+                     warp)
 
 
 @dataclass(frozen=True)
@@ -83,149 +81,12 @@ class TemporalSettings:
                 raise ValueError("a ramp needs 0 <= low < high")
 
 
-def thumbnail(frame: np.ndarray) -> np.ndarray:
-    """The 32x18 grey thumbnail that scene cuts are judged on (as the face tracker does)."""
-    grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-    return cv2.resize(grey, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
-
-
 def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """1 at or below `lo`, 0 at or above `hi`, linear between (float32, in place on x)."""
     x -= np.float32(hi)
     x *= np.float32(-1.0 / (hi - lo))
     np.clip(x, 0.0, 1.0, out=x)
     return x
-
-
-@dataclass
-class MotionStep:
-    """The motion from the previous frame to this one, on the flow's small grey copy.
-
-    `back`: flow t -> t-1 ([h, w, 2] float32, small pixels); `ok`: forward-backward
-    consistent and warped from inside the frame ([h, w] float32 0/1); `frame_hw`: the size
-    of the frame it was measured on."""
-
-    back: np.ndarray
-    ok: np.ndarray
-    frame_hw: tuple[int, int]
-
-    def scale(self, hw: tuple[int, int]) -> tuple[float, float]:
-        """(sx, sy): small flow pixels per pixel of an image of size `hw` (same view)."""
-        h, w = self.back.shape[:2]
-        return w / hw[1], h / hw[0]
-
-    def sample(self, px: np.ndarray, py: np.ndarray, hw: tuple[int, int]
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """At points (px, py) of an image of size `hw` (the same view as the measured frame,
-        any size): where each point was on the previous frame, and its reliability."""
-        sx, sy = self.scale(hw)
-        # Pixel centres: x_small + 0.5 = (x + 0.5) * sx.
-        qx = (px + np.float32(0.5)) * np.float32(sx) - np.float32(0.5)
-        qy = (py + np.float32(0.5)) * np.float32(sy) - np.float32(0.5)
-        f = cv2.remap(self.back, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        ok = cv2.remap(self.ok, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                       borderValue=0)
-        return px + f[..., 0] / np.float32(sx), py + f[..., 1] / np.float32(sy), ok
-
-
-_GRIDS: dict[tuple[int, int], np.ndarray] = {}
-
-
-def pixel_grid(hw: tuple[int, int]) -> np.ndarray:
-    """[h, w, 2] float32 (x, y) coordinates of every pixel, made once per size (read-only)."""
-    grid = _GRIDS.get(hw)
-    if grid is None:
-        gx, gy = np.meshgrid(np.arange(hw[1], dtype=np.float32), np.arange(hw[0], dtype=np.float32))
-        grid = np.dstack([gx, gy])
-        grid.setflags(write=False)
-        _GRIDS[hw] = grid
-    return grid
-
-
-def remap_maps(step: MotionStep, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """For every pixel of an image of size `hw` at time t (the measured frame's view, any
-    size): where it was at t-1 (a [h, w, 2] map for `warp`), and its reliability (0..1)
-    from the flow's checks. The small flow is enlarged with cv2.resize (pixel centres
-    aligned, as `MotionStep.sample` does) and scaled to this image's pixels."""
-    h, w = hw
-    ok = cv2.resize(step.ok, (w, h), interpolation=cv2.INTER_LINEAR)
-    return flow_maps(step.back, hw), ok
-
-
-def flow_maps(back: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """The [h, w, 2] map for `warp` from a flow measured on a small copy (`back`, in small
-    pixels, each pixel -> where it was): enlarged to an image of size `hw` with
-    cv2.resize (pixel centres aligned) and scaled to its pixels."""
-    h, w = hw
-    sx, sy = back.shape[1] / w, back.shape[0] / h
-    # Scaled before it is enlarged (the same, as resizing is linear, on fewer pixels).
-    small = cv2.multiply(back, (1.0 / sx, 1.0 / sy, 0.0, 0.0))
-    flow = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-    return cv2.add(flow, pixel_grid(hw), dst=flow)
-
-
-def warp(img: np.ndarray, maps: np.ndarray, dst: np.ndarray | None = None) -> np.ndarray:
-    """`img` (the previous frame's, any channels) carried onto the current frame along the
-    [h, w, 2] map from `remap_maps` (bilinear; edges replicated: the reliability is 0 there)."""
-    return cv2.remap(img, maps, None, cv2.INTER_LINEAR, dst=dst,
-                     borderMode=cv2.BORDER_REPLICATE)
-
-
-class Motion:
-    """Dense optical flow between consecutive frames, once per frame: DIS on a grey copy
-    whose long side is at most `side`, both ways, with the forward-backward check.
-
-    `update(frame)` returns the MotionStep from the previous frame to this one, or None on
-    a first frame, a scene cut or a size change (nothing to carry over)."""
-
-    def __init__(self, side: int = 320, cut_threshold: float = CUT_THRESHOLD,
-                 preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST):
-        self.side = side
-        self.cut_threshold = cut_threshold
-        self._dis = cv2.DISOpticalFlow_create(preset)
-        self._prev: np.ndarray | None = None
-        self._prev_thumb: np.ndarray | None = None
-        self._hw: tuple[int, int] | None = None
-        self.cuts = 0
-
-    def reset(self) -> None:
-        self._prev = self._prev_thumb = None
-
-    def small_size(self, hw: tuple[int, int]) -> tuple[int, int]:
-        """The flow's grey copy: long side at most `side` and at most half the frame's (the
-        flow is smooth where it matters and DIS's cost grows with the pixels; a live 256x144
-        working frame gets a 128x72 flow)."""
-        h, w = hw
-        s = min(0.5, self.side / max(h, w))
-        return max(8, round(h * s)), max(8, round(w * s))
-
-    def update(self, frame: np.ndarray) -> MotionStep | None:
-        hw = frame.shape[:2]
-        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-        sh, sw = self.small_size(hw)
-        small = grey if (sh, sw) == hw else cv2.resize(grey, (sw, sh), interpolation=cv2.INTER_AREA)
-        thumb = thumbnail(small)
-        prev, prev_thumb = self._prev, self._prev_thumb
-        self._prev, self._prev_thumb = small, thumb
-        if prev is None or self._hw != hw:
-            self._hw = hw
-            return None
-        if float(np.abs(thumb - prev_thumb).mean()) > self.cut_threshold:
-            self.cuts += 1
-            return None
-        back = self._dis.calc(small, prev, None)  # t -> t-1
-        fwd = self._dis.calc(prev, small, None)   # t-1 -> t
-        grid = pixel_grid((sh, sw))
-        mx, my = grid[..., 0] + back[..., 0], grid[..., 1] + back[..., 1]
-        fwd_at = cv2.remap(fwd, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        # The usual forward-backward test (Sundaram et al. 2010): b + f(x + b) ~ 0, with a
-        # tolerance that grows with the motion.
-        ex, ey = back[..., 0] + fwd_at[..., 0], back[..., 1] + fwd_at[..., 1]
-        err = ex * ex + ey * ey
-        tol = 0.01 * (back[..., 0] ** 2 + back[..., 1] ** 2 + fwd_at[..., 0] ** 2
-                      + fwd_at[..., 1] ** 2) + 0.5
-        ok = (err <= tol) & (mx >= 0) & (my >= 0) & (mx <= sw - 1) & (my <= sh - 1)
-        return MotionStep(back, ok.astype(np.float32), hw)
 
 
 def _max_channels(img: np.ndarray) -> np.ndarray:
@@ -410,19 +271,31 @@ class HeadTemporal:
         return np.dstack([cx, cy]), ok
 
 
-class TemporalFlow:
-    """A stylise callable without faces (FullFrameFlow) with the temporal step after it.
-    Same call; results are the inner flow's buffers, stabilised in place."""
+class TemporalFlow(WrappingLink):
+    """The temporal step as a link after a flow without faces (FullFrameFlow); the face-aware
+    flow runs the step inside, on its background and on each head. Same call; results are
+    the inner flow's buffers, stabilised in place."""
 
-    def __init__(self, inner, settings: TemporalSettings = TemporalSettings()):
-        self.inner = inner
+    def __init__(self, inner: Link, settings: TemporalSettings = TemporalSettings()):
+        super().__init__(inner)
         self.temporal = FrameTemporal(settings)
 
     def reset(self) -> None:
+        super().reset()
         self.temporal.reset()
+
+    def warm_up(self, width: int, height: int) -> None:
+        super().warm_up(width, height)
+        self.temporal.reset()
+
+    @property
+    def needs_motion(self) -> bool:
+        return True
 
     def __call__(self, frames: list[np.ndarray], times: Sequence[float] | None = None
                  ) -> list[np.ndarray]:
         outs = self.inner(frames, times)
+        t0 = time.perf_counter()
         self.temporal(frames, outs)
+        self.timings.temporal_s += time.perf_counter() - t0
         return outs

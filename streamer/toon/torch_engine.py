@@ -22,7 +22,7 @@ import numpy as np
 
 from streamer.models.dctnet.weights import DctNetWeights
 
-from .engine_api import EngineSettings, EngineUnavailable, check_batch, describe_engine
+from .engine_api import Engine, EngineSettings, EngineUnavailable, check_batch, describe_engine
 
 TORCH_DEVICES = ("torch-cuda", "torch-cpu")
 INSTALL = "pip install 'toonstream[torch]' (PyTorch; a CUDA build for torch-cuda)"
@@ -45,7 +45,7 @@ def _graph_batch(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-class TorchEngine:
+class TorchEngine(Engine):
     """The DCT-Net `torch.nn.Module` behind the Engine interface (uint8 BGR NHWC in/out)."""
 
     backend = "torch"

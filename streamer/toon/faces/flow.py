@@ -16,15 +16,15 @@ the head is resampled once instead of three times, so it stays sharper. At 720p 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
 
-from ..engine import Engine, host_array
+from ..engine import Engine
 from ..flow import OFFICIAL_SHORT_SIDE, FullFrameFlow, work_size
+from ..link import FaceLayer, Link, blank_frame
 from ..temporal import FrameTemporal, HeadTemporal, TemporalSettings
 from .align import CROP_SIZE, warp_crop
 from .compose import PasteScratch, load_head_mask, paste_head
@@ -32,26 +32,7 @@ from .detect import FaceDetector
 from .track import FaceRender, FaceTracker, TrackerSettings
 
 
-@dataclass
-class FaceTimings:
-    """Where the time goes, summed since the flow started (seconds)."""
-
-    frames: int = 0
-    faces: int = 0        # head crops stylised
-    bg_s: float = 0.0     # background model, with its resize and padding
-    head_s: float = 0.0   # head model runs
-    face_s: float = 0.0   # detection, tracking, smoothing, crops, paste-back
-    temporal_s: float = 0.0  # the temporal step (flow, warps, blends), frames and heads
-
-    def summary(self) -> str:
-        per_face = self.head_s / self.faces if self.faces else float("nan")
-        return (f"{self.frames} frames, {self.faces} faces; bg {1e3 * self.bg_s / max(1, self.frames):.1f} "
-                f"ms/frame, head {1e3 * per_face:.1f} ms/face, face path "
-                f"{1e3 * self.face_s / max(1, self.frames):.1f} ms/frame, temporal "
-                f"{1e3 * self.temporal_s / max(1, self.frames):.1f} ms/frame")
-
-
-class FaceAwareFlow:
+class FaceAwareFlow(Link):
     """Stylise frames with the background model and paste stylised, aligned heads over them.
 
     - `bg_engine` runs the style's `_bg` model on whole frames, `head_engine` its `_h` model
@@ -85,12 +66,14 @@ class FaceAwareFlow:
                  temporal: TemporalSettings | None = None):
         if fps <= 0:
             raise ValueError("fps must be positive")
+        super().__init__()
         self.official = official
         self.ring = max(1, ring)
         self._work_in: np.ndarray | None = None  # the frame at the official working size
         self._resized: list[np.ndarray] = []  # ring of results resized back (official)
         self._turn = 0
         self.bg = FullFrameFlow(bg_engine, short_side=short_side, ring=ring)
+        self.bg_engine = bg_engine
         self.head_engine = head_engine
         self.detector = FaceDetector(detector_model, max_side=None if official else detect_side)
         self.tracker = FaceTracker(self.detector, tracker)
@@ -98,7 +81,6 @@ class FaceAwareFlow:
         self._scratch = PasteScratch()
         self.short_side = short_side
         self.fps = fps
-        self.timings = FaceTimings()
         self._index = 0
         self._last_t: float | None = None
         self._crops = np.empty((0, CROP_SIZE, CROP_SIZE, 3), np.uint8)
@@ -165,11 +147,21 @@ class FaceAwareFlow:
             self.timings.temporal_s += time.perf_counter() - t1
         return outs
 
-    def warm_up(self) -> None:
-        """Run the head model once on a blank crop, so the first face does not stall the
-        stream while the runtime compiles or sizes its buffers (the background model warms
-        up on the first frame)."""
+    def warm_up(self, width: int, height: int) -> None:
+        """The background model once on a blank frame of this size, and the head model once
+        on a blank crop, so the first face does not stall the stream while the runtime
+        compiles or sizes its buffers; then nothing of it is kept."""
+        self.background([blank_frame(width, height)])
         self.head_engine.run(np.full((1, CROP_SIZE, CROP_SIZE, 3), 255, np.uint8))
+        self.reset()
+
+    @property
+    def face_layer(self) -> FaceLayer:
+        return self
+
+    @property
+    def needs_motion(self) -> bool:
+        return self.frame_temporal is not None
 
     def paste_faces(self, frames: Sequence[np.ndarray], outs: Sequence[np.ndarray],
                     times: Sequence[float] | None = None) -> Sequence[np.ndarray]:
@@ -208,8 +200,8 @@ class FaceAwareFlow:
         run = self._faces_to_run(flat)
         m = len(run)
         if len(self._crops) < max(1, m):
-            self._crops = host_array(self.head_engine, (max(1, m), CROP_SIZE, CROP_SIZE, 3))
-            self._heads = host_array(self.head_engine, self._crops.shape)
+            self._crops = self.head_engine.host_buffer((max(1, m), CROP_SIZE, CROP_SIZE, 3))
+            self._heads = self.head_engine.host_buffer(self._crops.shape)
         for k, j in enumerate(run):
             i, face = flat[j]
             warp_crop(frames[i], face.m, out=self._crops[k])

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
+from ..motion import CUT_THRESHOLD, SceneCut
 from .align import CROP_SIZE, invert_affine, similarity_transform
 from .detect import OFFICIAL_MAX_FACES, OFFICIAL_MIN_FACE, FaceDetector
 
@@ -57,7 +58,7 @@ class TrackerSettings:
     max_faces: int = OFFICIAL_MAX_FACES
     min_face: float = OFFICIAL_MIN_FACE  # px, in the official working size (see min_face_scale)
     keep_face_ratio: float = 0.8   # a tracked face is kept down to this part of min_face
-    cut_threshold: float = 30.0    # mean |diff| of 32x18 grey thumbnails that marks a cut
+    cut_threshold: float = CUT_THRESHOLD  # see toon.motion.SceneCut
 
     def __post_init__(self) -> None:
         if self.detect_every < 1:
@@ -208,19 +209,24 @@ class FaceTracker:
         self.tracks: list[FaceTrack] = []
         self.frames = 0
         self.detections = 0  # detector runs so far
-        self.cuts = 0
+        self.scene = SceneCut(settings.cut_threshold)
         self._next_id = 1
         self._since_detect = 0
         self._prev_gray: np.ndarray | None = None
-        self._prev_thumb: np.ndarray | None = None
         self._last_t: float | None = None
         self._gray_bufs: list[np.ndarray | None] = [None, None]
         self._gray_turn = 0
         self._frame_hw: tuple[int, ...] | None = None
 
+    @property
+    def cuts(self) -> int:
+        """Scene cuts seen so far."""
+        return self.scene.cuts
+
     def reset(self) -> None:
         self.tracks = []
-        self._prev_gray = self._prev_thumb = None
+        self._prev_gray = None
+        self.scene.reset()
         self._last_t = None
         self._since_detect = 0
         self.frames = 0
@@ -238,9 +244,8 @@ class FaceTracker:
         first = self.frames == 0
         self.frames += 1
         gray = self._gray_of(small) if st.propagate else None
-        cut = self._scene_cut(small)
+        cut = self.scene.update(gray if gray is not None else small)
         if cut:
-            self.cuts += 1
             self.tracks = []  # no fade across a cut: the old shot's faces go at once
         lost = False
         if st.propagate and self.tracks and self._prev_gray is not None:
@@ -262,13 +267,6 @@ class FaceTracker:
         if buf is None or buf.shape != small.shape[:2]:
             buf = self._gray_bufs[self._gray_turn] = np.empty(small.shape[:2], np.uint8)
         return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY, dst=buf)
-
-    def _scene_cut(self, small: np.ndarray) -> bool:
-        # A 32x18 thumbnail per frame: too small to be worth a buffer.
-        thumb = cv2.cvtColor(cv2.resize(small, (32, 18), interpolation=cv2.INTER_AREA),
-                             cv2.COLOR_BGR2GRAY).astype(np.float32)
-        prev, self._prev_thumb = self._prev_thumb, thumb
-        return prev is not None and float(np.abs(thumb - prev).mean()) > self.settings.cut_threshold
 
     def _propagate(self, prev: np.ndarray, cur: np.ndarray, scale: float) -> bool:
         """Carry every track by the flow; True when one of them could not be followed."""
