@@ -201,6 +201,56 @@ def _check_readable(path: Path) -> None:
         raise MediaError(f"{path}: cannot read (permission denied)")
 
 
+def _video_info(path: Path, c, v, first: av.VideoFrame, audio: list, skipped: list[str]
+                ) -> VideoInfo:
+    """What the stream header and the first decoded frame say (the real pixel format,
+    colour tags and display matrix are only known from a frame)."""
+    rotation, flip = _orientation(first)
+    fmt = first.format
+    w, h = first.width, first.height
+    turned = rotation in (90, 270) or flip in ("transpose", "antitranspose")
+    tb = v.time_base or Fraction(1, 90000)
+    duration = None
+    if v.duration is not None:
+        duration = float(v.duration * tb)
+    elif c.duration is not None:
+        duration = c.duration / av.time_base
+    start = float(v.start_time * tb) if v.start_time is not None else None
+    rate = v.average_rate or v.guessed_rate
+    return VideoInfo(
+        path=path, container=c.format.name, codec=v.codec_context.name,
+        coded_width=w, coded_height=h, width=h if turned else w,
+        height=w if turned else h, rotation=rotation, flip=flip, time_base=tb,
+        average_rate=rate if rate else None, start_time=start, duration=duration,
+        frames=int(v.frames or 0), pix_fmt=fmt.name,
+        bit_depth=max(comp.bits for comp in fmt.components), chroma=_chroma(fmt),
+        colorspace=int(first.colorspace), color_range=int(first.color_range),
+        color_primaries=int(first.color_primaries), color_trc=int(first.color_trc),
+        sample_aspect_ratio=v.sample_aspect_ratio or None,
+        audio_streams=audio, skipped_streams=skipped,
+        metadata=dict(c.metadata), stream_metadata=dict(v.metadata))
+
+
+def _expected_end(c, v, audio_streams: list) -> float | None:
+    """When the video stream should end, in seconds, from what the file says: the
+    stream's duration, Matroska's per-track DURATION tag, or, for a file with no other
+    stream that could be longer, the container's duration. None when it does not say."""
+    start = float(v.start_time * v.time_base) if v.start_time is not None else 0.0
+    if v.duration is not None:
+        return start + float(v.duration * v.time_base)
+    tag = v.metadata.get("DURATION") or v.metadata.get("duration")
+    if tag:
+        try:
+            h, m, sec = tag.split(":")
+            return start + int(h) * 3600 + int(m) * 60 + float(sec)
+        except ValueError:
+            pass
+    if c.duration is not None and not audio_streams and len(c.streams) == 1:
+        first = c.start_time / av.time_base if c.start_time is not None else start
+        return first + c.duration / av.time_base
+    return None
+
+
 class VideoFileSource(Source):
     """Frames of a video file's first video stream, decoded to uint8 BGR, upright."""
 
@@ -265,7 +315,7 @@ class VideoFileSource(Source):
         if first is None:
             raise MediaError(f"{self.path.name}: the video stream has no frames")
         self._pending.append(first)
-        self.probe = self._describe(v, first, audio, skipped)
+        self.probe = _video_info(self.path, c, v, first, audio, skipped)
         self.info = self.probe.stream_info()
 
     def _video_stream(self) -> av.video.stream.VideoStream:
@@ -288,33 +338,6 @@ class VideoFileSource(Source):
             raise MediaError(f"{self.path.name}: not a video file (FFmpeg only reads it as "
                              f"text, {v.codec_context.name})")
         return v
-
-    def _describe(self, v, first: av.VideoFrame, audio: list, skipped: list[str]) -> VideoInfo:
-        c = self._container
-        rotation, flip = _orientation(first)
-        fmt = first.format
-        w, h = first.width, first.height
-        turned = rotation in (90, 270) or flip in ("transpose", "antitranspose")
-        tb = v.time_base or Fraction(1, 90000)
-        duration = None
-        if v.duration is not None:
-            duration = float(v.duration * tb)
-        elif c.duration is not None:
-            duration = c.duration / av.time_base
-        start = float(v.start_time * tb) if v.start_time is not None else None
-        rate = v.average_rate or v.guessed_rate
-        return VideoInfo(
-            path=self.path, container=c.format.name, codec=v.codec_context.name,
-            coded_width=w, coded_height=h, width=h if turned else w,
-            height=w if turned else h, rotation=rotation, flip=flip, time_base=tb,
-            average_rate=rate if rate else None, start_time=start, duration=duration,
-            frames=int(v.frames or 0), pix_fmt=fmt.name,
-            bit_depth=max(comp.bits for comp in fmt.components), chroma=_chroma(fmt),
-            colorspace=int(first.colorspace), color_range=int(first.color_range),
-            color_primaries=int(first.color_primaries), color_trc=int(first.color_trc),
-            sample_aspect_ratio=v.sample_aspect_ratio or None,
-            audio_streams=audio, skipped_streams=skipped,
-            metadata=dict(c.metadata), stream_metadata=dict(v.metadata))
 
     def _next_decoded(self) -> av.VideoFrame | None:
         """The next decoded video frame; audio packets met on the way are queued.
@@ -368,26 +391,6 @@ class VideoFileSource(Source):
             raise MediaError(f"{self.path.name}: the file is damaged or truncated: it ends after "
                              f"{got}{promised} video packets")
 
-    def _expected_end(self) -> float | None:
-        """When the video stream should end, in seconds, from what the file says: the
-        stream's duration, Matroska's per-track DURATION tag, or, for a file with no other
-        stream that could be longer, the container's duration. None when it does not say."""
-        c, v = self._container, self._stream
-        start = float(v.start_time * v.time_base) if v.start_time is not None else 0.0
-        if v.duration is not None:
-            return start + float(v.duration * v.time_base)
-        tag = v.metadata.get("DURATION") or v.metadata.get("duration")
-        if tag:
-            try:
-                h, m, sec = tag.split(":")
-                return start + int(h) * 3600 + int(m) * 60 + float(sec)
-            except ValueError:
-                pass
-        if c.duration is not None and not self._audio_streams and len(c.streams) == 1:
-            first = c.start_time / av.time_base if c.start_time is not None else start
-            return first + c.duration / av.time_base
-        return None
-
     def _end_warnings(self, frames: int, end_s: float | None, interval_s: float) -> list[str]:
         out = []
         if self.skipped_packets or self.read_errors:
@@ -399,7 +402,7 @@ class VideoFileSource(Source):
                 what.append(f"{self.read_errors} unreadable stretch(es) were skipped")
             out.append(f"{self.path.name} is damaged: {'; '.join(what)}; {frames} frames "
                        f"written")
-        expected = self._expected_end()
+        expected = _expected_end(self._container, self._stream, self._audio_streams)
         if expected is not None and end_s is not None:
             short = expected - end_s
             if short > max(2.5 * interval_s, 0.25):
