@@ -292,6 +292,28 @@ def parse_size(text: str, what: str) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
+class WorkSize:
+    """The `work` setting, parsed: the working size the toon stage starts at (a short side,
+    or (width, height)) and whether the face-first scheduler picks it (`auto`)."""
+
+    start: int | tuple[int, int]
+    auto: bool = False
+
+
+def parse_work(text: str) -> WorkSize:
+    """'360' -> a short side, '256x144' -> (width, height), 'auto' -> the smallest of
+    AUTO_SIZES, where the scheduler starts before it has measured anything."""
+    text = str(text).strip().lower()
+    if text == "auto":
+        return WorkSize(min(AUTO_SIZES), auto=True)
+    if text.isdigit():
+        if int(text) < 16:
+            raise ConfigError(f"work must be at least 16 pixels, got {text}")
+        return WorkSize(int(text))
+    return WorkSize(parse_size(text, "work"))
+
+
+@dataclass(frozen=True)
 class LiveSettings(FaceSettings, BackgroundSettings, TemporalOptions):
     """Everything run_stream needs; presets in configs/live-*.yaml."""
 
@@ -338,7 +360,8 @@ class LiveSettings(FaceSettings, BackgroundSettings, TemporalOptions):
             w, h = parse_size(self.output_size, "output-size")
             if w % 2 or h % 2:
                 raise ConfigError(f"output-size must be even (4:2:0 video), got {w}x{h}")
-        self.work_spec()
+        # Parsed once, here: work_size, work_auto and work_spec() read this.
+        object.__setattr__(self, "_work", parse_work(self.work))
         if self.schedule not in ("face-first", "off"):
             raise ConfigError(f"schedule must be face-first or off, got {self.schedule!r}")
         if self.camera_fps <= 0 or (self.fps is not None and self.fps <= 0):
@@ -355,22 +378,20 @@ class LiveSettings(FaceSettings, BackgroundSettings, TemporalOptions):
         self._check_temporal()
 
     @property
+    def work_size(self) -> WorkSize:
+        """The `work` setting, as parsed when these settings were made."""
+        return self._work
+
+    @property
     def work_auto(self) -> bool:
         """`work: auto`: the face-first scheduler picks the working size from model times
         measured at start and adjusts it to the load (streamer/live/schedule.py)."""
-        return str(self.work).strip().lower() == "auto"
+        return self._work.auto
 
     def work_spec(self) -> int | tuple[int, int]:
         """The working size: a short side, or (width, height); with `auto`, the smallest
         size the scheduler starts from before it has measured anything."""
-        text = str(self.work).strip().lower()
-        if text == "auto":
-            return min(AUTO_SIZES)
-        if text.isdigit():
-            if int(text) < 16:
-                raise ConfigError(f"work must be at least 16 pixels, got {text}")
-            return int(text)
-        return parse_size(text, "work")
+        return self._work.start
 
 
 def _check_engine_options(device: str, precision: str, threads: int | None) -> None:

@@ -76,6 +76,26 @@ def test_queue_longer_than_two_is_refused():
         LiveSettings(queue=4)
 
 
+def test_the_work_setting_is_parsed_once(monkeypatch):
+    from streamer import config
+    from streamer.config import WorkSize, parse_work
+
+    assert parse_work(" 360 ") == WorkSize(360)
+    assert parse_work("256X144") == WorkSize((256, 144))
+    assert parse_work("Auto") == WorkSize(144, auto=True)
+    calls = []
+
+    def counted(text):
+        calls.append(text)
+        return parse_work(text)
+
+    monkeypatch.setattr(config, "parse_work", counted)
+    s = LiveSettings(work="256x144", sinks=("null",))
+    assert s.work_size == WorkSize((256, 144))
+    assert s.work_spec() == (256, 144) and not s.work_auto
+    assert calls == ["256x144"]
+
+
 # --- errors that tell the user what to do --------------------------------------------------
 
 def test_no_virtual_camera_is_one_line_with_the_modprobe_command(models_dir):

@@ -211,27 +211,28 @@ def live_toon(s: LiveSettings, flows: StyleFlows, source: Source, out: StreamInf
     src = source.info
     frame_w = out.width if s.output_size else src.width
     frame_h = out.height if s.output_size else src.height
-    work_wh = working_size(frame_w, frame_h, s.work_spec())
-    note = work_note(frame_w, frame_h, s.work_spec())
+    work = s.work_size
+    work_wh = working_size(frame_w, frame_h, work.start)
+    note = work_note(frame_w, frame_h, work.start)
     if note:
         log(f"note: {note}")
     sched = None
     if s.schedule == "face-first" and flows.face_files() is not None:
-        sched = FaceFirstScheduler(ScheduleSettings(fps=float(out.fps), auto_size=s.work_auto),
+        sched = FaceFirstScheduler(ScheduleSettings(fps=float(out.fps), auto_size=work.auto),
                                    work_short=min(work_wh))
         sched.set_aspect(frame_w, frame_h)
-        sides = (min(AUTO_SIZES), 288) if s.work_auto else (min(work_wh),)
+        sides = (min(AUTO_SIZES), 288) if work.auto else (min(work_wh),)
         bg_times, head_s = startup_times(flows.engine(s.style), flows.head_engine(s.style),
                                          (frame_w, frame_h), sides)
         chosen = sched.calibrate(bg_times, head_s)
-        if s.work_auto:
+        if work.auto:
             work_wh = working_size(frame_w, frame_h, chosen)
         log(f"schedule: {sched.describe()}" + (
             f"; measured background {', '.join(f'{k}p {v * 1e3:.0f} ms' for k, v in bg_times.items())}"
-            f", head {head_s * 1e3:.0f} ms" if s.work_auto else ""))
+            f", head {head_s * 1e3:.0f} ms" if work.auto else ""))
     # With auto the flow may later be given larger frames than it starts with.
     factory = style_factory(flows, work_wh, out.fps,
-                            short_side=max(AUTO_SIZES) if s.work_auto else None)
+                            short_side=max(AUTO_SIZES) if work.auto else None)
     background = s.background_spec()
     toon = LiveToon(factory, s.style, work_wh, (out.width, out.height),
                     ring=ring_size(s.queue, 1), on_event=log, background=background,
