@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from streamer.config import ConfigError, LiveSettings, build_settings
 from streamer.live import app
 from streamer.sources import camera as camera_mod
 
+from awkward_media import picture, png_with_icc
 from stopped_runs import stop_while_streaming
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -262,3 +264,70 @@ def test_ctrl_c_stops_cleanly_and_leaves_a_finished_recording(models_dir, tmp_pa
     assert json.loads(stats.read_text())["ended"] == "interrupt"
     with av.open(str(out)) as c:
         assert sum(1 for _ in c.decode(video=0)) > 5
+
+
+# --- what users brought: a PNG with a colour profile, SIGTERM, working size, sinks ---------
+
+
+def test_run_stream_plays_a_png_with_an_icc_profile_without_crashing(tmp_path, models_dir):
+    src = tmp_path / "photo.png"
+    src.write_bytes(png_with_icc(picture(0)))
+    res = subprocess.run([sys.executable, str(ROOT / "run_stream.py"), "--config", "live-cpu",
+                          "--models", str(models_dir), "--source", str(src), "--sink", "null",
+                          "--seconds", "5"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, (res.returncode, res.stderr)
+
+
+def test_run_stream_recording_stopped_by_sigterm_is_finished_and_playable(tmp_path,
+                                                                         models_dir):
+    out = tmp_path / "rec.mkv"
+    rc, err = stop_while_streaming(["--sink", "null", "--sink", str(out)], models_dir,
+                                   signal.SIGTERM)
+    assert rc == 143, err
+    assert "stopping (SIGTERM)" in err and "Traceback" not in err
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) > 5
+    assert [x.name for x in tmp_path.iterdir()] == ["rec.mkv"]
+
+
+def _tiny_live(models_dir, *extra: str) -> list[str]:
+    # unlike _tiny: no working size (the tests give their own), the preset's precision, and
+    # no stdin commands
+    return ["--models", str(models_dir), "--config", "live-cpu", "--synthetic",
+            "--camera-size", "320x180", "--status-every", "0", "--no-commands", *extra]
+
+
+@pytest.mark.parametrize("work, expect", [("3000x3000", "320x176"), ("99999", "320x176")])
+def test_a_working_size_above_the_camera_is_capped_with_a_note(models_dir, tmp_path, work,
+                                                               expect):
+    stats = tmp_path / "s.json"
+    rc, lines = _run(_tiny_live(models_dir, "--work", work, "--sink", "null", "--seconds", "1",
+                                "--stats-json", str(stats)))
+    assert rc == 0, lines
+    assert "x".join(map(str, json.loads(stats.read_text())["work_size"])) == expect
+    notes = [ln for ln in lines if ln.startswith("note: ") and "working size" in ln]
+    assert len(notes) == 1 and "320x180" in notes[0], lines
+
+
+@pytest.mark.parametrize("sink, words", [
+    ("udp://127.0.0.1:99999", "port must be a number in 1..65535"),
+    ("udp://127.0.0.1", "no port given"),
+    ("udp://:5000", "no host given"),
+])
+def test_a_bad_stream_url_is_refused_before_anything_starts(models_dir, sink, words):
+    rc, lines = _run(_tiny_live(models_dir, "--sink", sink, "--seconds", "2"))
+    assert rc == 1
+    assert lines[-1].startswith("error: ") and words in lines[-1], lines
+    assert not [ln for ln in lines if ln.startswith(("source:", "sinks:", "toon:"))], lines
+
+
+def test_the_same_file_twice_as_a_sink_is_refused_at_start(models_dir, tmp_path):
+    out = tmp_path / "rec.mkv"
+    rc, lines = _run(_tiny_live(models_dir, "--sink", str(out), "--sink",
+                                str(tmp_path / "." / "rec.mkv"), "--seconds", "2"))
+    assert rc == 1
+    assert lines[-1].startswith("error: ") and "given twice" in lines[-1], lines
+    assert not [ln for ln in lines if ln.startswith("source:")], lines
+    assert list(tmp_path.iterdir()) == []

@@ -8,6 +8,9 @@ import pytest
 
 from streamer.video.app import main
 
+from awkward_media import png_with_icc, rgba_picture
+from video_cli import SIZE, run
+
 STYLES = ("anime", "3d", "handdrawn", "sketch", "artstyle", "sd-design", "sd-illustration")
 IMAGES = ("astronaut", "event", "luciano", "tears")
 
@@ -91,3 +94,47 @@ def test_still_errors_are_one_line_and_leave_nothing_behind(golden_dir, tmp_path
     assert "Traceback" not in err
     expected = {"in.png"} | ({"out.png"} if case == "exists" else set())
     assert {p.name for p in tmp_path.iterdir()} == expected
+
+
+# --- transparency and libpng's own warnings (tests/awkward_media.py) -------------------------
+
+
+@pytest.mark.parametrize("suffix", [".png", ".webp"])
+def test_an_rgba_image_keeps_its_alpha_channel_in_png_and_webp(tmp_path, capfd, suffix):
+    src = tmp_path / "cutout.png"
+    rgba = rgba_picture()
+    cv2.imwrite(str(src), rgba)
+    dst = tmp_path / f"out{suffix}"
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    out = cv2.imread(str(dst), cv2.IMREAD_UNCHANGED)
+    assert out.shape == (48, 64, 4)
+    if suffix == ".png":
+        assert np.array_equal(out[..., 3], rgba[..., 3])
+        # the colour is the model's result for the picture as the official code reads it
+        cv2.imwrite(str(tmp_path / "opaque.png"), rgba[..., :3])
+        rc, log = run(capfd, tmp_path / "opaque.png", "-o", tmp_path / "opaque_out.png",
+                      "--size", SIZE, "--faces", "off")
+        assert rc == 0, log
+        assert np.array_equal(out[..., :3], cv2.imread(str(tmp_path / "opaque_out.png")))
+    else:  # lossy WebP: the alpha plane is kept losslessly by default, allow a level
+        assert np.abs(out[..., 3].astype(int) - rgba[..., 3]).max() <= 1
+
+
+def test_an_rgba_image_written_as_jpeg_says_its_transparency_was_dropped(tmp_path, capfd):
+    src = tmp_path / "cutout.png"
+    cv2.imwrite(str(src), rgba_picture())
+    rc, log = run(capfd, src, "-o", tmp_path / "out.jpg", "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    notes = [ln for ln in log.splitlines() if ln.startswith("note: ")]
+    assert len(notes) == 1 and "transparency" in notes[0] and "dropped" in notes[0], log
+
+
+def test_a_grey_png_with_a_colour_profile_prints_no_libpng_warning(tmp_path, capfd):
+    src = tmp_path / "grey.png"
+    grey = (np.arange(48 * 64) % 256).reshape(48, 64).astype(np.uint8)
+    src.write_bytes(png_with_icc(grey))
+    rc, log = run(capfd, src, "-o", tmp_path / "out.png", "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    assert "libpng" not in log, log
+    assert [ln.split(":")[0] for ln in log.splitlines()] == ["engine", "done"], log

@@ -9,12 +9,15 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
 from streamer.video.app import main
 
 from stopped_runs import stop_while_writing
+from awkward_media import clip, decoded, picture, with_audio
+from video_cli import one_error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = "64"  # working short side: tiny, so CI stays fast on two cores
@@ -540,3 +543,89 @@ def test_matroska_input_reports_no_frame_count_so_progress_goes_by_time(tmp_path
 
     with VideoFileSource(make_clip(tmp_path / "in.mkv", n=5)) as src:
         assert src.info.frames == 0 and src.info.duration == pytest.approx(5 / 24, abs=0.01)
+
+
+# --- what users brought (tests/awkward_media.py): AVI output, signals, folders, codecs ------
+
+
+def test_run_videos_own_avi_output_counts_in_frames_and_reads_back(tmp_path, capfd):
+    src = clip(tmp_path / "c.mp4", n=12)
+    rc, log = run(capfd, src, "-o", tmp_path / "out.avi", "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    with av.open(str(tmp_path / "out.avi")) as c:
+        v = c.streams.video[0]
+        # one tick per frame: no empty chunks, every packet a frame
+        assert v.time_base == Fraction(1, 24) and v.frames == 12
+        sizes = [p.size for p in c.demux(v) if p.size]
+    assert len(sizes) == 12
+    rc, log = run(capfd, tmp_path / "out.avi", "-o", tmp_path / "back.mp4", "--size", SIZE,
+                  "--faces", "off")
+    assert rc == 0, log
+    assert len(decoded(tmp_path / "back.mp4")) == 12
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_run_video_stopped_by_a_signal_removes_the_partial_file(tmp_path, models_dir, sig):
+    # SIGTERM and SIGHUP behave like Ctrl+C
+    src = clip(tmp_path / "long.mp4", n=200, size=(320, 240))
+    out = tmp_path / "out"
+    out.mkdir()
+    rc, log = stop_while_writing(src, out, models_dir, sig, "--faces", "off")
+    assert rc == 128 + sig, log  # 143 for SIGTERM, 129 for SIGHUP
+    assert f"interrupted by {signal.Signals(sig).name}" in log and "Traceback" not in log
+    assert list(out.iterdir()) == []  # no .partial- file, no result.mp4
+
+
+def test_a_folder_converts_every_good_file_reports_each_bad_one_and_a_rerun_finishes(
+        tmp_path, capfd):
+    src = tmp_path / "in"
+    src.mkdir()
+    clip(src / "a.mp4", n=3)
+    (src / "b.mp4").write_text("not a video\n" * 50)  # sorted between two good files
+    cv2.imwrite(str(src / "c.png"), picture(1))
+    (src / "d.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    dst = tmp_path / "out"
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--faces", "off")
+    assert rc == 1, log
+    assert sorted(p.name for p in dst.iterdir()) == ["a.mp4", "c.png"]
+    failed = [ln for ln in log.splitlines() if ln.startswith("failed: ")]
+    assert [ln.split(":")[1].strip() for ln in failed] == ["b.mp4", "d.jpg"], log
+    one_error_line(log, "2 of 4 files could not be converted")
+    assert log.rstrip().splitlines()[-1].startswith("error: ")  # the count comes last
+
+    # The user fixes one file and reruns: finished outputs are skipped (no "exists; add
+    # -y"), the fixed file is converted, the still-bad one is reported again.
+    clip(src / "b.mp4", n=2)
+    mtime = (dst / "a.mp4").stat().st_mtime_ns
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--faces", "off")
+    assert rc == 1, log
+    assert "add -y" not in log
+    assert "a.mp4: skipped" in log and "c.png: skipped" in log
+    assert (dst / "a.mp4").stat().st_mtime_ns == mtime
+    assert len(decoded(dst / "b.mp4")) == 2
+    one_error_line(log, "1 of 4 files could not be converted")
+
+    # With every file good, the rerun ends with exit 0.
+    (src / "d.jpg").unlink()
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    assert "nothing to convert" in log
+
+
+def test_opus_audio_into_flv_is_refused_before_any_work(tmp_path, capfd):
+    # a codec/container pair that does not play
+    src = with_audio(tmp_path / "talk.mkv", "libopus")
+    rc, log = run(capfd, src, "-o", tmp_path / "out.flv", "--size", SIZE, "--faces", "off")
+    assert rc == 1
+    one_error_line(log, "opus audio")
+    assert "does not play" in log and ".mkv" in log
+    assert "engine:" not in log  # refused before the model starts
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["talk.mkv"]
+
+
+def test_aac_audio_into_flv_is_written_and_reads_back(tmp_path, capfd):
+    src = with_audio(tmp_path / "talk.mkv", "aac")
+    rc, log = run(capfd, src, "-o", tmp_path / "out.flv", "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    with av.open(str(tmp_path / "out.flv")) as c:
+        assert [s.codec_context.name for s in c.streams.audio] == ["aac"]

@@ -22,6 +22,8 @@ import pytest
 from web.harness import ROOT, free_port, require_web, run_cli, shared_service
 from web.media import make_clip, probe
 
+from awkward_media import damaged, decoded, picture, png_with_icc
+
 
 @pytest.fixture(scope="module")
 def service(models_dir):
@@ -256,3 +258,56 @@ def test_cli_serves_with_warning_and_password(models_dir):
     assert "stopped by SIGTERM" in err and "Traceback" not in err
     workdir = re.search(r"temporary files: (\S+)", err).group(1)
     assert not Path(workdir).exists()
+
+
+# --- what users uploaded (tests/awkward_media.py): colour profiles, random and cut files ----
+
+
+def test_web_video_tab_survives_a_png_with_an_icc_profile(tmp_path, models_dir):
+    # The web server converts in its own process: a crash there takes the page down. Two
+    # uploads, as a user retries; each ends as a one-line message, never a dead process.
+    pytest.importorskip("gradio")
+    src = tmp_path / "photo.png"
+    src.write_bytes(png_with_icc(picture(0)))
+    code = (
+        "import sys\n"
+        "from streamer.errors import UserError\n"
+        "from streamer.web.service import ToonService, message\n"
+        f"svc = ToonService(models={str(models_dir)!r})\n"
+        "for _ in range(2):\n"
+        "    try:\n"
+        f"        svc.video({str(src)!r}, 'anime')\n"
+        "        print('converted')\n"
+        "    except UserError as exc:\n"
+        "        print('message:', message(exc))\n"
+        "svc.close()\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, (res.returncode, res.stderr)
+    lines = res.stdout.splitlines()
+    assert len(lines) == 2 and all("Photo tab" in ln for ln in lines), res.stdout
+
+
+def test_web_video_tab_says_a_random_file_is_not_a_video(tmp_path, models_dir):
+    # FFmpeg's text-art demuxer takes any bytes; the page said "the video does not say how
+    # long it is", which sends the user looking for a duration.
+    pytest.importorskip("gradio")
+    from streamer.errors import UserError
+    from streamer.web.service import message
+
+    src = tmp_path / "upload.bin"
+    src.write_bytes(np.random.default_rng(1).integers(0, 256, 100_000, np.uint8).tobytes())
+    with pytest.raises(UserError) as err:
+        shared_service(models_dir).video(src, "anime")
+    assert "not a video" in message(err.value)
+    assert "how long" not in message(err.value)
+
+
+def test_web_video_tab_passes_on_the_warning_for_a_truncated_file(tmp_path, models_dir):
+    pytest.importorskip("gradio")
+    src = damaged(tmp_path, ".mkv", "truncated")
+    warnings: list[str] = []
+    out = shared_service(models_dir).video(src, "anime", on_warning=warnings.append)
+    frames = len(decoded(out))
+    assert len(warnings) == 1 and "ends early" in warnings[0]
+    assert f"{frames} frames written" in warnings[0]
