@@ -202,18 +202,16 @@ def test_an_input_taken_as_the_ray_address_is_a_one_line_error(tmp_path, capfd):
 def test_a_worker_that_cannot_see_a_path_fails_that_task_in_one_line(tmp_path):
     from dataclasses import asdict
 
-    from streamer.video.cluster import ToonWorker
+    from streamer.video.cluster_messages import TaskMessage
+    from streamer.video.cluster_worker import ToonWorker
 
     worker = ToonWorker(asdict(settings()), 1)  # the actor's body, without Ray
     src = make_clip(tmp_path / "in.mp4", n=6, audio=False)
-    out = worker.run({"id": 1, "kind": "file", "src": str(tmp_path / "gone.mp4"),
-                      "dst": str(tmp_path / "o.mp4"), "chunk": None, "codec": "libx264"})
-    assert not out["ok"] and "cannot see the input" in out["error"]
-    assert "\n" not in out["error"]
-    out = worker.run({"id": 2, "kind": "file", "src": str(src),
-                      "dst": str(tmp_path / "nowhere" / "o.mp4"), "chunk": None,
-                      "codec": "libx264"})
-    assert not out["ok"] and "cannot see the output folder" in out["error"]
+    out = worker.run(TaskMessage(1, "file", str(tmp_path / "gone.mp4"), str(tmp_path / "o.mp4")))
+    assert not out.ok and "cannot see the input" in out.error
+    assert "\n" not in out.error
+    out = worker.run(TaskMessage(2, "file", str(src), str(tmp_path / "nowhere" / "o.mp4")))
+    assert not out.ok and "cannot see the output folder" in out.error
 
 
 def test_an_unknown_style_is_one_line_before_ray_starts(tmp_path, capfd, monkeypatch):
@@ -225,6 +223,50 @@ def test_an_unknown_style_is_one_line_before_ray_starts(tmp_path, capfd, monkeyp
     rc = main([str(src), "-o", str(tmp_path / "o.mp4"), "--ray", "--style", "nope", *COMMON])
     err = capfd.readouterr().err
     assert rc == 1 and len(err.strip().splitlines()) == 1 and "nope" in err
+
+
+def test_the_driver_names_outputs_as_a_single_machine_run_does(tmp_path):
+    from streamer.sinks.video_file import OutputError
+    from streamer.video.targets import all_targets
+
+    a = make_clip(tmp_path / "a.mp4", n=2, audio=False)
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    b = make_clip(folder / "sub" / "b.mkv", n=2, audio=False)
+    assert all_targets([a], None, "anime") == [(a, tmp_path / "a_anime.mp4")]
+    assert all_targets([folder], None, "3d") == [(b, tmp_path / "in_3d" / "sub" / "b.mkv")]
+    assert all_targets([a, folder], tmp_path / "out", "anime") == [
+        (a, tmp_path / "out" / "a.mp4"), (b, tmp_path / "out" / "in" / "sub" / "b.mkv")]
+    # the same lines as without Ray (test_several_inputs_without_ray_...)
+    with pytest.raises(OutputError, match="several inputs need -o FOLDER"):
+        all_targets([a, folder], None, "anime")
+    with pytest.raises(OutputError, match="several inputs need an output folder"):
+        all_targets([a, folder], a, "anime")
+
+
+def test_the_plan_cuts_a_long_clip_and_sends_a_still_whole(tmp_path):
+    import cv2
+
+    from streamer.video.cluster_plan import plan_job
+    from streamer.video.manifest import Manifest, job_key, work_dir_for
+    from streamer.video.targets import all_targets
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "long.mp4", n=72)
+    cv2.imwrite(str(folder / "still.png"), np.full((32, 48, 3), 128, np.uint8))
+    s = settings(chunk_seconds=0.9)
+    out = (tmp_path / "out").absolute()
+    pairs = all_targets([folder], out, s.style)
+    plan = plan_job(pairs, Manifest(work_dir_for(out), job_key(s)), s, out)
+    assert [(it.src.name, it.error) for it in plan.items] == [("long.mp4", None),
+                                                             ("still.png", None)]
+    assert [t.kind for t in plan.tasks] == ["chunk", "chunk", "chunk", "file"]
+    assert [t.id for t in plan.tasks] == [1, 2, 3, 4]
+    # every piece is encoded as the output would be; a still's task names no encoder
+    assert [t.message().codec for t in plan.tasks] == ["libx264"] * 3 + [None]
+    assert [t.message().chunk for t in plan.tasks[:3]] == list(plan.items[0].chunks)
+    assert sum(t.frames for t in plan.tasks[:3]) == plan.items[0].frames == 72
 
 
 def test_ray_settings_come_from_a_preset_too(tmp_path):
@@ -327,7 +369,7 @@ def test_a_worker_killed_mid_chunk_is_replaced_and_the_output_is_complete(ray_lo
         for sl in slots:
             t = sl.task
             if not killed and t is not None and t.kind == "chunk" and 0 < sl.done < t.frames:
-                killed.append((t.chunk["index"], sl.done))
+                killed.append((t.chunk.index, sl.done))
                 ray_local.kill(sl.handle, no_restart=True)
 
     s = settings(ray="local", chunk_seconds=0.9, warmup_seconds=0.5, worker_cpus=1,

@@ -79,8 +79,8 @@ def sink_specs(s: LiveSettings) -> list[str]:
 
 def alpha_recording(path: str) -> bool:
     """A recording that keeps the alpha channel (.webm / .mkv VP9, .mov ProRes 4444)."""
-    from streamer.sinks.video_file import _ALPHA_DEFAULT, container_format
-    return container_format(Path(path)) in _ALPHA_DEFAULT
+    from streamer.sinks.video_file import carries_alpha
+    return carries_alpha(Path(path))
 
 
 def open_recording(path: str, info: StreamInfo, overwrite: bool, alpha: bool = False) -> Sink:

@@ -48,7 +48,7 @@ class ContainerCannotHold(OutputError):
 FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
            ".avi": "avi", ".ts": "mpegts", ".m2ts": "mpegts", ".mts": "mpegts", ".flv": "flv",
            ".nut": "nut"}
-_MOV_FAMILY = {"mp4", "mov"}
+MOV_FAMILY = {"mp4", "mov"}
 VIDEO_SUFFIXES = tuple(FORMATS)
 
 CODECS = ("libx264", "libx265", "h264_nvenc", "hevc_nvenc", "libvpx-vp9", "prores_ks")
@@ -108,7 +108,13 @@ def default_codec_for(path: Path, alpha: bool = False) -> str:
     return "libvpx-vp9" if fmt == "webm" else DEFAULT_CODEC
 
 
-def check_alpha_output(path: Path, codec: str | None = None) -> str:
+def carries_alpha(path: Path) -> bool:
+    """Whether the container at `path` has an encoder that keeps an alpha channel (.webm /
+    .mkv with VP9, .mov with ProRes 4444); OutputError for an unknown container."""
+    return container_format(path) in _ALPHA_DEFAULT
+
+
+def _alpha_encoder(path: Path, codec: str | None = None) -> str:
     """The encoder for a video with an alpha channel at `path`; OutputError, one line
     naming the outputs that can, when the container or `codec` cannot carry alpha."""
     fmt = container_format(path)
@@ -122,7 +128,7 @@ def check_alpha_output(path: Path, codec: str | None = None) -> str:
     return chosen
 
 
-def _keep_key(key: str) -> bool:
+def keep_key(key: str) -> bool:
     k = key.lower()
     return k not in _DROP_KEYS and not k.startswith("_statistics")
 
@@ -143,7 +149,7 @@ def copy_audio_stream(out, s, fmt: str, name: str):
         raise ContainerCannotHold(f"{name}: the {fmt} container cannot hold the input's "
                                   f"{s.codec_context.name} audio (stream #{s.index}) without "
                                   f"re-encoding; use .mkv or .mp4") from None
-    a.metadata.update({k: v for k, v in s.metadata.items() if _keep_key(k)})
+    a.metadata.update({k: v for k, v in s.metadata.items() if keep_key(k)})
     a.disposition = s.disposition
     return a
 
@@ -180,7 +186,7 @@ def _encoder_hint(codec: str) -> str:
     return "use --codec libx264"
 
 
-def check_encoder(codec: str, pix_fmt: str = "yuv420p") -> None:
+def _check_encoder_starts(codec: str, pix_fmt: str) -> None:
     """Raise OutputError unless `codec` is a video encoder that can start here (a trial
     open: hardware encoders are in the build even where no GPU is)."""
     try:
@@ -204,6 +210,34 @@ def check_encoder(codec: str, pix_fmt: str = "yuv420p") -> None:
                           ) from None
     finally:
         del ctx
+
+
+@dataclass(frozen=True)
+class EncoderChoice:
+    """How a video output is written: its container (FFmpeg muxer) and encoder."""
+
+    format: str
+    codec: str
+    pix_fmt: str
+    options: dict[str, str]
+
+
+def choose_encoder(path: Path, codec: str | None = None, *, alpha: bool = False,
+                   crf: int | None = None, preset: str | None = None) -> EncoderChoice:
+    """Every check a video output's container and encoder need, in one place: the
+    container from `path`'s suffix, `codec` or the container's default (with `alpha`, one
+    that keeps the alpha channel), the encoder options from `crf` and `preset`, and a
+    trial open of the encoder on this machine. OutputError, one line, for whatever fails."""
+    fmt = container_format(path)
+    if alpha:
+        chosen = _alpha_encoder(path, codec)
+        pix_fmt = ALPHA_PIX_FMTS[chosen]
+    else:
+        chosen = codec or default_codec_for(path)
+        pix_fmt = "yuv420p"
+    options = _encoder_options(chosen, crf, preset)
+    _check_encoder_starts(chosen, pix_fmt)
+    return EncoderChoice(fmt, chosen, pix_fmt, options)
 
 
 def temp_path_for(final: Path) -> Path:
@@ -266,24 +300,18 @@ class VideoFileSink(Sink):
                  threads: int = 0, open_in_writer: bool = False, alpha: bool = False):
         """`threads`: encoder threads, 0 for the encoder's choice. `open_in_writer`: open
         the encoder on the first write instead of here, so its worker threads are created by
-        (and inherit the priority of) the thread that writes; the trial open below still
-        reports an encoder that cannot start before any work."""
+        (and inherit the priority of) the thread that writes; the trial open (choose_encoder)
+        still reports an encoder that cannot start before any work."""
         self.final = Path(final)
         self._threads = threads
         self._open_in_writer = open_in_writer
         self.overwrite = overwrite
-        fmt = container_format(self.final)
+        encoder = choose_encoder(self.final, codec, alpha=alpha, crf=crf, preset=preset)
+        fmt, options = encoder.format, encoder.options
         # alpha: frames are BGRA and the encoder keeps the A (VP9 yuva420p, ProRes 4444);
         # the opaque path below is untouched by it.
         self.alpha = alpha
-        if alpha:
-            self.codec = check_alpha_output(self.final, codec)
-            self.pix_fmt = ALPHA_PIX_FMTS[self.codec]
-        else:
-            self.codec = codec or default_codec_for(self.final)
-            self.pix_fmt = "yuv420p"
-        options = _encoder_options(self.codec, crf, preset)
-        check_encoder(self.codec, self.pix_fmt)
+        self.codec, self.pix_fmt = encoder.codec, encoder.pix_fmt
         self.info = info
         self.width = info.width + (info.width & 1)
         self.height = info.height + (info.height & 1)
@@ -294,7 +322,7 @@ class VideoFileSink(Sink):
         self._out = None
         self._done = False
         container_options = {}
-        if fmt in _MOV_FAMILY and 0 < info.time_base.denominator < 2**31:
+        if fmt in MOV_FAMILY and 0 < info.time_base.denominator < 2**31:
             # Edit lists (a video that starts after its audio) count in the movie
             # timescale, 1/1000 s by default; the video's own keeps its start exact.
             container_options["movie_timescale"] = str(info.time_base.denominator)
@@ -319,7 +347,7 @@ class VideoFileSink(Sink):
 
     def _setup(self, fmt: str, options: dict[str, str]) -> None:
         info, out = self.info, self._out
-        out.metadata.update({k: v for k, v in info.metadata.items() if _keep_key(k)})
+        out.metadata.update({k: v for k, v in info.metadata.items() if keep_key(k)})
         rate = info.rate or Fraction(25)
         try:
             v = out.add_stream(self.codec, rate=rate, options=options)
@@ -344,13 +372,13 @@ class VideoFileSink(Sink):
         if sar and sar != 1:
             cc.sample_aspect_ratio = sar
         self._tag_colors(cc)
-        v.metadata.update({k: v_ for k, v_ in info.stream_metadata.items() if _keep_key(k)})
+        v.metadata.update({k: v_ for k, v_ in info.stream_metadata.items() if keep_key(k)})
         self._video = v
         self._audio_map = {s.index: copy_audio_stream(out, s, fmt, self.final.name)
                            for s in (self.audio.streams if self.audio is not None else ())}
         if not self._open_in_writer:
             self._open_encoder()
-        self._mov = fmt in _MOV_FAMILY
+        self._mov = fmt in MOV_FAMILY
         self._reformatter = VideoReformatter()
         self._pad_buf: np.ndarray | None = None
         self._next_pts: dict[int, int] = {}  # frame pts -> the next frame's pts
@@ -490,7 +518,7 @@ class VideoFileSink(Sink):
 
     # --- the end -----------------------------------------------------------------------
 
-    def _final_duration(self) -> int:
+    def final_duration(self) -> int:
         """How long the last frame shows: its own duration from the input, else the
         interval before it, else one frame at the average rate."""
         if self._last_duration:
@@ -507,7 +535,7 @@ class VideoFileSink(Sink):
         packets = self._video.encode(None)
         self._waiting.extend(packets)
         if self._last_pts is not None:
-            self._next_pts[self._last_pts] = self._last_pts + self._final_duration()
+            self._next_pts[self._last_pts] = self._last_pts + self.final_duration()
         self._mux_video(None)
         held = self._held
         if held is not None:
@@ -516,7 +544,7 @@ class VideoFileSink(Sink):
                 # MP4/MOV store decode-time deltas and count the track's length from them;
                 # with reordered (B) frames and a variable rate that total falls short of
                 # the last frame's end, so stretch the last sample to reach it.
-                end = self._last_pts + self._final_duration()
+                end = self._last_pts + self.final_duration()
                 need = (end - self._first_pts) - (held.dts - self._first_dts)
                 if need > (held.duration or 0):
                     held.duration = need

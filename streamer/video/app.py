@@ -27,8 +27,8 @@ from streamer.signals import exit_status
 from streamer.sinks.video_file import CODECS, OutputError
 from streamer.toon.engine import DEVICES, PRECISIONS
 
-from .convert import (FolderIncomplete, Job, Result, convert, engine_batch,
-                      make_output_folder, summary)
+from .convert import FolderIncomplete, Job, Result, convert, engine_batch, summary
+from .targets import input_targets, make_output_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,17 +131,14 @@ def convert_many(inputs: list[Path], output: Path | None, job: Job) -> list[Resu
     """Several inputs: each into the output folder by name, as a folder's files are; a
     folder among them that fails in part does not stop the others (FolderIncomplete at the
     end counts every failed file)."""
-    if output is None:
-        raise OutputError("several inputs need -o FOLDER")
-    if output.exists() and not output.is_dir():
-        raise OutputError(f"{output} is a file; several inputs need an output folder")
+    pairs = input_targets(inputs, output)
     make_output_folder(output)
     results: list[Result] = []
     failed: list[tuple[str, str]] = []
     total = 0
-    for src in inputs:
+    for src, dst in pairs:
         try:
-            results += convert(src, output / src.name, job)
+            results += convert(src, dst, job)
             total += 1
         except FolderIncomplete as exc:
             results += exc.results
@@ -155,7 +152,9 @@ def convert_many(inputs: list[Path], output: Path | None, job: Job) -> list[Resu
 def run_on_ray(inputs: list[Path], output: Path | None, settings: VideoSettings, log: Log,
                **hooks: Any) -> int:
     """The --ray path: the same outputs, on Ray workers; a failed file fails alone."""
-    from .cluster import import_ray, run_cluster, summary_lines, write_cluster_stats
+    from .cluster import run_cluster
+    from .cluster_pool import import_ray
+    from .cluster_report import summary_lines, write_cluster_stats
 
     address = settings.ray
     if address not in ("local", "auto") and ":" not in address:

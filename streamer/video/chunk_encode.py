@@ -21,7 +21,7 @@ from typing import Callable
 from streamer.frame import Frame
 from streamer.models.download import sha256_file
 from streamer.pipeline.core import Pipeline, PipelineStats
-from streamer.sinks.video_file import VideoFileSink, default_codec_for
+from streamer.sinks.video_file import VideoFileSink
 from streamer.sources.video_file import VideoFileSource
 from streamer.stages import Sink
 from streamer.toon.stage import ToonStage, ring_size
@@ -88,7 +88,7 @@ class _ChunkSink(Sink):
     def finish(self) -> None:
         if self.last_pts is not None:
             # where this piece's last frame ends; the last piece's is the video's end
-            self.end_pts = self.last_pts + self.inner._final_duration()
+            self.end_pts = self.last_pts + self.inner.final_duration()
         self.inner.finish()
 
     def describe(self) -> str:
@@ -129,7 +129,7 @@ def encode_chunk(src: Path, chunk: Chunk, piece: Path, job: Job, *, codec: str,
     t0 = time.perf_counter()
     with ChunkSource(src, chunk.decode_from, chunk.end, warm_from=chunk.warm_from,
                      threads=decode_threads) as source:
-        inner = VideoFileSink(piece, source.info, None, codec=codec or default_codec_for(piece),
+        inner = VideoFileSink(piece, source.info, None, codec=codec or None,
                               crf=s.crf, preset=s.preset, overwrite=True,
                               open_in_writer=side_nice > 0)
         with _ChunkSink(inner, chunk.start) as sink:

@@ -21,9 +21,7 @@ from streamer.pipeline.core import Pipeline, PipelineError
 from streamer.report import Log, one_line
 from streamer.sinks.image import ALPHA_IMAGE_SUFFIXES, write_image
 from streamer.sinks.png_sequence import PngSequenceSink, is_sequence_pattern
-from streamer.sinks.video_file import (ALPHA_OUTPUTS, FORMATS, OutputError, VideoFileSink,
-                                       check_alpha_output, check_output_folder,
-                                       container_format)
+from streamer.sinks.video_file import ALPHA_OUTPUTS, OutputError, VideoFileSink
 from streamer.sources.image import IMAGE_SUFFIXES, is_image_path, read_image_alpha
 from streamer.sources.video_file import MediaError, VideoFileSource
 from streamer.toon.engine import Engine, auto_device
@@ -32,6 +30,7 @@ from streamer.toon.stage import Stylise, ToonStage, ring_size
 from streamer.toon.styles import StyleFlows
 
 from .progress import Progress, ProgressCallback
+from .targets import check_target, default_output, file_target, folder_targets, make_output_folder
 
 #: still outputs that keep an input's transparency
 ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")
@@ -109,17 +108,6 @@ class Result:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-def _check_target(src: Path, dst: Path, overwrite: bool) -> None:
-    if dst.exists():
-        if dst.is_dir():
-            raise OutputError(f"{dst} is a folder")
-        if src.exists() and src.resolve() == dst.resolve():
-            raise OutputError(f"output {dst} is the input; choose another name")
-        if not overwrite:
-            raise OutputError(f"{dst} exists; add -y to overwrite it")
-    check_output_folder(dst)
-
-
 def engine_batch(settings: VideoSettings, engine: Engine) -> int:
     """Frames per engine call: `--batch` when given, else the engine's own choice (several
     frames on a GPU, where batches fill the device; one on a CPU, where they gain nothing)."""
@@ -156,10 +144,8 @@ def convert_video(src: Path, dst: Path, job: Job,
     settings, log = job.settings, job.log
     sequence = is_sequence_pattern(dst)
     if not sequence:
-        container_format(dst)  # a suffix we can write, before any work
-        if job.alpha:
-            check_alpha_output(dst, settings.codec)
-        _check_target(src, dst, settings.overwrite)
+        # the container and encoder are the sink's to check (choose_encoder), when it opens
+        check_target(src, dst, settings.overwrite)
     threads, nice = _side_work(settings)
     with VideoFileSource(src, threads=threads) as source:
         info = source.info
@@ -211,7 +197,7 @@ def convert_still(src: Path, dst: Path, job: Job) -> Result:
     if job.alpha and dst.suffix.lower() not in ALPHA_IMAGE_SUFFIXES:
         raise OutputError(f"{dst.name}: {dst.suffix} cannot carry the alpha channel that "
                           f"--background transparent makes; use {ALPHA_OUTPUTS}")
-    _check_target(src, dst, job.settings.overwrite)
+    check_target(src, dst, job.settings.overwrite)
     img, alpha = read_image_alpha(src)
     flow = job.stylise(ring=1)
     t0 = time.perf_counter()
@@ -236,28 +222,6 @@ def convert_still(src: Path, dst: Path, job: Job) -> Result:
                   {"toon": t1 - t0}, notes=notes, faces=_face_stats(flow))
 
 
-def default_output(src: Path, style: str) -> Path:
-    if src.is_dir():
-        return src.with_name(f"{src.name}_{style}")
-    suffix = src.suffix if src.suffix.lower() in FORMATS or is_image_path(src) else ".mkv"
-    return src.with_name(f"{src.stem}_{style}{suffix}")
-
-
-def media_files(folder: Path, skip: Path) -> list[Path]:
-    """The images and videos under `folder` (hidden ones and `skip` left out), sorted."""
-    wanted = set(IMAGE_SUFFIXES) | set(FORMATS)
-    out = []
-    for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if skip in p.parents or p == skip:
-            continue
-        if p.is_file() and p.suffix.lower() in wanted:
-            out.append(p)
-    return out
-
-
 def convert(src: Path, dst: Path | None, job: Job) -> list[Result]:
     """Convert a video, a still or a folder; returns one Result per file written."""
     job.flows.check_style(job.settings.style)
@@ -268,28 +232,13 @@ def convert(src: Path, dst: Path | None, job: Job) -> list[Result]:
     except OSError as exc:
         raise MediaError(f"{src}: cannot read ({exc.strerror})") from None
     if dst is None:
-        dst = default_output(src, job.settings.style)
-        if job.alpha and not src.is_dir():
-            # The default name keeps the input's type, in a format that carries alpha.
-            if is_image_path(src) and dst.suffix.lower() not in ALPHA_IMAGE_SUFFIXES:
-                dst = dst.with_suffix(".png")
-            elif not is_image_path(src) and dst.suffix.lower() not in (".webm", ".mov", ".mkv"):
-                dst = dst.with_suffix(".webm")
+        dst = default_output(src, job.settings.style, job.alpha)
     if src.is_dir():
         return convert_folder(src, dst, job)
-    if dst.is_dir():
-        dst = dst / src.name
+    dst = file_target(src, dst)
     if is_image_path(src):
         return [convert_still(src, dst, job)]
     return [convert_video(src, dst, job)]
-
-
-def make_output_folder(folder: Path) -> None:
-    """Create `folder` (and its parents) for several outputs, or say in one line why not."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the output folder {folder} ({exc.strerror})") from None
 
 
 class FolderIncomplete(UserError):
@@ -311,18 +260,13 @@ def convert_folder(src: Path, dst: Path, job: Job) -> list[Result]:
     (written under a temporary name, renamed at the end), so a rerun after a failure or an
     interruption finishes the rest. Problems common to all files (the model, the device,
     Ctrl+C) stop the folder at once."""
-    if dst.exists() and not dst.is_dir():
-        raise OutputError(f"{dst} is a file; a folder input needs an output folder")
-    files = media_files(src, dst.resolve() if dst.exists() else dst.absolute())
-    if not files:
-        raise MediaError(f"{src}: no images or videos in this folder")
+    files = folder_targets(src, dst)
     make_output_folder(dst)
     results: list[Result] = []
     failed: list[tuple[str, str]] = []
     skipped = 0
-    for i, f in enumerate(files, 1):
+    for i, (f, target) in enumerate(files, 1):
         rel = f.relative_to(src)
-        target = dst / rel
         if target.is_file() and not job.settings.overwrite:
             job.log(f"[{i}/{len(files)}] {rel}: skipped, {target} exists (-y converts it again)")
             skipped += 1

@@ -21,8 +21,8 @@ from typing import Iterator
 
 import av
 
-from streamer.sinks.video_file import (_MOV_FAMILY, OutputError, _keep_key, commit,
-                                       container_format, copy_audio_stream, temp_path_for)
+from streamer.sinks.video_file import (MOV_FAMILY, OutputError, commit, container_format,
+                                       copy_audio_stream, keep_key, temp_path_for)
 from streamer.sources.video_file import MediaError
 
 
@@ -93,14 +93,14 @@ def join_pieces(src: Path, pieces: list[Path], dst: Path, *, end_pts: int | None
         durations[flat[-1]] = end_pts - flat[-1]
     temp = temp_path_for(dst)
     container_options = {}
-    if fmt in _MOV_FAMILY and 0 < tb.denominator < 2**31:
+    if fmt in MOV_FAMILY and 0 < tb.denominator < 2**31:
         container_options["movie_timescale"] = str(tb.denominator)  # as VideoFileSink
     counts = {"video_packets": 0, "audio_packets": 0, "bytes": 0}
     done = False
     try:
         with source, av.open(str(temp), "w", format=fmt,
                              container_options=container_options) as out:
-            out.metadata.update({k: v for k, v in source.metadata.items() if _keep_key(k)})
+            out.metadata.update({k: v for k, v in source.metadata.items() if keep_key(k)})
             first_piece = av.open(str(pieces[0]))
             with first_piece:
                 vt = first_piece.streams.video[0]
@@ -108,7 +108,7 @@ def join_pieces(src: Path, pieces: list[Path], dst: Path, *, end_pts: int | None
                 v_out.time_base = tb
                 if src_v:
                     v_out.metadata.update({k: x for k, x in src_v[0].metadata.items()
-                                           if _keep_key(k)})
+                                           if keep_key(k)})
             amap = {}
             for s in source.streams.audio:
                 amap[s.index] = copy_audio_stream(out, s, fmt, dst.name)
@@ -124,7 +124,7 @@ def join_pieces(src: Path, pieces: list[Path], dst: Path, *, end_pts: int | None
                 t = pk.dts if pk.dts is not None else pk.pts
                 return float(t * pk.time_base) if t is not None else 0.0
 
-            mov = fmt in _MOV_FAMILY
+            mov = fmt in MOV_FAMILY
             first_pts = flat[0]
             first_dts = None
             held = None  # the last video packet, muxed one late (its duration may grow)

@@ -1,5 +1,5 @@
 """run_video's progress: a bar on a terminal, and the same numbers for a callback (the web
-page's progress)."""
+page's progress); for a Ray job, one bar of frames across its workers."""
 from __future__ import annotations
 
 import sys
@@ -66,6 +66,27 @@ class Progress:
         if not self.total_frames:
             return None
         return min(1.0, st.frames_out / self.total_frames)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class FramesBar:
+    """One bar of frames done for a whole job (run_video --ray: every worker's frames
+    together); shown only when `enabled` (the caller's choice: a terminal)."""
+
+    def __init__(self, total: int, done: int, enabled: bool, file: TextIO | None = None):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=done, desc="cluster", unit="frame",
+                            file=file or sys.stderr, leave=False, dynamic_ncols=True)
+
+    def show(self, frames: int) -> None:
+        """Frames done so far (finished and running tasks together)."""
+        if self.bar is not None:
+            self.bar.update(frames - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:
