@@ -1,7 +1,7 @@
 """Engine speed: median ms per frame for each backend and precision, next to the TFLite
 reference (ai-edge-litert with XNNPACK) measured in the same run.
 
-    python bench/engine.py [--models DIR] [--style anime] [--repeat 5]
+    python -m bench.engine [--models DIR] [--style anime] [--repeat 5]
 
 With int8 (NNCF installed) it also prints int8 time / bf16 time per size and, for every
 reference image, the mean |difference| of each engine's output against TensorFlow's golden
@@ -23,11 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # golden
-
-from golden import differences, golden_dir, reference_images  # noqa: E402
-from streamer.toon.engine import EngineSettings, EngineUnavailable, create_engine  # noqa: E402
+from bench.golden import differences, golden_dir, reference_images
+from streamer.toon.engine import EngineSettings, EngineUnavailable, create_engine
 
 SIZES = ((288, 288), (360, 640), (720, 1280))
 

@@ -1,7 +1,10 @@
 """The GPU path, checked and measured on one CUDA GPU (run through bench/gpu_check.sh).
 
-    python bench/gpu_check.py [--data gpu_data] [--sections parity,fast,model,offline,live]
+    python -m bench.gpu_check [--data gpu_data] [--sections parity,fast,model,offline,live]
                               [--live-seconds 10] [--json PATH]
+
+Run from the checkout's root: `-m` puts it on the path, so `streamer` and the sibling
+benches import without an installed package (the GPU machine has none).
 
 `--device torch-cpu` with small `--model-size`, `--batches`, `--frames`, `--live-work` runs the
 same script on a CPU, to check the script itself where no GPU is lent; its figures mean
@@ -42,8 +45,6 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 STYLES = ("anime", "3d", "handdrawn", "sketch", "artstyle", "sd-design", "sd-illustration")
 IMAGES = ("astronaut", "luciano", "event", "tears")
@@ -236,7 +237,7 @@ def section_offline(data: Path, frames_limit: int) -> None:
     from streamer.sinks.video_file import VideoFileSink
     from streamer.sources.video_file import VideoFileSource
     from streamer.video.convert import Job, engine_batch
-    from video import cut_clip, decode_all, model_only, pipeline  # bench/video.py
+    from bench.video import cut_clip, decode_all, model_only, pipeline
 
     settings = VideoSettings(style="anime", size=720, device=DEVICE, precision="fast",
                              overwrite=True, progress=False, faces="off")
@@ -293,7 +294,7 @@ def section_offline(data: Path, frames_limit: int) -> None:
 
 
 def section_live(data: Path, seconds: float, work: int) -> None:
-    from live import run_one  # bench/live.py
+    from bench.live import run_one
     from streamer.config import LiveSettings
     settings = LiveSettings(device=DEVICE, precision="fast", style="anime",
                             sinks=("null",), faces="off")

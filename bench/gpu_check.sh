@@ -3,7 +3,7 @@
 # minutes on an H200). It reads only gpu_data/ in the checkout (git-ignored; fill it here with
 # `bash bench/gpu_data.sh` and carry it over): nothing from ../shared, nothing downloaded.
 #
-#     bash bench/gpu_check.sh [extra options for bench/gpu_check.py]
+#     bash bench/gpu_check.sh [extra options for python -m bench.gpu_check]
 #
 # Prints parity of torch-cuda exact against the golden outputs (7 styles), fast-mode mean
 # |diff|, model-only fps at 720p for batch 1/4/8/16, the offline pipeline against model-only
@@ -24,5 +24,5 @@ DEST="${OUT:-out}"
 mkdir -p "$DEST"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
 # 470 s: the whole check stays under 8 minutes even when a section hangs.
-timeout 470 "$PY" bench/gpu_check.py --json "$DEST/gpu_check.json" "$@" 2>&1 | tee "$DEST/gpu_check.txt"
+timeout 470 "$PY" -m bench.gpu_check --json "$DEST/gpu_check.json" "$@" 2>&1 | tee "$DEST/gpu_check.txt"
 exit "${PIPESTATUS[0]}"

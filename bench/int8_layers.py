@@ -1,7 +1,7 @@
 """Which DCT-Net layers to keep out of int8, measured: the golden parity (and optionally the
 time) of the int8 model with one layer moved into or out of the float set at a time.
 
-    python bench/int8_layers.py --style handdrawn [--models DIR] [--time] [--ranges MEAN_QUANTILE] [--shipped-only]
+    python -m bench.int8_layers --style handdrawn [--models DIR] [--time] [--ranges MEAN_QUANTILE] [--shipped-only]
 
 The model is equalised and every convolution's weights GPTQ-rounded once
 (`streamer/models/dctnet/int8.py`); each row then quantizes the activations with NNCF for
@@ -21,14 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # golden
-
-from golden import differences, golden_dir, reference_images  # noqa: E402
-from streamer.models.dctnet.int8 import (equalize_model, float_layers, gptq_levels,  # noqa: E402
+from bench.golden import differences, golden_dir, reference_images
+from streamer.models.dctnet.int8 import (equalize_model, float_layers, gptq_levels,
                                          int8_layers, quantize_rounded, weight_levels)
-from streamer.toon.engine import OpenVinoEngine  # noqa: E402
-from streamer.toon.engine_api import EngineSettings  # noqa: E402
+from streamer.toon.engine import OpenVinoEngine
+from streamer.toon.engine_api import EngineSettings
 
 SIZES = ((288, 288), (360, 640))
 

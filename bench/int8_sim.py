@@ -1,7 +1,7 @@
 """Where the int8 model's error comes from, and what fine-tuning it would buy: a PyTorch
 simulation of the store's int8 model, with its own levels, scales and zero points.
 
-    python bench/int8_sim.py --style handdrawn [--models DIR] [--per-layer] [--finetune 800 --crop 128 --batch 4]
+    python -m bench.int8_sim --style handdrawn [--models DIR] [--per-layer] [--finetune 800 --crop 128 --batch 4]
 
 Every int8 convolution of the QDQ model (streamer/models/dctnet/int8.py) becomes, in torch,
 a rounding of its input to the u8 grid of its activation quantizer and a convolution with
@@ -28,19 +28,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # golden
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from golden import differences, golden_dir, reference_images  # noqa: E402
-from streamer.models.dctnet.int8 import _conv_params, _layer, equalize_model  # noqa: E402
-from streamer.models.dctnet.torch_net import Generator, guided_filter  # noqa: E402
-from streamer.models.dctnet.weights import LEAKY_ALPHA, DctNetWeights  # noqa: E402
-from streamer.toon.engine import OpenVinoEngine  # noqa: E402
-from streamer.toon.engine_api import EngineSettings  # noqa: E402
+from bench.golden import differences, golden_dir, reference_images
+from streamer.models.dctnet.int8 import _conv_params, _layer, equalize_model
+from streamer.models.dctnet.torch_net import Generator, guided_filter
+from streamer.models.dctnet.weights import LEAKY_ALPHA, DctNetWeights
+from streamer.toon.engine import OpenVinoEngine
+from streamer.toon.engine_api import EngineSettings
 
 
 def _round_ste(v: torch.Tensor) -> torch.Tensor:

@@ -35,19 +35,16 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # live_compare, memory
-
-from streamer.config import LiveSettings, parse_size  # noqa: E402
-from streamer.models.catalog import load_catalog  # noqa: E402
-from streamer.toon.background import parse_background  # noqa: E402
-from streamer.live.session import LiveSession  # noqa: E402
-from streamer.toon.styles import StyleFlows  # noqa: E402
-from streamer.live.toon import LiveToon, style_factory, working_size  # noqa: E402
-from streamer.sinks.null import NullSink  # noqa: E402
-from streamer.sources.synthetic import SyntheticSource  # noqa: E402
-from streamer.toon.stage import ring_size  # noqa: E402
-from memory import rss_mb, run_with_memory  # noqa: E402
+from bench.memory import rss_mb, run_with_memory
+from streamer.config import LiveSettings, parse_size
+from streamer.models.catalog import load_catalog
+from streamer.toon.background import parse_background
+from streamer.live.session import LiveSession
+from streamer.toon.styles import StyleFlows
+from streamer.live.toon import LiveToon, style_factory, working_size
+from streamer.sinks.null import NullSink
+from streamer.sources.synthetic import SyntheticSource
+from streamer.toon.stage import ring_size
 
 STYLES = load_catalog().styles  # the official seven, from the catalog
 
@@ -272,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _compare(a) -> int:
-    from live_compare import compare
+    from bench.live_compare import compare
 
     if not a.source:
         raise SystemExit("--compare needs --source CLIP (a clip with a face)")

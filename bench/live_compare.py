@@ -1,4 +1,4 @@
-"""Face-first live comparison (`python bench/live.py --compare`): a shared clip with a face
+"""Face-first live comparison (`python -m bench.live --compare`): a shared clip with a face
 played live as a 1280x720 camera, at the clip's own rate and at 30 fps, through three
 live settings side by side:
 
@@ -36,7 +36,7 @@ from streamer.sources.synthetic import SyntheticSource
 from streamer.toon.faces.track import TrackerSettings
 from streamer.toon.styles import StyleFlows
 
-from memory import run_with_memory
+from bench.memory import run_with_memory
 
 STYLES = load_catalog().styles  # the official seven, from the catalog
 

@@ -1,6 +1,6 @@
 """run_video on Ray against run_video on one process, on the same machine, in one run.
 
-    python bench/scale.py [--media DIR] [--size 256] [--device auto] [--models DIR]
+    python -m bench.scale [--media DIR] [--size 256] [--device auto] [--models DIR]
                           [--repeat 1] [--faces-check] [--long LOOPS [--long-chunk S]
                           [--long-only]]
 
@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,11 +42,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from streamer.report import Log  # noqa: E402
-from streamer.video.app import main as run_video  # noqa: E402
-from streamer.video.chunks import plan_chunks  # noqa: E402
+from streamer.report import Log
+from streamer.video.app import main as run_video
+from streamer.video.chunks import plan_chunks
 
 CLIPS = {"event_640x480.mp4": 1.0, "tears_640x360.mp4": 2.5}  # clip -> chunk seconds
 

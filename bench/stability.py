@@ -44,14 +44,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from streamer.toon.engine import EngineSettings, create_engine  # noqa: E402
-from streamer.toon.faces.flow import FaceAwareFlow  # noqa: E402
-from streamer.toon.faces.track import (TrackerSettings, crop_size_px,  # noqa: E402
+from streamer.toon.engine import EngineSettings, create_engine
+from streamer.toon.faces.flow import FaceAwareFlow
+from streamer.toon.faces.track import (TrackerSettings, crop_size_px,
                                        transform_params)
-from streamer.toon.flow import FullFrameFlow  # noqa: E402
-from streamer.toon.temporal import TemporalSettings  # noqa: E402
+from streamer.toon.flow import FullFrameFlow
+from streamer.toon.temporal import TemporalSettings
 
 CLIPS = ("tears_640x360.mp4", "event_640x480.mp4")
 

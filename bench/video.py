@@ -1,7 +1,7 @@
 """Offline pipeline throughput: the run_video pipeline against the model alone and against a
 plain one-frame-at-a-time loop, on one clip at one working size, in one run.
 
-    python bench/video.py [CLIP] [--frames 24] [--size 720] [--device auto]
+    python -m bench.video [CLIP] [--frames 24] [--size 720] [--device auto]
                           [--precision exact] [--batch 1] [--repeat 5] [--models DIR]
                           [--faces off|on]
 
@@ -33,14 +33,12 @@ from pathlib import Path
 
 import av
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from streamer.config import VideoSettings  # noqa: E402
-from streamer.models import open_store  # noqa: E402
-from streamer.report import Log  # noqa: E402
-from streamer.toon.flow import padded_size, work_size  # noqa: E402
-from streamer.toon.styles import StyleFlows  # noqa: E402
-from streamer.video.convert import Job, convert_video  # noqa: E402
+from streamer.config import VideoSettings
+from streamer.models import open_store
+from streamer.report import Log
+from streamer.toon.flow import padded_size, work_size
+from streamer.toon.styles import StyleFlows
+from streamer.video.convert import Job, convert_video
 
 
 def cut_clip(src: Path, dst: Path, frames: int) -> int:

@@ -3,16 +3,11 @@ choice of variants, which the README's under-load figures depend on."""
 from __future__ import annotations
 
 import multiprocessing
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-from live_compare import busy_load, compare  # noqa: E402
-
-from streamer.config import LiveSettings  # noqa: E402
+from bench.live_compare import busy_load, compare
+from streamer.config import LiveSettings
 
 
 def test_busy_load_keeps_n_spinning_processes_for_the_block_only():
