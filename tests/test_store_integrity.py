@@ -144,7 +144,7 @@ def test_changed_face_detector_is_refused_at_load(models_dir, tmp_path):
     dest = store.root / "face" / "yunet.onnx"
     dest.parent.mkdir(parents=True)
     shutil.copyfile(models_dir / "face" / "yunet.onnx", dest)
-    store._record("face/yunet.onnx", "https://example.invalid/yunet.onnx", dest)
+    store.records.add("face/yunet.onnx", "https://example.invalid/yunet.onnx", dest)
     assert store.file_path("yunet.onnx") == dest
     data = bytearray(dest.read_bytes())
     data[len(data) // 2] ^= 0xFF
