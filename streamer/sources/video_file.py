@@ -58,7 +58,7 @@ def is_still_container(container: str) -> bool:
     return container.endswith("_pipe") or container in ("image2", "webp")
 
 
-def _ffmpeg_reason(exc: BaseException) -> str:
+def ffmpeg_reason(exc: BaseException) -> str:
     """FFmpeg's own words without the errno and file name PyAV adds."""
     if isinstance(exc, av.error.FFmpegError):
         text = exc.strerror or str(exc)
@@ -266,7 +266,7 @@ class VideoFileSource(Source):
             self._container = av.open(str(self.path), "r")
         except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
             raise MediaError(f"{self.path.name}: not a video file FFmpeg can read "
-                             f"({_ffmpeg_reason(exc)})") from None
+                             f"({ffmpeg_reason(exc)})") from None
         except OSError as exc:
             raise MediaError(f"{self.path}: cannot read ({exc.strerror})") from None
         self.decoded = 0
@@ -358,7 +358,7 @@ class VideoFileSource(Source):
                 return None
             except av.error.FFmpegError as exc:
                 self._read_errors += 1
-                reason = _ffmpeg_reason(exc)
+                reason = ffmpeg_reason(exc)
                 if self._read_errors > _MAX_READ_ERRORS:
                     self._ended_by = reason
                     self._check_complete()
@@ -377,7 +377,7 @@ class VideoFileSource(Source):
                 frames = v.decode(packet)
             except av.error.FFmpegError as exc:
                 self.skipped_packets += 1
-                self._skip_reason = self._skip_reason or _ffmpeg_reason(exc)
+                self._skip_reason = self._skip_reason or ffmpeg_reason(exc)
                 continue
             self._pending.extend(frames)
 

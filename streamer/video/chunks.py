@@ -26,7 +26,7 @@ from pathlib import Path
 
 import av
 
-from streamer.sources.video_file import MediaError, _ffmpeg_reason
+from streamer.sources.video_file import MediaError, ffmpeg_reason
 
 DEFAULT_CHUNK_SECONDS = 60.0  # long enough that a chunk's warm-up and join cost ~2-3 %
 DEFAULT_WARMUP_SECONDS = 1.0  # face tracker: 5 detections at detect-every 5 and 30 fps
@@ -77,7 +77,7 @@ def read_packets(path: Path) -> tuple[Fraction, list[int | None], list[int]]:
         c = av.open(str(path), "r")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise MediaError(f"{path.name}: not a video file FFmpeg can read "
-                         f"({_ffmpeg_reason(exc)})") from None
+                         f"({ffmpeg_reason(exc)})") from None
     except OSError as exc:
         raise MediaError(f"{path}: cannot read ({exc.strerror})") from None
     with c:
@@ -98,7 +98,7 @@ def read_packets(path: Path) -> tuple[Fraction, list[int | None], list[int]]:
                     keys.append(p.pts)
         except av.error.FFmpegError as exc:
             raise MediaError(f"{path.name}: the file is damaged or truncated "
-                             f"({_ffmpeg_reason(exc)})") from None
+                             f"({ffmpeg_reason(exc)})") from None
     return tb, pts, sorted(set(keys))
 
 
