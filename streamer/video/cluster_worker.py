@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from streamer.config import VideoSettings
-from streamer.models.store import _check_structure
+from streamer.models.store import check_structure
 from streamer.report import describe_error
 from streamer.sinks.video_file import OutputError
 from streamer.sources.image import is_image_path
@@ -58,7 +58,7 @@ class ToonWorker:
             for e in flows.store.entries():
                 if not e.installed or e.label.split()[0] not in (style, "face", "mask"):
                     continue
-                problem = _check_structure(e.path)
+                problem = check_structure(e.path)
                 if problem:
                     out.problems.append(f"{e.local}: {problem}")
                 elif not e.ok:
