@@ -113,7 +113,6 @@ def _diff(a, b):
 def section_parity(data: Path) -> None:
     import numpy as np
     import torch
-    from streamer.toon.engine import host_array
     gold = _golden(data)
     worst = 0
     for style in STYLES:
@@ -146,9 +145,9 @@ def section_parity(data: Path) -> None:
     # Batches: the two halves, page-locked or plain buffers, give the single-run pixels.
     img = gold["luciano"]
     single = engine.run(np.ascontiguousarray(img[None]))[0]
-    batch = host_array(engine, (5, *img.shape))
+    batch = engine.host_buffer((5, *img.shape))
     batch[:] = img
-    out = host_array(engine, batch.shape)
+    out = engine.host_buffer(batch.shape)
     engine.run(batch, out)
     plain = engine.run(np.ascontiguousarray(batch.copy()))
     worst_b = max(int(_diff(x[i], single).max()) for x in (out, plain) for i in range(5))
@@ -193,7 +192,6 @@ def _fps(fn, frames: int, min_s: float = 1.5, min_iter: int = 10) -> float:
 def section_model(data: Path, size: tuple[int, int], batches: list[int]) -> None:
     import numpy as np
     import torch
-    from streamer.toon.engine import host_array
     gold = _golden(data)
     src = gold["tears"]  # a real frame, 360x640 -> 720x1280
     h, w = size
@@ -204,9 +202,9 @@ def section_model(data: Path, size: tuple[int, int], batches: list[int]) -> None
     for precision in ("exact", "fast"):
         engine = _engine("anime", precision)
         for n in batches:
-            batch = host_array(engine, (n, h, w, 3))
+            batch = engine.host_buffer((n, h, w, 3))
             batch[:] = frame
-            out = host_array(engine, batch.shape)
+            out = engine.host_buffer(batch.shape)
             e2e = _fps(lambda: engine.run(batch, out), n)
             dev = torch.from_numpy(batch).to(engine.net.c127_5.device)
 

@@ -1,7 +1,7 @@
 """Live path benchmark: the paced synthetic camera through the whole live path (working-size
 resize, model, upscale to the output size, fan-out sink) to the null sink.
 
-    python bench/live.py [--models DIR] [--seconds 60] [--work 144,224] [--fps 30]
+    python -m bench.live [--models DIR] [--seconds 60] [--work 144,224] [--fps 30]
                          [--camera-size 1280x720] [--device auto] [--precision fast]
                          [--faces off|on] [--source CLIP] [--background keep,transparent]
 
@@ -153,16 +153,13 @@ def run_one(settings: LiveSettings, cam_w: int, cam_h: int, fps: float, work, se
     }
 
 
-def _temporal_ms(stylise) -> float | None:
+def _temporal_ms(chain) -> float | None:
     """The temporal step's own time per frame over the whole run (flow, warps, blends;
-    heads included), or None when it is off."""
-    steps = [getattr(stylise, "temporal", None), getattr(stylise, "frame_temporal", None)]
-    frame = next((s for s in steps if s is not None), None)
-    if frame is None or not frame.frames:
+    heads included), from the chain's timings, or None when it is off."""
+    timings = chain.timings
+    if not chain.needs_motion or not timings.frames:
         return None
-    heads = getattr(stylise, "head_temporal", None)
-    total = frame.seconds + (heads.seconds if heads is not None else 0.0)
-    return round(1000 * total / frame.frames, 2)
+    return round(1000 * timings.temporal_s / timings.frames, 2)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Temporal stability of the face-aware flow, and what the face path costs.
 
-    python bench/stability.py [--models DIR] [--style anime] [--frames N] [--sheet PNG]
+    python -m bench.stability [--models DIR] [--style anime] [--frames N] [--sheet PNG]
 
 On real clips (media/tears_640x360.mp4, media/event_640x480.mp4, full size), three outputs
 are made from the same background-model frames:
