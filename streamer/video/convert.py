@@ -25,8 +25,8 @@ from streamer.sinks.video_file import ALPHA_OUTPUTS, OutputError, VideoFileSink
 from streamer.sources.image import IMAGE_SUFFIXES, is_image_path, read_image_alpha
 from streamer.sources.video_file import MediaError, VideoFileSource
 from streamer.toon.engine import Engine, auto_device
-from streamer.toon.faces.flow import FaceAwareFlow
-from streamer.toon.stage import Stylise, ToonStage, ring_size
+from streamer.toon.link import Link
+from streamer.toon.stage import ToonStage, ring_size
 from streamer.toon.styles import StyleFlows
 
 from .progress import Progress, ProgressCallback
@@ -75,7 +75,7 @@ class Job:
                      f"{self.flows.describe_temporal(self.temporal)}")
         return engine
 
-    def stylise(self, ring: int, fps: float = 30.0) -> Stylise:
+    def stylise(self, ring: int, fps: float = 30.0) -> Link:
         """A new stylise callable for one video or still (face tracks never carry over)."""
         self.engine()
         return self.flows.flow(self.settings.style, short_side=self.settings.size, ring=ring,
@@ -129,11 +129,13 @@ def _side_work(settings: VideoSettings) -> tuple[int, int]:
     return 0, 0
 
 
-def _face_stats(flow: Stylise) -> dict[str, float] | None:
-    """Faces pasted and where the face path's time went, for the summary and stats JSON."""
-    if not isinstance(flow, FaceAwareFlow):
+def _face_stats(flow: Link) -> dict[str, float] | None:
+    """Faces pasted and where the face path's time went, for the summary and stats JSON
+    (None with faces off); found through the chain's contract, whatever links wrap it."""
+    face = flow.face_layer
+    if face is None:
         return None
-    timings = flow.timings
+    timings = face.timings
     return {"faces": timings.faces, "head_s": round(timings.head_s, 4),
             "face_path_s": round(timings.face_s, 4)}
 

@@ -37,7 +37,6 @@ from streamer.report import Log, one_line
 from streamer.sinks.video_file import ContainerCannotHold
 from streamer.sources.video_file import MediaError, VideoFileSource, is_still_container
 from streamer.toon.flow import FullFrameFlow
-from streamer.toon.stage import Stylise
 from streamer.toon.styles import StyleFlows
 from streamer.video.convert import Job, convert_still, convert_video
 from streamer.video.progress import ProgressCallback
@@ -271,18 +270,9 @@ class ToonService:
 
     # --- webcam ----------------------------------------------------------------------------
 
-    def _stylise(self, style: str, faces: bool, work_wh: tuple[int, int],
-                 temporal: bool | None = None) -> Stylise:
-        """style -> stylise callable at the working size, on the page's shared engines
-        (FaceAwareFlow with faces on, whose heads LiveToon pastes at the frame's own size;
-        the background treatment is LiveToon's own last step)."""
-        from streamer.toon.background import Background
-        return self.flows.flow(style, faces=faces, short_side=min(work_wh), ring=2,
-                               background=Background("keep"), temporal=temporal)
-
     def _live_toon(self, session: str, style: str, faces: bool, w: int, h: int,
                    background: str = "keep", temporal: bool | None = None):
-        from streamer.live.toon import LiveToon, working_size
+        from streamer.live.toon import LiveToon, style_factory, working_size
 
         key = (style, bool(faces), w, h, background, temporal)
         held = self._live.get(session)
@@ -291,7 +281,9 @@ class ToonService:
             return held[1]
         spec = self.settings(style, faces, background).background_spec()
         work_wh = working_size(w, h, self.live_size)
-        factory = lambda name: self._stylise(name, faces, work_wh, temporal)  # noqa: E731
+        # FaceAwareFlow with faces on, whose heads LiveToon pastes at the frame's own size;
+        # the background treatment is LiveToon's own last step.
+        factory = style_factory(self.flows, work_wh, faces=faces, temporal=temporal)
         toon = LiveToon(factory, style, work_wh, (w, h), ring=2, cache_size=1,
                         initial=factory(style), background=spec,
                         segmenter=self.flows.segmenter() if spec.needs_mask else None)
