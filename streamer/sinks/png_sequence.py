@@ -18,7 +18,8 @@ import cv2
 from streamer.frame import AudioTrack, Frame
 from streamer.stages import Sink
 
-from .video_file import OutputError, SinkStats, temp_path_for
+from .video_file import OutputError, temp_path_for
+from .video_packets import SinkStats
 
 _PATTERN = re.compile(r"%0?(\d*)d")
 

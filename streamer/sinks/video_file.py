@@ -34,6 +34,8 @@ from streamer.errors import UserError
 from streamer.frame import AudioTrack, Frame, StreamInfo
 from streamer.stages import Sink
 
+from .video_packets import SinkStats, VideoPackets
+
 
 class OutputError(UserError):
     """A problem with the output (path, container, encoder), in one line for the user."""
@@ -281,14 +283,6 @@ def commit(temp: Path, final: Path, overwrite: bool) -> None:
     temp.unlink()
 
 
-@dataclass
-class SinkStats:
-    frames: int = 0
-    video_packets: int = 0
-    audio_packets: int = 0
-    bytes: int = 0
-
-
 class VideoFileSink(Sink):
     """Write frames of one size to `final` (see the module docstring)."""
 
@@ -378,17 +372,10 @@ class VideoFileSink(Sink):
                            for s in (self.audio.streams if self.audio is not None else ())}
         if not self._open_in_writer:
             self._open_encoder()
-        self._mov = fmt in MOV_FAMILY
         self._reformatter = VideoReformatter()
         self._pad_buf: np.ndarray | None = None
-        self._next_pts: dict[int, int] = {}  # frame pts -> the next frame's pts
-        self._waiting: list = []  # packets whose frame has no successor yet
-        self._last_pts: int | None = None
-        self._last_duration: int | None = None
-        self._last_interval: int | None = None
-        self._first_pts: int | None = None
-        self._first_dts: int | None = None
-        self._held = None  # the last video packet, muxed one packet late (see _finish_mov)
+        self._packets = VideoPackets(out, self.stats, self.time_base, info.rate,
+                                     mov=fmt in MOV_FAMILY, cfr=self._cfr)
 
     def _tag_colors(self, cc) -> None:
         """Keep the input's colour tags, and convert pixels with its matrix and range."""
@@ -449,14 +436,8 @@ class VideoFileSink(Sink):
         pts = self._out_pts(frame.pts)
         vf.pts = pts
         vf.time_base = self.time_base
-        if self._last_pts is not None:
-            self._next_pts[self._last_pts] = pts
-            self._last_interval = pts - self._last_pts
-        else:
-            self._first_pts = pts
-        self._last_pts = pts
-        self._last_duration = None if self._cfr else frame.duration
-        self._mux_video(self._video.encode(vf))
+        self._packets.frame(pts, frame.duration)
+        self._packets.mux(self._video.encode(vf))
         self.stats.frames += 1
         self._mux_audio()
 
@@ -466,8 +447,9 @@ class VideoFileSink(Sink):
         if not self._cfr:
             return pts
         slot = round(pts * self.info.time_base / self.time_base)
-        if self._last_pts is not None and slot <= self._last_pts:
-            slot = self._last_pts + 1
+        last = self._packets.last_pts
+        if last is not None and slot <= last:
+            slot = last + 1
         return slot
 
     def _alpha_frame(self, img: np.ndarray) -> av.VideoFrame:
@@ -477,30 +459,6 @@ class VideoFileSink(Sink):
         if img.strides[1:] == (4, 1):
             return av.VideoFrame.from_numpy_buffer(img, "bgra")
         return av.VideoFrame.from_ndarray(np.ascontiguousarray(img), "bgra")
-
-    def _mux_video(self, packets) -> None:
-        if packets:
-            self._waiting.extend(packets)
-        if not self._waiting:
-            return
-        keep = []
-        for p in self._waiting:
-            nxt = self._next_pts.pop(p.pts, None)
-            if nxt is None:
-                keep.append(p)
-                continue
-            p.duration = nxt - p.pts
-            self._mux_one_video(p)
-        self._waiting = keep
-
-    def _mux_one_video(self, p) -> None:
-        if self._first_dts is None:
-            self._first_dts = p.dts
-        held, self._held = self._held, p
-        if held is not None:
-            self.stats.video_packets += 1
-            self.stats.bytes += held.size
-            self._out.mux(held)
 
     def _mux_audio(self) -> None:
         if self.audio is None:
@@ -519,38 +477,12 @@ class VideoFileSink(Sink):
     # --- the end -----------------------------------------------------------------------
 
     def final_duration(self) -> int:
-        """How long the last frame shows: its own duration from the input, else the
-        interval before it, else one frame at the average rate."""
-        if self._last_duration:
-            return self._last_duration
-        if self._last_interval:
-            return self._last_interval
-        rate = self.info.rate
-        if rate:
-            return max(1, round(1 / (rate * self.time_base)))
-        return 1
+        """How long the last frame shows (see VideoPackets.final_duration)."""
+        return self._packets.final_duration()
 
     def finish(self) -> None:
         """Flush the encoder, write the rest of the audio, close, and rename."""
-        packets = self._video.encode(None)
-        self._waiting.extend(packets)
-        if self._last_pts is not None:
-            self._next_pts[self._last_pts] = self._last_pts + self.final_duration()
-        self._mux_video(None)
-        held = self._held
-        if held is not None:
-            self._held = None
-            if self._mov and self._first_pts is not None and held.dts is not None:
-                # MP4/MOV store decode-time deltas and count the track's length from them;
-                # with reordered (B) frames and a variable rate that total falls short of
-                # the last frame's end, so stretch the last sample to reach it.
-                end = self._last_pts + self.final_duration()
-                need = (end - self._first_pts) - (held.dts - self._first_dts)
-                if need > (held.duration or 0):
-                    held.duration = need
-            self.stats.video_packets += 1
-            self.stats.bytes += held.size
-            self._out.mux(held)
+        self._packets.finish(self._video.encode(None))
         self._mux_audio()
         out, self._out = self._out, None
         out.close()
