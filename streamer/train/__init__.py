@@ -1,0 +1,1 @@
+"""Training: personal styles and distillation."""

@@ -1,0 +1,103 @@
+"""run_train.py / toonstream-train: train a personal style from cartoon exemplars and photos.
+
+    python run_train.py NAME --from STYLE --exemplars DIR --photos PATH [PATH ...]
+
+The adapter is written into the model store when the run completes (one safetensors file,
+verified on load like every model); `--style NAME` then works in run_video, run_stream and
+the web page. The run's working folder (`--workdir`, default ./toonstream-train/NAME) holds
+the checkpoint, the preview sheets and the loss curve; Ctrl+C writes the checkpoint and
+`--resume` continues.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from streamer.errors import UserError
+from streamer.report import EXIT_OK, CommandParser, Log, run_main
+
+from .losses import LossWeights
+
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+MIN_EXEMPLARS = 5
+HELD_OUT = 3  # photos (and faces) kept out of training for the previews
+
+
+class TrainError(UserError, ValueError):
+    """A training run that cannot start as asked (one line)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = CommandParser(prog="run_train.py", description="Train a personal style: low-rank "
+                      "adapters on an official style, from a few cartoon images and your photos.")
+    p.add_argument("name", help="the new style's name (lowercase letters, digits, - and _)")
+    p.add_argument("--from", dest="base", required=True, metavar="STYLE",
+                   help="the official style to start from")
+    p.add_argument("--exemplars", required=True, metavar="DIR",
+                   help="10-200 cartoon images in the style you want (unpaired)")
+    p.add_argument("--photos", required=True, nargs="+", metavar="PATH",
+                   help="folders, images or videos of the people and rooms to stylise")
+    p.add_argument("--steps", type=int, default=300, help="training steps (300)")
+    p.add_argument("--rank", type=int, default=8, help="the adapters' rank (8)")
+    p.add_argument("--size", type=int, default=128, help="training crop size in px (128)")
+    p.add_argument("--batch", type=int, default=2, help="crops per step (2)")
+    p.add_argument("--lr", type=float, default=2e-3, help="the adapters' learning rate")
+    p.add_argument("--device", default="torch-cpu", choices=("torch-cpu", "torch-cuda"))
+    p.add_argument("--autocast", default="auto", choices=("auto", "on", "off"),
+                   help="bf16 autocast: auto measures fp32 against bf16 here (default)")
+    d = LossWeights()
+    for name, help_ in (("adv", "adversarial"), ("cycle", "cycle consistency"),
+                        ("perceptual", "perceptual (content)"),
+                        ("calibration", "domain calibration"), ("identity", "identity (heads)")):
+        p.add_argument(f"--{name}", type=float, default=getattr(d, name), metavar="W",
+                       help=f"{help_} loss weight, 0 turns it off ({getattr(d, name):g})")
+    p.add_argument("--parts", default="auto", choices=("auto", "bg", "h", "both"),
+                   help="which models get an adapter: auto = both, the head when faces are found")
+    p.add_argument("--video-frames", type=int, default=60, help="frames sampled per video (60)")
+    p.add_argument("--preview-every", type=int, default=50, help="a preview sheet every N steps")
+    p.add_argument("--workdir", default=None, help="checkpoint, previews and loss curve "
+                   "(default ./toonstream-train/NAME)")
+    p.add_argument("--models", default=None, help="the model store (default $TOONSTREAM_MODELS)")
+    p.add_argument("--resume", action="store_true", help="continue from the workdir's checkpoint")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-y", "--yes", action="store_true", help="replace a personal style of that name")
+    return p
+
+
+def main(argv: list[str] | None = None, log: Log | None = None) -> int:
+    log = log or Log()
+    args = build_parser().parse_args(argv)
+    return run_main(lambda: train(args, log), log)
+
+
+def train(args: argparse.Namespace, log) -> int:
+    from streamer.models import open_store
+
+    from .run import TrainRequest, run_training
+
+    name = args.name
+    if not NAME.fullmatch(name):
+        raise TrainError(f"style name {name!r}: use 1-40 lowercase letters, digits, '-' or '_', "
+                         f"starting with a letter or digit")
+    store = open_store(args.models)
+    if name in store.catalog.styles:
+        raise TrainError(f"{name!r} is an official style; choose another name for yours")
+    if args.steps < 1 or args.video_frames < 1 or args.preview_every < 0:
+        raise TrainError("--steps and --video-frames must be at least 1, --preview-every 0 or more")
+    request = TrainRequest(
+        name=name, base=args.base, exemplars=Path(args.exemplars),
+        photos=[Path(p) for p in args.photos], steps=args.steps, rank=args.rank,
+        size=args.size, batch=args.batch, lr=args.lr, device=args.device,
+        autocast=args.autocast,
+        losses=LossWeights(adv=args.adv, cycle=args.cycle, perceptual=args.perceptual,
+                           calibration=args.calibration, identity=args.identity),
+        parts=args.parts, video_frames=args.video_frames, preview_every=args.preview_every,
+        workdir=Path(args.workdir) if args.workdir else Path("toonstream-train") / name,
+        resume=args.resume, seed=args.seed, progress=not args.no_progress and sys.stderr.isatty(),
+        overwrite=args.yes)
+    run_training(store, request, log)
+    return EXIT_OK
+
