@@ -544,3 +544,82 @@ def test_web_video_with_a_transparent_background_is_webm_with_alpha(models_dir, 
     assert out.suffix == ".webm"
     frames = read_alpha_frames(out)
     assert len(frames) == 3 and frames[0].shape == (64, 96, 4)
+
+
+# --- background images a user can throw at it (issue 23, item 17) ----------------------------
+
+def _png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG that declares `width` x `height` (its pixels cut short: only the header counts)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    row = zlib.compress(b"\0" * (width * 3 + 1) * 4)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", row)
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("what", ["huge", "folder"])
+def test_cli_background_image_too_large_or_a_folder_says_so_in_one_line(media_dir, tmp_path,
+                                                                        what):
+    if what == "huge":
+        arg, want = _png_header(tmp_path / "room.png", 40000, 40000), "is 40000x40000 (1600 MP), too large"
+    else:
+        arg, want = tmp_path / "rooms", "is a folder; give an image file"
+        arg.mkdir()
+    out = tmp_path / "out" / "toon.png"
+    out.parent.mkdir()
+    res = _run("run_video.py", str(media_dir / "bryan_115px.png"), "-o", str(out),
+               "--background", f"image:{arg}")
+    last = res.stderr.strip().splitlines()[-1]
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert last == f"error: background image {arg} {want}" + (
+        ": background images may have up to 128 MP; scale it down (it is scaled to the "
+        "frame anyway)" if what == "huge" else " (PNG, JPEG, WebP, BMP or TIFF)")
+    assert list(out.parent.iterdir()) == []
+
+
+def test_background_image_over_the_decoders_limit_in_another_format_is_one_line(tmp_path):
+    # a format whose header is not read here: OpenCV's own refusal, without its assertion text
+    from streamer.toon.background import load_background_image
+
+    ppm = tmp_path / "room.ppm"
+    ppm.write_bytes(b"P6\n40000 40000\n255\n\0\0\0")
+    with pytest.raises(BackgroundError) as e:
+        load_background_image(ppm)
+    text = str(e.value)
+    assert text.startswith(f"background image {ppm} cannot be decoded (OpenCV: ")
+    assert "error:" not in text and "\n" not in text
+
+
+def test_background_image_changed_on_disk_is_read_again(tmp_path):
+    from streamer.toon.background import load_background_image
+
+    room = tmp_path / "room.png"
+    cv2.imwrite(str(room), np.full((8, 12, 3), 10, np.uint8))
+    assert load_background_image(room).shape == (8, 12, 3)
+    assert load_background_image(room) is load_background_image(room)  # decoded once
+    cv2.imwrite(str(room), np.full((16, 20, 3), 200, np.uint8))
+    import os
+    os.utime(room, ns=(0, room.stat().st_mtime_ns + 10**9))  # a new mtime on any filesystem
+    again = load_background_image(room)
+    assert again.shape == (16, 20, 3) and int(again[0, 0, 0]) == 200
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".bmp", ".tif"])
+def test_image_headers_give_the_size_the_decoder_finds(tmp_path, suffix):
+    from streamer.sources.image_size import declared_size
+
+    path = tmp_path / f"x{suffix}"
+    cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 256, (37, 53, 3), np.uint8))
+    with open(path, "rb") as f:
+        assert declared_size(f) == (53, 37)
+    with open(tmp_path / "x.txt", "wb+") as f:
+        f.write(b"not an image")
+        f.seek(0)
+        assert declared_size(f) is None

@@ -15,6 +15,7 @@ the person is exactly where the mask says (tests/test_background.py).
 """
 from __future__ import annotations
 
+import collections
 import re
 import threading
 import time
@@ -27,6 +28,8 @@ import numpy as np
 
 from streamer.buffers import Scratch
 from streamer.errors import UserError
+from streamer.report import one_line
+from streamer.sources.image_size import declared_size
 
 from .link import Link, WrappingLink, blank_frame
 from .segment import PersonSegmenter
@@ -81,26 +84,83 @@ class Background:
         return self.kind
 
 
-_IMAGES: dict[Path, np.ndarray] = {}
+class BackgroundImageError(BackgroundError):
+    """A background image that cannot be used; `reason` says why, as the end of a sentence
+    that starts with the image's name (the web page words the start its own way)."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"background image {path} {reason}")
+        self.path = path
+        self.reason = reason
+
+
+#: the largest background image read, in pixels: it is only ever scaled down to the frame,
+#: and decoding it costs 3 bytes a pixel (OpenCV's own limit, about a gigapixel, would let
+#: one picture take 3 GB)
+MAX_IMAGE_PIXELS = 128_000_000
+_IMAGE_FORMATS = "PNG, JPEG, WebP, BMP or TIFF"
+
+# Decoded images by (path, size, mtime): a live stream or the web page composites every
+# frame over the same picture. A few at most: the web page sees a new upload per request.
+_IMAGES: collections.OrderedDict[tuple, np.ndarray] = collections.OrderedDict()
+_IMAGES_KEEP = 4
 _IMAGES_LOCK = threading.Lock()
 
 
-def load_background_image(path: Path | str) -> np.ndarray:
-    """The image as uint8 BGR (cached per path); BackgroundError when it cannot be read."""
-    path = Path(path).expanduser()
-    with _IMAGES_LOCK:
-        cached = _IMAGES.get(path)
-    if cached is not None:
-        return cached
-    if not path.is_file():
-        raise BackgroundError(f"background image {path} does not exist")
-    data = np.fromfile(str(path), np.uint8) if path.stat().st_size else np.empty(0, np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.0f} MP"
+
+
+def _decode_image(path: Path) -> np.ndarray:
+    """The file at `path` decoded as uint8 BGR; BackgroundImageError saying why not."""
+    try:
+        with open(path, "rb") as f:
+            size = declared_size(f)
+            if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+                w, h = size
+                raise BackgroundImageError(
+                    path, f"is {w}x{h} ({_megapixels(w * h)}), too large: background images "
+                          f"may have up to {_megapixels(MAX_IMAGE_PIXELS)}; scale it down "
+                          f"(it is scaled to the frame anyway)")
+            data = np.frombuffer(f.read(), np.uint8)
+    except OSError as exc:
+        raise BackgroundImageError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if not data.size:
+        raise BackgroundImageError(path, "is empty (0 bytes)")
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # a format whose size we do not read, over OpenCV's limits
+        reason = getattr(exc, "err", "") or one_line(exc)
+        raise BackgroundImageError(path, f"cannot be decoded (OpenCV: {reason})") from None
     if img is None:
-        raise BackgroundError(f"background image {path} cannot be read as an image "
-                              f"(PNG, JPEG, WebP, BMP or TIFF)")
+        raise BackgroundImageError(path, f"cannot be read as an image ({_IMAGE_FORMATS})")
+    return img
+
+
+def load_background_image(path: Path | str) -> np.ndarray:
+    """The image as uint8 BGR (kept while the file is unchanged); BackgroundImageError, one
+    line saying what is wrong, when it cannot be used: missing, a folder, unreadable, not an
+    image, or too large."""
+    path = Path(path).expanduser()
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise BackgroundImageError(path, "does not exist") from None
+    except OSError as exc:
+        raise BackgroundImageError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if path.is_dir():
+        raise BackgroundImageError(path, f"is a folder; give an image file ({_IMAGE_FORMATS})")
+    key = (path.resolve(), st.st_size, st.st_mtime_ns)
     with _IMAGES_LOCK:
-        _IMAGES[path] = img
+        cached = _IMAGES.get(key)
+        if cached is not None:
+            _IMAGES.move_to_end(key)
+            return cached
+    img = _decode_image(path)
+    with _IMAGES_LOCK:
+        _IMAGES[key] = img
+        while len(_IMAGES) > _IMAGES_KEEP:
+            _IMAGES.popitem(last=False)
     return img
 
 
