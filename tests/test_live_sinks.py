@@ -255,6 +255,25 @@ def test_stream_urls_are_checked():
         NetworkSink("udp://127.0.0.1:9", 321, 180, 30)
 
 
+@pytest.mark.parametrize("url,hint", [
+    ("rtmp:///live/key", "rtmp:///live/key: no host given (use rtmp://HOST[:PORT]/APP/KEY)"),
+    ("rtmps://:1935/live/key", "no host given (use rtmps://HOST[:PORT]/APP/KEY)"),
+    ("rtmp://example.com", "rtmp://example.com: an RTMP URL names the server's application "
+                           "and the stream key (use rtmp://example.com/APP/KEY, e.g. "
+                           "rtmp://example.com/live/KEY)"),
+    ("rtmp://example.com:1935/live", "(use rtmp://example.com:1935/APP/KEY"),
+    ("udp://:5000", "no host given (use udp://HOST:PORT)"),
+    ("ftp://example.com/x", "use udp://HOST:PORT, srt://HOST:PORT or rtmp://HOST[:PORT]/APP/KEY"),
+])
+def test_stream_url_hints_give_each_scheme_its_own_form(url, hint):
+    # issue 23: the RTMP hint said rtmp://HOST:PORT, where RTMP takes an application and a key
+    with pytest.raises(StreamError) as info:
+        NetworkSink(url, 320, 180, 30)
+    assert hint in str(info.value) and "\n" not in str(info.value)
+    if url.startswith("rtmp"):
+        assert "rtmp://HOST:PORT" not in str(info.value)
+
+
 def test_rtmp_without_a_server_is_a_one_line_error():
     port = _free_udp_port()  # nothing listens on this TCP port either, almost surely
     t0 = time.monotonic()

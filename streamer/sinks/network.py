@@ -32,6 +32,10 @@ from streamer.stages import Sink
 
 _FORMATS = {"udp": "mpegts", "srt": "mpegts", "rtp": "rtp_mpegts", "tcp": "mpegts",
             "rtmp": "flv", "rtmps": "flv"}
+#: what each kind of URL looks like, for the hints: RTMP names a server application and a
+#: stream key, its port defaults to 1935
+_FORMS = {s: f"{s}://HOST:PORT" for s in ("udp", "srt", "rtp", "tcp")} | {
+    s: f"{s}://HOST[:PORT]/APP/KEY" for s in ("rtmp", "rtmps")}
 
 
 class StreamError(UserError):
@@ -49,8 +53,8 @@ def is_stream_url(url: str) -> bool:
 
 def check_stream_url(url: str) -> None:
     """Refuse a stream URL that cannot work, before anything starts (FFmpeg would only say
-    so once the camera and the model are up, or take port 99999 as port 34463): a host, and
-    for udp/srt/tcp/rtp a port in 1..65535."""
+    so once the camera and the model are up, or take port 99999 as port 34463): a host, for
+    udp/srt/tcp/rtp a port in 1..65535, for rtmp an application and a stream key."""
     from urllib.parse import urlsplit
 
     scheme = scheme_of(url)
@@ -60,11 +64,17 @@ def check_stream_url(url: str) -> None:
     except ValueError:
         raise StreamError(f"{url}: the port must be a number in 1..65535") from None
     if not parts.hostname:
-        raise StreamError(f"{url}: no host given (use {scheme}://HOST:PORT)")
-    if port is None and scheme not in ("rtmp", "rtmps"):
+        raise StreamError(f"{url}: no host given (use {_FORMS[scheme]})")
+    rtmp = scheme in ("rtmp", "rtmps")
+    if port is None and not rtmp:
         raise StreamError(f"{url}: no port given (use {scheme}://{parts.hostname}:PORT)")
     if port is not None and not 1 <= port <= 65535:
         raise StreamError(f"{url}: the port must be a number in 1..65535")
+    if rtmp and len([p for p in parts.path.split("/") if p]) < 2:
+        # FFmpeg connects, then the server drops a publish without a key
+        raise StreamError(f"{url}: an RTMP URL names the server's application and the "
+                          f"stream key (use {scheme}://{parts.netloc}/APP/KEY, e.g. "
+                          f"{scheme}://{parts.netloc}/live/KEY)")
 
 
 def _reason(exc: BaseException) -> str:
@@ -79,8 +89,8 @@ class NetworkSink(Sink):
                  bitrate_kbps: int = 2500, gop_s: float = 1.0, codec: str = "libx264"):
         scheme = scheme_of(url)
         if scheme not in _FORMATS:
-            raise StreamError(f"unsupported stream URL {url!r}: use udp://HOST:PORT, "
-                              f"srt://HOST:PORT or rtmp://HOST/APP/KEY")
+            raise StreamError(f"unsupported stream URL {url!r}: use {_FORMS['udp']}, "
+                              f"{_FORMS['srt']} or {_FORMS['rtmp']}")
         check_stream_url(url)
         if width % 2 or height % 2:
             raise StreamError(f"H.264 4:2:0 needs an even size, got {width}x{height}")
