@@ -9,7 +9,7 @@ import pytest
 from streamer.video.app import main
 
 from awkward_media import png_with_icc, rgba_picture
-from video_cli import SIZE, run
+from video_cli import SIZE, one_error_line, run
 
 STYLES = ("anime", "3d", "handdrawn", "sketch", "artstyle", "sd-design", "sd-illustration")
 IMAGES = ("astronaut", "event", "luciano", "tears")
@@ -138,3 +138,38 @@ def test_a_grey_png_with_a_colour_profile_prints_no_libpng_warning(tmp_path, cap
     assert rc == 0, log
     assert "libpng" not in log, log
     assert [ln.split(":")[0] for ln in log.splitlines()] == ["engine", "done"], log
+
+
+# --- outputs of the wrong kind (issue 23, item 17) ------------------------------------------
+
+def test_a_still_to_a_frame_pattern_is_refused_and_writes_nothing(tmp_path, capfd):
+    # the folder exists, so nothing else stops it: it used to write a file named %05d.png
+    src = tmp_path / "me.png"
+    cv2.imwrite(str(src), cv2.resize(rgba_picture()[..., :3], (64, 48)))
+    out = tmp_path / "frames"
+    out.mkdir()
+    rc, log = run(capfd, src, "-o", out / "%05d.png", "--size", SIZE, "--faces", "off")
+    assert rc != 0
+    one_error_line(log, f"-o {out / '%05d.png'}: a frame pattern is for a video's PNG "
+                        f"sequence; a still is one picture, e.g. -o {out / 'me.png'}")
+    assert list(out.iterdir()) == []
+
+
+def test_a_video_to_one_image_name_suggests_the_png_sequence(tmp_path, capfd):
+    from web.media import make_clip
+
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, seconds=0.3, fps=10, size=(64, 48), audio=False)
+    out = tmp_path / "frames"
+    out.mkdir()
+    for name in ("frame.png", "frame.jpg"):
+        rc, log = run(capfd, clip, "-o", out / name, "--size", SIZE, "--faces", "off")
+        assert rc != 0
+        one_error_line(log, f"-o {out / name}: a video has many frames, not one picture: -o "
+                            f"{out / '%05d.png'} writes a PNG sequence")
+    assert list(out.iterdir()) == []
+    # the form it names works (into a folder of its own: an existing one needs -y)
+    seq = tmp_path / "seq"
+    rc, log = run(capfd, clip, "-o", seq / "%05d.png", "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    assert sorted(p.name for p in seq.iterdir()) == ["00001.png", "00002.png", "00003.png"]

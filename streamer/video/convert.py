@@ -30,6 +30,7 @@ from streamer.toon.stage import ToonStage, ring_size
 from streamer.toon.styles import StyleFlows
 
 from .progress import Progress, ProgressCallback
+from .targets import check_output_kind
 from .targets import check_target, default_output, file_target, folder_targets, make_output_folder
 
 #: still outputs that keep an input's transparency
@@ -235,6 +236,7 @@ def convert(src: Path, dst: Path | None, job: Job) -> list[Result]:
         raise MediaError(f"{src}: cannot read ({exc.strerror})") from None
     if dst is None:
         dst = default_output(src, job.settings.style, job.alpha)
+    check_output_kind(src, dst)
     if src.is_dir():
         return convert_folder(src, dst, job)
     dst = file_target(src, dst)

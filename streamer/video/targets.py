@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from streamer.sinks.image import ALPHA_IMAGE_SUFFIXES
+from streamer.sinks.png_sequence import is_sequence_pattern
 from streamer.sinks.video_file import FORMATS, OutputError, check_output_folder
 from streamer.sources.image import IMAGE_SUFFIXES, is_image_path
 from streamer.sources.video_file import MediaError
@@ -114,3 +115,24 @@ def check_target(src: Path, dst: Path, overwrite: bool) -> None:
         if not overwrite:
             raise OutputError(f"{dst} exists; add -y to overwrite it")
     check_output_folder(dst)
+
+
+def check_output_kind(src: Path, dst: Path) -> None:
+    """Before any work: the output is of the kind its input makes. A still is one picture
+    (not a frame pattern, which would be written as a file literally named `%05d.png`); a
+    video goes to a video file or a PNG sequence, not one picture; a folder to a folder.
+    OutputError, one line naming the form that works, if not."""
+    pattern = is_sequence_pattern(dst)
+    if src.is_dir() and pattern:
+        raise OutputError(f"-o {dst}: a frame pattern is for one video's PNG sequence; a folder "
+                          f"input needs an output folder, e.g. -o {dst.parent}")
+    if src.is_dir():
+        return
+    if is_image_path(src) and pattern:
+        raise OutputError(f"-o {dst}: a frame pattern is for a video's PNG sequence; a still is "
+                          f"one picture, e.g. -o {dst.parent / (src.stem + '.png')}")
+    if not is_image_path(src) and not pattern and dst.suffix.lower() in IMAGE_SUFFIXES:
+        videos = ", ".join(list(FORMATS)[:4])
+        raise OutputError(f"-o {dst}: a video has many frames, not one picture: -o "
+                          f"{dst.parent / '%05d.png'} writes a PNG sequence (one file a frame), "
+                          f"or name a video file ({videos}, ...)")
