@@ -11,7 +11,6 @@ the checkpoint, the preview sheets and the loss curve; Ctrl+C writes the checkpo
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -20,9 +19,6 @@ from streamer.report import EXIT_OK, CommandParser, Log, run_main
 
 from .losses import LossWeights
 
-NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
-MIN_EXEMPLARS = 5
-HELD_OUT = 3  # photos (and faces) kept out of training for the previews
 
 
 class TrainError(UserError, ValueError):
@@ -79,12 +75,7 @@ def train(args: argparse.Namespace, log) -> int:
     from .run import TrainRequest, run_training
 
     name = args.name
-    if not NAME.fullmatch(name):
-        raise TrainError(f"style name {name!r}: use 1-40 lowercase letters, digits, '-' or '_', "
-                         f"starting with a letter or digit")
     store = open_store(args.models)
-    if name in store.catalog.styles:
-        raise TrainError(f"{name!r} is an official style; choose another name for yours")
     if args.steps < 1 or args.video_frames < 1 or args.preview_every < 0:
         raise TrainError("--steps and --video-frames must be at least 1, --preview-every 0 or more")
     request = TrainRequest(

@@ -11,6 +11,7 @@ only) and F learn on the weighted sum of the losses that are on.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -63,7 +64,9 @@ class PartTask:
         self.photos, self.exemplars = photos, exemplars
         self.held = to_tensor(np.stack(held)).to(self.dev) if held else None
         w = s.losses
-        self.d = MultiScaleDiscriminator().to(self.dev) if w.on("adv") else None
+        # Scales while the coarsest still sees at least 16 px (a smaller map has no patches).
+        scales = max(1, min(3, int(math.log2(s.size // 16))))
+        self.d = MultiScaleDiscriminator(scales).to(self.dev) if w.on("adv") else None
         self.f = ReverseGenerator().to(self.dev) if w.on("cycle") else None
         self.embedder = embedder if (w.on("identity") and part == "h") else None
         self.chip = chip  # crop -> 150 px face chip (differentiable), for the identity loss

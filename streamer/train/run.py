@@ -141,15 +141,24 @@ def run_training(store, req: TrainRequest, log) -> TrainOutcome:
     path = req.workdir / f"{req.name}.safetensors"
     save_adapter(path, adapter)
     if req.install:
-        path = store.install_personal(path, req.name, overwrite=req.overwrite)
+        path = store.personal.install(path, req.name, overwrite=req.overwrite)
     log(f"done: {req.name} ({', '.join(parts)}) in {result.seconds / 60:.1f} min, "
         f"{adapter.parameter_count() * 4 / 1e6:.2f} MB -> {path}; loss curve {result.curve}")
     return TrainOutcome(adapter, path, result, list(parts), notes, precision)
 
 
 def _refuse_existing(store, req: TrainRequest) -> None:
-    if req.install and not req.overwrite and not req.resume and req.name in store.personal_styles():
-        raise UserError(f"a personal style {req.name!r} exists; add -y to replace it")
+    """Before any work: a name the store refuses, an installed style without -y, or a
+    read-only store (the result could not be installed)."""
+    if not req.install:
+        return
+    store.personal.check_name(req.name)
+    if store.personal.has(req.name) and not req.overwrite:
+        raise UserError(f"a personal style {req.name!r} is already installed; add -y to replace "
+                        f"it, or choose another name")
+    if not store.writable:
+        raise UserError(f"the model store {store.root} is read-only, so the new style could not "
+                        f"be installed; choose another with --models DIR or TOONSTREAM_MODELS")
 
 
 def _head_part(store, req: TrainRequest, photos: list[np.ndarray], exemplars: list[np.ndarray],

@@ -108,10 +108,11 @@ class Trainer:
             self.log(f"resuming at step {start} of {self.steps}")
         result = TrainResult(start, before, history)
         t0 = time.perf_counter()
-        bar = tqdm(total=self.steps, initial=start, disable=not self.progress, unit="step",
-                   dynamic_ncols=True, leave=True)
         step = start
+        bar = None
         try:
+            bar = tqdm(total=self.steps, initial=start, disable=not self.progress, unit="step",
+                       dynamic_ncols=True, leave=True)
             if start == 0 and self.preview_every:
                 result.previews.append(self._preview(0))
             while step < self.steps:
@@ -124,7 +125,8 @@ class Trainer:
                 if self.preview_every and step % self.preview_every == 0 and step < self.steps:
                     result.previews.append(self._preview(step))
         except KeyboardInterrupt as exc:
-            bar.close()
+            if bar is not None:
+                bar.close()
             self._save(step, history, before + time.perf_counter() - t0)
             raise TrainingStopped(step, self.checkpoint, exc) from None
         bar.close()
