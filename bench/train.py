@@ -34,7 +34,7 @@ from streamer.models import open_store
 from streamer.models.dctnet.lora import merge
 from streamer.models.dctnet.torch_net import DctNet
 from streamer.report import Log
-from streamer.train.data import align_faces, read_media, square
+from streamer.train.data import align_faces
 from streamer.train.losses import LossWeights
 from streamer.train.run import TrainRequest, run_training
 from streamer.toon.faces.detect import FaceDetector
@@ -50,10 +50,16 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def stylise(weights, images: list[np.ndarray]) -> np.ndarray:
+def stylise(weights, images: list[np.ndarray]) -> list[np.ndarray]:
     net = DctNet(weights).eval()
     with torch.no_grad():
-        return np.stack([net(torch.from_numpy(im[None]))[0].numpy() for im in images])
+        return [net(torch.from_numpy(im[None]))[0].numpy() for im in images]
+
+
+def mean_abs(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    """Mean |a - b| over every pixel of every image (images of several sizes)."""
+    total = sum(float(np.abs(x.astype(np.int16) - y).sum()) for x, y in zip(a, b))
+    return total / sum(x.size for x in a)
 
 
 def frames(clip: Path, idx: list[int], short: int) -> list[np.ndarray]:
@@ -153,11 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     def figures(adapter) -> dict:
         out = {}
         n_bg = stylise(merge(base_bg, adapter, "bg"), held)
-        out["bg ratio"] = np.abs(n_bg.astype(float) - t_bg).mean() / np.abs(s_bg.astype(float) - t_bg).mean()
+        out["bg ratio"] = mean_abs(n_bg, t_bg) / mean_abs(s_bg, t_bg)
         if held_faces:
             part = "h" if adapter.has_part("h") else "bg"
             n_h = stylise(merge(base_h, adapter, part), held_faces)
-            out["head ratio"] = np.abs(n_h.astype(float) - t_h).mean() / np.abs(s_h.astype(float) - t_h).mean()
+            out["head ratio"] = mean_abs(n_h, t_h) / mean_abs(s_h, t_h)
             if ident is not None:
                 d_start = [ident.distance(f, s) for f, s in zip(held_faces, s_h)]
                 d_new = [ident.distance(f, n) for f, n in zip(held_faces, n_h)]

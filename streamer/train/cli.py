@@ -70,8 +70,13 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
 
 
 def train(args: argparse.Namespace, log) -> int:
+    import importlib.util
+
     from streamer.models import open_store
 
+    if importlib.util.find_spec("torch") is None:
+        raise TrainError("training needs PyTorch: pip install 'toonstream[torch]' (the CPU "
+                         "build is enough; add the CUDA build for --device torch-cuda)")
     from .run import TrainRequest, run_training
 
     name = args.name
