@@ -1,0 +1,122 @@
+"""Mobile-DCTNet measured (issue 26): time against the official network, fidelity to it.
+
+    python -m bench.mobile speed [--arch 16-32-64x3 ...] [--reps 20]
+        light / official time at 288x288 and 640x360 (run at 656x368, the official
+        padding), same precision, ONNX Runtime (fp32) and OpenVINO (fp32, and bf16 where
+        the CPU has it), one thread per core, median of --reps runs after a warm-up.
+    python -m bench.mobile fidelity STUDENT.safetensors --frames VIDEO [--unseen IMAGE ...]
+        mean |diff| and SSIM against the official output on frames held out of the
+        distillation (the trainer's held_out rule) and on people it never saw.
+
+Official weights come from the model store (--models / TOONSTREAM_MODELS).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from streamer.models.mobile.graph import STYLE_INPUT, build_student_onnx
+from streamer.models.mobile.net import Arch, init_weights, macs_per_pixel
+
+SIZES = ((288, 288), (368, 656))
+OFFICIAL_MACS = 124_608
+
+
+def _ort(path: Path):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+    def run(x, code):
+        feed = {"input_image": x}
+        if code is not None:
+            feed[STYLE_INPUT] = code
+        return s.run(None, feed)[0]
+    return run
+
+
+def _ov(path: Path, shape, hint: str):
+    import openvino as ov
+
+    core = ov.Core()
+    m = core.read_model(str(path))
+    m.reshape({0: list(shape)})
+    req = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": hint,
+                                        "PERFORMANCE_HINT": "LATENCY",
+                                        "NUM_STREAMS": "1"}).create_infer_request()
+
+    def run(x, code):
+        feed = {0: x} if code is None else {0: x, 1: code}
+        req.infer(feed, share_inputs=True)
+        return req.get_output_tensor(0).data
+    return run
+
+
+def _time(run, x, code, reps: int) -> float:
+    run(x, code)
+    run(x, code)
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        run(x, code)
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def speed(args) -> None:
+    import onnx
+    import openvino as ov
+
+    from streamer.models import open_store
+
+    store = open_store(args.models)
+    official = store.onnx_model_path(args.style, "bg", "fp32")
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    students = {}
+    for tag in args.arch:
+        arch = Arch.parse(tag)
+        p = work / f"student_{tag}.onnx"
+        onnx.save(build_student_onnx(init_weights(arch, 4), arch, 4), str(p))
+        students[tag] = p
+    hints = ["f32"] + (["bf16"] if "BF16" in ov.Core().get_property(
+        "CPU", "OPTIMIZATION_CAPABILITIES") else [])
+    print(f"official: {OFFICIAL_MACS} MACs/px; " + ", ".join(
+        f"{t}: {macs_per_pixel(Arch.parse(t)):.0f} MACs/px ({macs_per_pixel(Arch.parse(t)) / OFFICIAL_MACS:.3f}x)"
+        for t in args.arch))
+    code = np.eye(4, dtype=np.float32)[0]
+    for h, w in SIZES:
+        x = np.random.default_rng(0).integers(0, 256, (1, h, w, 3), np.uint8)
+        backends = [("onnxruntime fp32", lambda p: _ort(p))] + \
+            [(f"openvino {hint}", lambda p, hint=hint: _ov(p, (1, h, w, 3), hint)) for hint in hints]
+        for label, make in backends:
+            t_off = _time(make(official), x, None, args.reps)
+            row = [f"{w}x{h} {label}: official {t_off * 1e3:.1f} ms"]
+            for tag, p in students.items():
+                t = _time(make(p), x, code, args.reps)
+                row.append(f"{tag} {t * 1e3:.1f} ms ({t / t_off:.2f}x)")
+            print("; ".join(row), flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.mobile")
+    ap.add_argument("--models", default=None)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sp = sub.add_parser("speed")
+    sp.add_argument("--arch", nargs="+", default=["16-32-64x3"])
+    sp.add_argument("--style", default="anime")
+    sp.add_argument("--reps", type=int, default=20)
+    sp.add_argument("--workdir", default="out/bench_mobile")
+    args = ap.parse_args(argv)
+    if args.cmd == "speed":
+        speed(args)
+
+
+if __name__ == "__main__":
+    main()
