@@ -1,0 +1,145 @@
+"""Light-network students in the model store: `mobile/<name>.safetensors`, each with an
+install record like every store file, verified on every load (record and tensor checksum),
+and built into ONNX per precision by the store's CachedBuild like official models
+(`onnx/mobile_<name>[_<precision>].onnx`, rebuilt when the file or the converter changes).
+
+Used through `students(store)`; the store's own module is not changed for it.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from streamer.models.atomic import atomic_write
+from streamer.models.builds import CachedBuild
+from streamer.models.download import sha256_file
+from streamer.models.errors import BadModelFile, ModelNotInstalled, StoreError, StoreNotWritable
+from streamer.models.layout import store_command
+from streamer.models.paths import is_writable_dir
+
+from .student import Student, StudentError, load_student, student_metadata
+
+if TYPE_CHECKING:
+    from streamer.models.store import Store
+
+MOBILE_DIR = "mobile"
+SUFFIX = ".safetensors"
+NAME_RULE = re.compile(r"[a-z0-9_-]{1,40}")
+
+
+def distill_command(style: str) -> str:
+    return f"python -m streamer.models distill {style} --photos PATH"
+
+
+class StudentMissing(ModelNotInstalled):
+    """--net mobile for a style no installed student holds."""
+
+
+class MobileStudents:
+    """The students of `store`."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.root = store.root
+
+    @property
+    def folder(self) -> Path:
+        return self.root / MOBILE_DIR
+
+    def local(self, name: str) -> str:
+        return f"{MOBILE_DIR}/{name}{SUFFIX}"
+
+    def path(self, name: str) -> Path:
+        return self.root / self.local(name)
+
+    def names(self) -> tuple[str, ...]:
+        if not self.folder.is_dir():
+            return ()
+        return tuple(sorted(p.stem for p in self.folder.glob(f"*{SUFFIX}")
+                            if p.is_file() and NAME_RULE.fullmatch(p.stem)))
+
+    def check_name(self, name: str) -> None:
+        if not NAME_RULE.fullmatch(name):
+            raise StoreError(f"{name!r} cannot name a light network: use 1 to 40 lowercase "
+                             f"letters, digits, '-' or '_' (--name NAME)")
+
+    def holding(self, styles: list[str]) -> str:
+        """The installed student that holds every style of `styles` (the first by name),
+        or StudentMissing naming the distill command."""
+        for name in self.names():
+            held = student_metadata(self.path(name)).get("styles", "").split(",")
+            if all(s in held for s in styles):
+                return name
+        want = " ".join(styles)
+        raise StudentMissing(f"--net mobile: no light network for {'+'.join(styles)} in the model "
+                             f"store {self.root}; make one with `{distill_command(want)}`")
+
+    def load(self, name: str) -> tuple[Student, str]:
+        """The student and its file's sha256, checked against its install record and its
+        own tensor checksum."""
+        path, local = self.path(name), self.local(name)
+        if not path.is_file():
+            raise StudentMissing(f"no light network {name!r} in the model store {self.root}")
+        sha = sha256_file(path)
+        recorded = self.store.records.get(local).get("sha256")
+        repair = store_command(self.root, f"install-mobile FILE --name {name} -y")
+        if recorded and recorded != sha:
+            raise BadModelFile(f"{local} in the model store {self.root} changed since it was "
+                               f"installed; distill it again or `{repair}`")
+        try:
+            student = load_student(path)
+        except StudentError as exc:
+            raise StudentError(f"{local} in the model store {self.root}: "
+                               f"{str(exc).removeprefix(path.name + ': ')}; distill it again "
+                               f"or `{repair}`") from None
+        return student, sha
+
+    def install(self, src: Path | str, name: str | None = None, overwrite: bool = False) -> Path:
+        """Install the student file `src` as `name` (default: its own name), verified."""
+        src = Path(src).expanduser()
+        student = load_student(src)
+        name = name or student.name
+        self.check_name(name)
+        dest = self.path(name)
+        if dest.is_file() and not overwrite and not dest.samefile(src):
+            raise StoreError(f"a light network {name!r} is already installed; add -y to "
+                             f"replace it, or choose another --name")
+        if not is_writable_dir(self.root):
+            raise StoreNotWritable(f"cannot install: the model store {self.root} is read-only; "
+                                   f"choose another with --models DIR or TOONSTREAM_MODELS")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not (dest.is_file() and dest.samefile(src)):
+            def write(p: Path) -> None:
+                shutil.copyfile(src, p)
+                load_student(p)
+
+            atomic_write(dest, write)
+        self.store.records.add(self.local(name), f"import:{src.resolve()}", dest, custom=True)
+        return dest
+
+    def onnx(self, name: str, precision: str = "fp32") -> Path:
+        """The student's ONNX graph at fp32 or fp16, built on first use and cached."""
+        from .graph import CONVERTER_VERSION, PRECISIONS, build_student_onnx
+
+        if precision not in PRECISIONS:
+            raise StoreError(f"the light network has no {precision} build yet (it runs fp32, "
+                             f"fp16 on GPUs, bf16 in OpenVINO's fast mode)")
+        student, sha = self.load(name)
+        suffix = "" if precision == "fp32" else f"_{precision}"
+        cache = CachedBuild(self.store.onnx_dir / f"mobile_{name}{suffix}.onnx",
+                            {"source_sha256": sha, "checksum": student.checksum(),
+                             "converter_version": CONVERTER_VERSION, "precision": precision})
+        if (cached := cache.current()) is not None:
+            return cached
+        record = {"style": f"mobile:{name}", "part": "bg", "precision": precision,
+                  "styles": list(student.styles), "arch": student.arch.tag(),
+                  "source_file": str(self.path(name).resolve()), "source_sha256": sha,
+                  "source_format": "safetensors"}
+        model = build_student_onnx(student.weights, student.arch, student.codes, precision)
+        return cache.save(model, record, source=self.path(name).name)
+
+
+def students(store: Store) -> MobileStudents:
+    return MobileStudents(store)
