@@ -107,6 +107,8 @@ def _build_parser() -> argparse.ArgumentParser:
     pa.add_argument("style", metavar="STYLE")
     pa.add_argument("--part", choices=PARTS, default="bg")
     pa.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    from streamer.train.distill_cli import add_distill_parser  # torch only when it runs
+    add_distill_parser(sub, common)
     return p
 
 
@@ -177,8 +179,14 @@ def _cmd_path(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_distill(store: Store, args: argparse.Namespace) -> int:
+    from streamer.train.distill_cli import cmd_distill  # torch and the face pipeline
+
+    return cmd_distill(store, args)
+
+
 _COMMANDS = {"list": _cmd_list, "verify": _cmd_verify, "fetch": _cmd_fetch,
-             "import": _cmd_import, "path": _cmd_path}
+             "import": _cmd_import, "path": _cmd_path, "distill": _cmd_distill}
 
 
 def main(argv: list[str] | None = None) -> int:
