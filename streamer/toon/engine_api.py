@@ -58,6 +58,12 @@ class Engine(ABC):
         copy."""
         return np.empty(shape, np.uint8)
 
+    def set_style_code(self, code: np.ndarray) -> None:
+        """Switch or blend styles without a rebuild: a light network's engine takes a new
+        style code (engine_mobile.py); an official engine holds one style and refuses."""
+        raise EngineUnavailable("switching or blending styles in one engine needs the light "
+                                "network (--net mobile)")
+
     def describe(self) -> str:
         return describe_engine(self)
 

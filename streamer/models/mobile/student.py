@@ -125,3 +125,20 @@ def load_student(path: Path | str) -> Student:
         raise StudentError(f"{path.name}: its tensors do not match the checksum in its "
                            f"metadata (damaged)")
     return student
+
+
+def parse_blend(spec: str) -> dict[str, float]:
+    """`anime` -> {anime: 1}; `anime+3d:0.3` -> {anime: 0.7, 3d: 0.3} (the weight after the
+    colon goes to the second style; `anime+3d` is half and half)."""
+    if "+" not in spec:
+        return {spec: 1.0}
+    first, _, rest = spec.partition("+")
+    second, _, weight = rest.partition(":")
+    try:
+        t = float(weight) if weight else 0.5
+    except ValueError:
+        t = -1.0
+    if not first or not second or "+" in second or not 0.0 <= t <= 1.0 or first == second:
+        raise StudentError(f"--style {spec}: a blend is A+B or A+B:T with T from 0 to 1 "
+                           f"(the weight of B), e.g. anime+3d:0.3")
+    return {first: 1.0 - t, second: t}
