@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from streamer.models import ModelNotInstalled, Store, open_store
+from streamer.models import ModelNotInstalled, Store, UnknownModel, open_store
 
 from .background import Background, BackgroundFlow, parse_background
 from .engine import Engine, EngineSettings, create_engine
@@ -66,8 +66,11 @@ class StyleFlows:
                  tracker: TrackerSettings = TrackerSettings(), detect_side: int | None = 640,
                  temporal: TemporalSettings | None = None,
                  log: Callable[[str], None] | None = None,
-                 background: Background | str = "keep", seg_model: str = "auto"):
+                 background: Background | str = "keep", seg_model: str = "auto",
+                 net: str = "official"):
         self.store = store
+        self.net = net  # "official" or "mobile" (the light network, engine_mobile.py)
+        self._students: dict[str, object] = {}  # light network name -> StudentSession
         self.engine_settings = engine
         self.faces_mode = faces
         self.tracker = tracker
@@ -131,14 +134,20 @@ class StyleFlows:
     def head_engine(self, style: str) -> Engine:
         """The style's head engine: its whole-frame engine itself when the store holds no
         separate head weights (the official files hold the same weights for most styles)."""
-        if self.store.source_for(style, "h") is None:
-            return self.engine(style)
-        return self._engine(style, "h")
+        if self.net == "mobile":  # the light network's head codes (its bg ones without)
+            return self._engine(style, "h")
 
     def _engine(self, style: str, part: str) -> Engine:
         key = (style, part)
         engine = self._engines.get(key)
+        if engine is None and self.net == "mobile":
+            engine = self._mobile_engine(style, part)
+            with self._lock:
+                engine = self._engines.setdefault(key, engine)
         if engine is None:
+            if "+" in style:
+                raise UnknownModel(f"--style {style}: blending styles needs the light network "
+                                   f"(add --net mobile); an official model holds one style")
             self.check_style(style)
             # Started outside the lock: a model build or compile takes seconds, and the
             # toon thread may need another style's engine meanwhile.
@@ -148,6 +157,26 @@ class StyleFlows:
             with self._lock:
                 engine = self._engines.setdefault(key, engine)
         return engine
+
+    def _mobile_engine(self, style: str, part: str) -> Engine:
+        """A view with the style's (or blend's) code on the session of the installed light
+        network that holds it; sessions are shared, so a new style or blend never rebuilds."""
+        from streamer.models.mobile.store import students
+        from streamer.models.mobile.student import parse_blend
+
+        from .engine_mobile import StudentSession
+
+        mix = parse_blend(style)
+        shelf = students(self.store)
+        name = shelf.holding(list(mix))
+        session = self._students.get(name)
+        if session is None:
+            student, _ = shelf.load(name)
+            session = StudentSession(student, lambda p: shelf.onnx(name, p),
+                                     self.engine_settings)
+            with self._lock:
+                session = self._students.setdefault(name, session)
+        return session.view(mix, part)
 
     def seg_runner(self, variant: str = "general") -> SegRunner:
         """The person segmentation model `variant` (general, landscape) on the engine's
