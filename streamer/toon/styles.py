@@ -136,6 +136,9 @@ class StyleFlows:
         separate head weights (the official files hold the same weights for most styles)."""
         if self.net == "mobile":  # the light network's head codes (its bg ones without)
             return self._engine(style, "h")
+        if self.store.source_for(style, "h") is None:
+            return self.engine(style)
+        return self._engine(style, "h")
 
     def _engine(self, style: str, part: str) -> Engine:
         key = (style, part)
