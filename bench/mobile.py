@@ -4,7 +4,7 @@
         light / official time at 288x288 and 640x360 (run at 656x368, the official
         padding), same precision, ONNX Runtime (fp32) and OpenVINO (fp32, and bf16 where
         the CPU has it), one thread per core, median of --reps runs after a warm-up.
-    python -m bench.mobile fidelity STUDENT.safetensors --frames VIDEO [--unseen IMAGE ...]
+    python -m bench.mobile fidelity --style STYLE --frames VIDEO [--unseen IMAGE ...]
         mean |diff| and SSIM against the official output on frames held out of the
         distillation (the trainer's held_out rule) and on people it never saw.
 
@@ -104,6 +104,51 @@ def speed(args) -> None:
             print("; ".join(row), flush=True)
 
 
+def _ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM over the channels (Gaussian 11x11, sigma 1.5, the usual constants)."""
+    import cv2
+
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    blur = lambda t: cv2.GaussianBlur(t, (11, 11), 1.5)  # noqa: E731
+    ma, mb = blur(a), blur(b)
+    va, vb, cov = blur(a * a) - ma * ma, blur(b * b) - mb * mb, blur(a * b) - ma * mb
+    return float((((2 * ma * mb + c1) * (2 * cov + c2)) /
+                  ((ma * ma + mb * mb + c1) * (va + vb + c2))).mean())
+
+
+def fidelity(args) -> None:
+    """Light against official on the held-out frames of the footage the student was
+    distilled on (the trainer's held_out rule, same --video-frames) and on unseen images,
+    whole frames through the ONNX Runtime engines at the official padding."""
+    from streamer.models import open_store
+    from streamer.models.mobile.store import students
+    from streamer.train.data import held_out, read_media
+    from streamer.toon.engine import EngineSettings
+    from streamer.toon.styles import StyleFlows
+
+    store = open_store(args.models)
+    off = StyleFlows(store, EngineSettings(device="cpu"), faces="off")
+    light = StyleFlows(store, EngineSettings(device="cpu"), faces="off", net="mobile")
+    name = students(store).holding([args.style])
+    frames = read_media([Path(p) for p in args.frames], video_frames=args.video_frames).images
+    _, held = held_out(frames, 3)
+    sets = {"held-out frames": held}
+    if args.unseen:
+        sets["people never seen"] = read_media([Path(p) for p in args.unseen]).images
+    for label, imgs in sets.items():
+        diffs, ssims = [], []
+        for img in imgs:
+            h, w = img.shape[0] // 16 * 16, img.shape[1] // 16 * 16
+            x = np.ascontiguousarray(img[:h, :w])[None]
+            a = off.engine(args.style).run(x)[0]
+            b = light.engine(args.style).run(x)[0]
+            diffs.append(np.abs(a.astype(int) - b).mean())
+            ssims.append(_ssim(a, b))
+        print(f"{name} {args.style} {label} ({len(imgs)}): mean |diff| "
+              f"{np.mean(diffs):.2f} levels, SSIM {np.mean(ssims):.3f}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.mobile")
     ap.add_argument("--models", default=None)
@@ -113,7 +158,14 @@ def main(argv: list[str] | None = None) -> None:
     sp.add_argument("--style", default="anime")
     sp.add_argument("--reps", type=int, default=20)
     sp.add_argument("--workdir", default="out/bench_mobile")
+    fp = sub.add_parser("fidelity")
+    fp.add_argument("--style", default="anime")
+    fp.add_argument("--frames", nargs="+", required=True)
+    fp.add_argument("--video-frames", type=int, default=60)
+    fp.add_argument("--unseen", nargs="*", default=[])
     args = ap.parse_args(argv)
+    if args.cmd == "fidelity":
+        fidelity(args)
     if args.cmd == "speed":
         speed(args)
 
