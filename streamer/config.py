@@ -20,6 +20,10 @@ from typing import Any, Callable, Mapping, TypeVar
 import yaml
 
 from streamer.errors import UserError
+from streamer.sinks.audio_out import AUDIO_MODES
+from streamer.sinks.image import ALPHA_IMAGE_SUFFIXES
+from streamer.sinks.outputs import ALPHA_ENCODERS, FORMATS
+from streamer.sources.image import IMAGE_SUFFIXES
 from streamer.toon.background import (CHOICES as BACKGROUND_CHOICES, DEFAULT_KEY_COLOR,
                                       Background, BackgroundError, parse_background, parse_color)
 from streamer.toon.engine import DEVICES, PRECISIONS
@@ -156,6 +160,12 @@ class VideoSettings(FaceSettings, BackgroundSettings, TemporalOptions):
     codec: str | None = None  # None: libx264 (libvpx-vp9 for .webm)
     crf: int | None = None  # None: the codec's default in streamer.sinks.video_file
     preset: str | None = None
+    audio: str = "auto"  # auto | copy | encode | none: see streamer/sinks/audio_out.py
+    # The type of the outputs run_video names itself (a folder's files, several inputs',
+    # the default output): a video container (".webm") and a still format (".png").
+    # None: each input's own (with --background transparent, one that carries alpha).
+    format: str | None = None
+    image_format: str | None = None
     queue: int = 4  # frames each pipeline queue holds
     overwrite: bool = False
     stats_json: str | None = None
@@ -194,6 +204,35 @@ class VideoSettings(FaceSettings, BackgroundSettings, TemporalOptions):
         self._check_faces()
         self._check_background()
         self._check_temporal()
+        self._check_outputs()
+
+    def _check_outputs(self) -> None:
+        """--audio, --format and --image-format: known values, normalised to ".ext", and
+        with --background transparent, types that carry alpha (refused before any work)."""
+        if self.audio not in AUDIO_MODES:
+            raise ConfigError(f"audio must be {', '.join(AUDIO_MODES[:-1])} or "
+                              f"{AUDIO_MODES[-1]}, got {self.audio!r}")
+        alpha = self.background_spec().alpha
+        video = sorted({s.lstrip(".") for s in FORMATS})
+        for name, known, carry in (
+                ("format", FORMATS, [s for s, f in FORMATS.items() if f in ALPHA_ENCODERS]),
+                ("image_format", IMAGE_SUFFIXES, ALPHA_IMAGE_SUFFIXES)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            ext = "." + str(value).strip().lower().lstrip(".")
+            option = name.replace("_", "-")
+            if ext not in known:
+                kinds = ", ".join(video) if name == "format" else \
+                    ", ".join(s.lstrip(".") for s in IMAGE_SUFFIXES)
+                what = "video container" if name == "format" else "still format"
+                raise ConfigError(f"{option} {value!r} is not a {what} run_video writes; "
+                                  f"choose {kinds}")
+            if alpha and ext not in carry:
+                raise ConfigError(f"{option} {ext.lstrip('.')} cannot carry the alpha channel "
+                                  f"that --background transparent makes; choose "
+                                  f"{', '.join(s.lstrip('.') for s in carry)}")
+            object.__setattr__(self, name, ext)
 
 
 S = TypeVar("S")

@@ -75,10 +75,12 @@ class StreamInfo:
 
 @dataclass
 class AudioTrack:
-    """Audio that rides beside the frames untouched: the input's audio streams (templates
-    for the output's) and their packets in file order. The source appends packets as it
-    demuxes them and the sink takes them as it writes; a deque's append and popleft are
-    thread-safe, so the two stage threads share it without a lock."""
+    """Audio that rides beside the frames as the source read it: the input's audio streams
+    (templates for the output's, and their decoders) and their packets in file order, never
+    decoded on the way. The sink copies each packet or re-encodes it, as its container
+    needs (streamer/sinks/audio_out.py). The source appends packets as it demuxes them and
+    the sink takes them as it writes; a deque's append and popleft are thread-safe, so the
+    two stage threads share it without a lock."""
 
     streams: list[Any]
     packets: deque = field(default_factory=deque)

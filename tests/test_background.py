@@ -623,3 +623,36 @@ def test_image_headers_give_the_size_the_decoder_finds(tmp_path, suffix):
         f.write(b"not an image")
         f.seek(0)
         assert declared_size(f) is None
+
+
+# --- TIFF, and the pixel formats the README names (issue 23, item 12) -----------------------
+
+
+def test_transparent_still_to_tiff_has_the_pngs_alpha(media_dir, tmp_path):
+    # .tif/.tiff with --background transparent was refused (after the model had run)
+    src = str(media_dir / "bryan_115px.png")
+    common = ["--background", "transparent", "--faces", "off", "--size", "96"]
+    for name in ("a.png", "a.tif", "a.tiff"):
+        res = _run("run_video.py", src, "-o", str(tmp_path / name), *common)
+        assert res.returncode == 0, res.stderr
+    png = cv2.imread(str(tmp_path / "a.png"), cv2.IMREAD_UNCHANGED)
+    assert png.shape[2] == 4 and png[..., 3].min() < 20 and png[..., 3].max() > 235
+    for name in ("a.tif", "a.tiff"):
+        assert np.array_equal(cv2.imread(str(tmp_path / name), cv2.IMREAD_UNCHANGED), png)
+
+
+def test_the_readme_names_the_pixel_formats_alpha_video_decodes_as(tmp_path):
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("Outputs with alpha:")
+    para = " ".join(text[start:text.index("\n\n", start)].split())
+    for suffix in (".mov", ".webm"):
+        out = tmp_path / f"a{suffix}"
+        _write_video(out, _bgra_frames(2))
+        with av.open(str(out)) as c:
+            st = c.streams.video[0]
+            if st.codec_context.name == "vp9":  # the decoder that reads VP9's alpha
+                dec = av.CodecContext.create("libvpx-vp9", "r")
+                first = next(f for p in c.demux(st) for f in dec.decode(p))
+            else:
+                first = next(c.decode(st))
+        assert f"`{first.format.name}`" in para, (first.format.name, para)

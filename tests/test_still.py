@@ -173,3 +173,34 @@ def test_a_video_to_one_image_name_suggests_the_png_sequence(tmp_path, capfd):
     rc, log = run(capfd, clip, "-o", seq / "%05d.png", "--size", SIZE, "--faces", "off")
     assert rc == 0, log
     assert sorted(p.name for p in seq.iterdir()) == ["00001.png", "00002.png", "00003.png"]
+
+
+# --- TIFF keeps alpha; refusals before the model (issue 23, item 12) ------------------------
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".tiff"])
+def test_an_rgba_image_keeps_its_alpha_channel_in_tiff(tmp_path, capfd, suffix):
+    # the README says TIFF keeps alpha; it was refused after the model had run
+    src = tmp_path / "cutout.png"
+    rgba = rgba_picture()
+    cv2.imwrite(str(src), rgba)
+    dst = tmp_path / f"out{suffix}"
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    out = cv2.imread(str(dst), cv2.IMREAD_UNCHANGED)
+    assert out.shape == (48, 64, 4)
+    assert np.array_equal(out[..., 3], rgba[..., 3])  # lossless, as PNG
+    rc, log = run(capfd, src, "-o", tmp_path / "out.png", "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    assert np.array_equal(out, cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED))
+
+
+def test_a_still_too_large_for_its_format_is_refused_before_the_model_runs(tmp_path, capfd):
+    # WebP stops at 16383 pixels a side: the encoder failed after the model had run
+    src = tmp_path / "panorama.png"
+    cv2.imwrite(str(src), np.full((20, 16400, 3), 128, np.uint8))
+    rc, log = run(capfd, src, "-o", tmp_path / "out.webp", "--size", SIZE, "--faces", "off")
+    one_error_line(log, "out.webp: the image is 16400x20, and .webp holds at most 16383 pixels "
+                        "a side; use .png or .tif")
+    assert rc != 0 and "engine:" not in log
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["panorama.png"]

@@ -610,13 +610,14 @@ def test_a_folder_converts_every_good_file_reports_each_bad_one_and_a_rerun_fini
     assert "nothing to convert" in log
 
 
-def test_opus_audio_into_flv_is_refused_before_any_work(tmp_path, capfd):
-    # a codec/container pair that does not play
+def test_opus_audio_into_flv_with_audio_copy_is_refused_before_any_work(tmp_path, capfd):
+    # a codec/container pair that does not play; the default re-encodes it (below)
     src = with_audio(tmp_path / "talk.mkv", "libopus")
-    rc, log = run(capfd, src, "-o", tmp_path / "out.flv", "--size", SIZE, "--faces", "off")
+    rc, log = run(capfd, src, "-o", tmp_path / "out.flv", "--size", SIZE, "--faces", "off",
+                  "--audio", "copy")
     assert rc == 1
     one_error_line(log, "opus audio")
-    assert "does not play" in log and ".mkv" in log
+    assert "does not play" in log and ".mkv" in log and "--audio encode" in log
     assert "engine:" not in log  # refused before the model starts
     assert sorted(p.name for p in tmp_path.iterdir()) == ["talk.mkv"]
 
@@ -627,3 +628,303 @@ def test_aac_audio_into_flv_is_written_and_reads_back(tmp_path, capfd):
     assert rc == 0, log
     with av.open(str(tmp_path / "out.flv")) as c:
         assert [s.codec_context.name for s in c.streams.audio] == ["aac"]
+
+
+# --- audio the container cannot hold as it is (issue 23, item 10) ---------------------------
+
+
+def _burst_clip(path: Path, *, audio_start: float = 0.25, burst_at: float = 0.8,
+                gap: tuple[float, float] | None = None, seconds: float = 1.0) -> Path:
+    """A 24 fps clip with mono AAC audio that starts `audio_start` s after the video, is
+    silent but for a 1 kHz burst at `burst_at` s, and has no audio from `gap[0]` to
+    `gap[1]` s (its timestamps jump over it, as a damaged or paused recording's do)."""
+    rate, size = 44100, 1024
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=24)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        a = c.add_stream("aac", rate=rate)
+        a.layout = "mono"
+        for i in range(round(seconds * 24)):
+            f = av.VideoFrame.from_ndarray(_picture(i, 48, 64), "bgr24")
+            f.pts, f.time_base = i, Fraction(1, 24)
+            c.mux(v.encode(f))
+        c.mux(v.encode())
+        start = round(audio_start * rate)
+        for s in range(start, round(seconds * rate) - size, size):
+            if gap and gap[0] * rate <= s < gap[1] * rate:
+                continue
+            t = np.arange(s, s + size) / rate
+            wave = np.where((t >= burst_at) & (t < burst_at + 0.05),
+                            0.5 * np.sin(2 * np.pi * 1000 * (t - burst_at)), 0.0)
+            af = av.AudioFrame.from_ndarray(wave[None].astype(np.float32), format="fltp",
+                                            layout="mono")
+            af.sample_rate, af.pts, af.time_base = rate, s, Fraction(1, rate)
+            c.mux(a.encode(af))
+        c.mux(a.encode())
+    return path
+
+
+def _decoded_audio(path: Path, index: int = 0) -> dict:
+    """A file's audio stream decoded: when its first sample plays, when its last ends, how
+    many seconds of samples it has, and when the first loud sample (a burst) plays."""
+    with av.open(str(path)) as c:
+        codec = c.streams.audio[index].codec_context.name
+        frames = list(c.decode(audio=index))
+    first = frames[0]
+    start = float(first.pts * first.time_base)
+    rate = first.sample_rate
+    onset = None
+    for f in frames:
+        x = np.abs(f.to_ndarray().astype(np.float32)).max(axis=0)
+        loud = np.flatnonzero(x > 0.2)
+        if loud.size:
+            onset = float(f.pts * f.time_base) + loud[0] / rate
+            break
+    last = frames[-1]
+    return {"start": start, "end": float(last.pts * last.time_base) + last.samples / rate,
+            "seconds": sum(f.samples for f in frames) / rate, "onset": onset,
+            "codec": codec}
+
+
+def test_event_clip_into_transparent_webm_keeps_its_aac_audio_as_opus_in_sync(media_dir,
+                                                                           tmp_path, capfd):
+    # the issue's case: a phone video (AAC) to WebM with alpha was refused
+    src = media_dir / "event_640x480.mp4"
+    dst = tmp_path / "e.webm"
+    rc, log = run(capfd, src, "-o", dst, "--background", "transparent", "--size", SIZE,
+                  "--faces", "off", "--preset", "ultrafast")
+    assert rc == 0, log
+    notes = [ln for ln in log.splitlines() if "re-encoded to Opus" in ln]
+    assert len(notes) == 1 and notes[0].startswith("note: ") and "aac" in notes[0], log
+    a, b = _decoded_audio(src), _decoded_audio(dst)
+    assert b["codec"] == "opus"
+    assert b["start"] == pytest.approx(a["start"], abs=0.005)
+    assert b["seconds"] == pytest.approx(a["seconds"], abs=0.005)
+    assert b["end"] == pytest.approx(a["end"], abs=0.005)
+    with av.open(str(dst)) as c:
+        assert c.streams.video[0].metadata.get("alpha_mode") == "1"  # VP9 with alpha
+        assert c.streams.audio[0].metadata.get("language") == "eng"
+    assert probe(dst)["times"] == pytest.approx(probe(src)["times"], abs=1e-3)
+    assert _left_behind(tmp_path, {"e.webm"}) == []
+
+
+@pytest.mark.parametrize("suffix, args, codec", [(".webm", [], "opus"),
+                                                 (".mp4", ["--audio", "encode"], "aac")])
+def test_re_encoded_audio_keeps_its_start_and_its_sync_across_a_gap(tmp_path, capfd, suffix,
+                                                                     args, codec):
+    # audio that starts after the video, with a 0.2 s hole in its timestamps before a burst:
+    # the burst must play when it did in the input, not 0.2 s early
+    src = _burst_clip(tmp_path / "in.mkv", audio_start=0.25, burst_at=0.8, gap=(0.5, 0.7))
+    dst = tmp_path / f"out{suffix}"
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--faces", "off", *args)
+    assert rc == 0, log
+    a, b = _decoded_audio(src), _decoded_audio(dst)
+    assert b["codec"] == codec
+    assert a["onset"] == pytest.approx(0.8, abs=0.003)
+    assert b["onset"] == pytest.approx(a["onset"], abs=0.005)
+    # the start is kept (AAC in MP4 plays its encoder's 1024 priming samples first when the
+    # track starts after 0: the edit list skips them only at 0)
+    assert b["start"] == pytest.approx(a["start"], abs=1024 / 44100 + 0.002)
+    assert b["end"] == pytest.approx(a["end"], abs=0.005)
+    # the hole is silence in the output, so the output holds more samples than the input
+    assert b["seconds"] >= a["seconds"] + 0.15
+
+
+def test_every_audio_stream_is_re_encoded_with_its_language(tmp_path, capfd):
+    src = make_clip(tmp_path / "two.mp4", n=24, audio_tracks=2)
+    dst = tmp_path / "out.webm"
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--device", "cpu")
+    assert rc == 0, log
+    assert sum("re-encoded to Opus" in ln for ln in log.splitlines()) == 1  # one line
+    a, b = probe(src), probe(dst)
+    assert [x["codec"] for x in b["audio"]] == ["opus", "opus"]
+    assert [x["metadata"]["language"] for x in b["audio"]] == ["eng", "fra"]
+    for k in range(2):
+        x, y = _decoded_audio(src, k), _decoded_audio(dst, k)
+        assert y["start"] == pytest.approx(x["start"], abs=0.005)
+        assert y["seconds"] == pytest.approx(x["seconds"], abs=0.005)
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+def test_audio_copy_refuses_naming_only_containers_that_carry_what_was_asked(tmp_path, capfd,
+                                                                              alpha):
+    src = make_clip(tmp_path / "in.mp4", n=4, audio_tracks=1)
+    extra = ["--background", "transparent"] if alpha else []
+    rc, log = run(capfd, src, "-o", tmp_path / "out.webm", "--size", SIZE, "--faces", "off",
+                  "--audio", "copy", *extra)
+    _assert_one_line_error(rc, log, "cannot hold the input's aac audio (stream #1)")
+    error = next(ln for ln in log.splitlines() if ln.startswith("error: "))
+    assert "--audio encode" in error and ".mkv" in error and ".mov" in error
+    assert (".mp4" in error) is not alpha  # MP4 holds AAC but carries no alpha
+    assert "engine:" not in log  # before the model starts
+    assert _left_behind(tmp_path, {"in.mp4"}) == []
+
+
+def test_audio_none_and_encode_and_the_default_copy(tmp_path, capfd):
+    src = make_clip(tmp_path / "in.mp4", n=6, audio_tracks=1)
+    payload = probe(src)["audio"][0]["payload"]
+    for mode, want in (("none", None), ("encode", "aac"), ("auto", "aac")):
+        dst = tmp_path / f"{mode}.mp4"
+        rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--faces", "off",
+                      "--audio", mode)
+        assert rc == 0, log
+        got = probe(dst)["audio"]
+        if want is None:
+            assert got == []
+            continue
+        assert [x["codec"] for x in got] == [want]
+        # auto copies what the container holds; encode re-encodes it (other packets)
+        assert (got[0]["payload"] == payload) is (mode == "auto")
+        assert ("re-encoded" in log) is (mode == "encode")
+
+
+def test_opus_audio_into_flv_is_re_encoded_to_aac_by_default(tmp_path, capfd):
+    src = with_audio(tmp_path / "talk.mkv", "libopus")
+    rc, log = run(capfd, src, "-o", tmp_path / "out.flv", "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    assert "re-encoded to AAC" in log
+    with av.open(str(tmp_path / "out.flv")) as c:
+        assert [s.codec_context.name for s in c.streams.audio] == ["aac"]
+        assert sum(1 for p in c.demux(c.streams.audio[0]) if p.size) > 3
+
+
+def test_a_bad_audio_mode_is_one_line(tmp_path, capfd):
+    src = make_clip(tmp_path / "in.mp4", n=2)
+    try:  # argparse's own line and exit status 2
+        rc = main([str(src), "-o", str(tmp_path / "out.mp4"), "--audio", "loud"])
+    except SystemExit as exc:
+        rc = exc.code
+    err = capfd.readouterr().err
+    assert rc == 2 and "--audio" in err and "loud" in err and "Traceback" not in err
+    preset = tmp_path / "p.yaml"
+    preset.write_text("audio: loud\n")
+    rc, log = run(capfd, src, "-o", tmp_path / "out.mp4", "--config", preset)
+    _assert_one_line_error(rc, log, "audio must be auto, copy, encode or none")
+
+
+@pytest.mark.parametrize("audio_start, args", [(0.25, []), (0.0, ["--audio", "encode"])])
+def test_audio_into_avi_is_placed_from_zero_so_it_stays_in_sync(tmp_path, capfd, audio_start,
+                                                                  args):
+    # AVI places audio by position: audio that starts late is re-encoded with silence before
+    # it (a copy would play 0.25 s early), and the encoder's priming is left out
+    src = _burst_clip(tmp_path / "in.mkv", audio_start=audio_start, burst_at=0.8)
+    dst = tmp_path / "out.avi"
+    rc, log = run(capfd, src, "-o", dst, "--size", SIZE, "--faces", "off", *args)
+    assert rc == 0, log
+    if not args:
+        assert "avi places audio by position" in log
+    a, b = _decoded_audio(src), _decoded_audio(dst)
+    assert b["start"] == pytest.approx(0.0, abs=1e-6)
+    assert b["onset"] == pytest.approx(a["onset"], abs=0.005)
+
+
+# --- the type of a folder's outputs (issue 23, item 11) -------------------------------------
+
+
+def _folder(tmp_path: Path, names: tuple[str, ...]) -> Path:
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in names:
+        if name.endswith((".jpg", ".png")):
+            cv2.imwrite(str(src / name), _picture(0, 48, 64))
+        else:
+            make_clip(src / name, n=3, audio_tracks=1 if name.endswith(".mp4") else 0)
+    return src
+
+
+def test_a_folder_with_a_transparent_background_gets_outputs_that_carry_alpha(tmp_path, capfd):
+    # every .mp4 of a folder failed: outputs kept the input's type, which has no alpha
+    src = _folder(tmp_path, ("a.mp4", "b.mov", "c.jpg", "d.png"))
+    dst = tmp_path / "out"
+    rc, log = run(capfd, src, "-o", dst, "--background", "transparent", "--size", SIZE,
+                  "--faces", "off")
+    assert rc == 0, log
+    assert sorted(p.name for p in dst.iterdir()) == ["a.webm", "b.mov", "c.png", "d.png"]
+    with av.open(str(dst / "a.webm")) as c:
+        assert c.streams.video[0].metadata.get("alpha_mode") == "1"
+        assert [s.codec_context.name for s in c.streams.audio] == ["opus"]
+    with av.open(str(dst / "b.mov")) as c:
+        assert c.streams.video[0].codec_context.name == "prores"
+        assert next(c.decode(video=0)).format.name.startswith("yuva")
+    assert cv2.imread(str(dst / "c.png"), cv2.IMREAD_UNCHANGED).shape[2] == 4
+
+
+def test_format_and_image_format_choose_the_type_of_the_outputs_run_video_names(tmp_path,
+                                                                                capfd):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    make_clip(src / "a.mp4", n=3, audio_tracks=1)
+    make_clip(src / "sub" / "b.mkv", n=3)
+    cv2.imwrite(str(src / "c.jpg"), _picture(0, 48, 64))
+    rc, log = run(capfd, src, "-o", tmp_path / "out", "--format", "mov", "--image-format",
+                  "webp", "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    out = tmp_path / "out"
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+        "a.mov", "c.webp", "sub/b.mov"]
+    assert probe(out / "a.mov")["format"].startswith("mov") and \
+        [x["codec"] for x in probe(out / "a.mov")["audio"]] == ["aac"]
+    # several inputs into a folder, and a single input's default name, the same way
+    rc, log = run(capfd, src / "a.mp4", src / "sub" / "b.mkv", "-o", tmp_path / "many",
+                  "--format", ".WEBM", "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["a.webm", "b.webm"]
+    rc, log = run(capfd, src / "a.mp4", "--format", "mkv", "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    assert (src / "a_anime.mkv").is_file()
+
+
+@pytest.mark.parametrize("case, words", [
+    ("unknown", "is not a video container run_video writes"),
+    ("no alpha", "mp4 cannot carry the alpha channel"),
+    ("disagrees", "-o out.mp4 is a .mp4 file but --format asks for .webm"),
+    ("collision", "would both be written as"),
+])
+def test_format_errors_are_one_line_before_any_work(tmp_path, capfd, case, words):
+    src = _folder(tmp_path, ("a.mp4", "a.mov"))
+    out = tmp_path / "out"
+    args = {"unknown": [src, "-o", out, "--format", "gif"],
+            "no alpha": [src, "-o", out, "--format", "mp4", "--background", "transparent"],
+            "disagrees": [src / "a.mp4", "-o", tmp_path / "out.mp4", "--format", "webm"],
+            "collision": [src, "-o", out, "--format", "webm"]}[case]
+    rc, log = run(capfd, *args, "--size", SIZE, "--faces", "off")
+    _assert_one_line_error(rc, log, words)
+    assert "engine:" not in log
+    assert _left_behind(tmp_path, {"in"}) == [] and sorted(
+        p.name for p in src.iterdir()) == ["a.mov", "a.mp4"]
+
+
+def test_a_preset_carries_the_format_and_the_audio_mode(tmp_path, capfd):
+    src = _folder(tmp_path, ("a.mp4",))
+    preset = tmp_path / "web.yaml"
+    preset.write_text("format: webm\naudio: none\n")
+    rc, log = run(capfd, src, "-o", tmp_path / "out", "--config", preset, "--size", SIZE,
+                  "--faces", "off")
+    assert rc == 0, log
+    assert probe(tmp_path / "out" / "a.webm")["audio"] == []
+
+
+def test_damaged_audio_is_re_encoded_past_with_a_warning_and_stays_in_sync(tmp_path, capfd):
+    good = _burst_clip(tmp_path / "good.mkv", audio_start=0.0, burst_at=0.8)
+    src = tmp_path / "damaged.mkv"
+    with av.open(str(good)) as i, av.open(str(src), "w") as o:
+        streams = {s.index: o.add_stream_from_template(s) for s in i.streams}
+        k = 0
+        for p in i.demux():
+            if not p.size:  # the demuxer's empty flush packets
+                continue
+            out = streams[p.stream.index]
+            if p.stream.type == "audio":
+                k += 1
+                if k in (6, 7):  # two packets of garbage, where the file says audio is
+                    bad = av.Packet(b"\xff" * p.size)
+                    bad.pts, bad.dts, bad.time_base = p.pts, p.dts, p.time_base
+                    p = bad
+            p.stream = out
+            o.mux(p)
+    rc, log = run(capfd, src, "-o", tmp_path / "out.webm", "--size", SIZE, "--faces", "off")
+    assert rc == 0, log
+    warnings = [ln for ln in log.splitlines() if ln.startswith("warning: ")]
+    assert len(warnings) == 1 and "2 damaged packet(s)" in warnings[0], log
+    b = _decoded_audio(tmp_path / "out.webm")
+    assert b["onset"] == pytest.approx(0.8, abs=0.005)

@@ -1,4 +1,4 @@
-"""Encode stylised frames to a video file, remuxing the input's audio packets untouched.
+"""Encode stylised frames to a video file, with the input's audio (audio_out.py).
 
 The file is written under a temporary name in the output folder (`.NAME.partial-XXXXXX`,
 its container format forced, so it never looks like a finished video) and renamed at the
@@ -10,7 +10,9 @@ end; `close()` without `finish()` removes it. What is kept from the input:
   which the container otherwise counts from the decode timestamps and would cut short);
 - the average frame rate, sample aspect ratio and colour tags (matrix, range, primaries,
   transfer); pixels are converted with the input's matrix and range;
-- audio streams, packet for packet, with their metadata and dispositions;
+- every audio stream, with its metadata and disposition: copied packet for packet where
+  the container holds it, else re-encoded in step with its timestamps (`audio` mode, see
+  audio_out.py);
 - container and video-stream metadata (minus what the muxer itself writes).
 
 Odd sizes: 4:2:0 needs even width and height, and H.264 / HEVC cannot signal a one-pixel
@@ -30,26 +32,14 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from streamer.errors import UserError
 from streamer.frame import AudioTrack, Frame, StreamInfo
 from streamer.stages import Sink
 
+from .audio_out import AudioOut, copy_audio_stream  # noqa: F401 - the Ray join's import
+from .outputs import (ALPHA_ENCODERS, FORMATS, ContainerCannotHold, OutputError,  # noqa: F401
+                      container_format, keep_key)
 from .video_packets import SinkStats, VideoPackets
 
-
-class OutputError(UserError):
-    """A problem with the output (path, container, encoder), in one line for the user."""
-
-
-class ContainerCannotHold(OutputError):
-    """The output's container cannot hold a stream as it is (the input's audio codec, or
-    the chosen video codec); another container may, so a caller can retry with one."""
-
-
-# Container format forced for the temporary file, by the final name's suffix.
-FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
-           ".avi": "avi", ".ts": "mpegts", ".m2ts": "mpegts", ".mts": "mpegts", ".flv": "flv",
-           ".nut": "nut"}
 MOV_FAMILY = {"mp4", "mov"}
 VIDEO_SUFFIXES = tuple(FORMATS)
 
@@ -58,9 +48,8 @@ CODECS = ("libx264", "libx265", "h264_nvenc", "hevc_nvenc", "libvpx-vp9", "prore
 # containers they go in. VP9 alpha decodes only with the libvpx-vp9 decoder (FFmpeg's own
 # vp9 decoder drops it): see read_alpha_frames in the tests.
 ALPHA_PIX_FMTS = {"libvpx-vp9": "yuva420p", "prores_ks": "yuva444p10le"}
-_ALPHA_DEFAULT = {"webm": "libvpx-vp9", "matroska": "libvpx-vp9", "mov": "prores_ks"}
-ALPHA_OUTPUTS = ("PNG or WebP for stills; .webm or .mkv (VP9), .mov (ProRes 4444), or a PNG "
-                 "sequence (-o FOLDER/%05d.png) for video")
+ALPHA_OUTPUTS = (".webm or .mkv (VP9), .mov (ProRes 4444), or a PNG sequence "
+                 "(-o FOLDER/%05d.png, no audio)")
 DEFAULT_CODEC = "libx264"
 # Quality defaults per encoder: visually transparent for cartoon output at moderate size.
 _DEFAULT_QUALITY = {"libx264": 18, "libx265": 20, "h264_nvenc": 19, "hevc_nvenc": 21,
@@ -76,84 +65,40 @@ _X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium
                  "slower", "veryslow", "placebo")
 # AVColorSpace -> the swscale matrix that converts to it (same numbers for these).
 _SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
-# Metadata the muxer writes itself, or that describes the old encoding.
-_DROP_KEYS = {"major_brand", "minor_version", "compatible_brands", "encoder", "rotate",
-              "duration", "bps", "number_of_frames", "number_of_bytes", "vendor_id"}
-
-
-#: audio codecs that play back from containers whose muxer accepts more than players read
-#: (FFmpeg's FLV muxer writes Opus and FLAC as "enhanced FLV", which ffprobe 7 and players
-#: do not read; AVI takes anything as an opaque tag). Containers not listed: what the muxer
-#: accepts plays.
-_AUDIO_THAT_PLAYS = {
-    "flv": frozenset({"aac", "mp3", "pcm_s16le", "pcm_u8", "pcm_alaw", "pcm_mulaw",
-                      "adpcm_swf", "nellymoser", "speex"}),
-    "avi": frozenset({"mp3", "mp2", "aac", "ac3", "pcm_s16le", "pcm_u8", "pcm_s24le",
-                      "pcm_f32le", "pcm_alaw", "pcm_mulaw", "adpcm_ms", "adpcm_ima_wav"}),
-}
-
-
-def container_format(path: Path) -> str:
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise OutputError(f"{path.name}: unknown video container {path.suffix or '(no suffix)'!r}; "
-                          f"use one of {', '.join(FORMATS)}")
-    return fmt
 
 
 def default_codec_for(path: Path, alpha: bool = False) -> str:
     """libx264, except for WebM, which only holds VP8/VP9/AV1; with `alpha`, the
     container's alpha encoder (VP9 for WebM/Matroska, ProRes 4444 for MOV)."""
     fmt = container_format(path)
-    if alpha and fmt in _ALPHA_DEFAULT:
-        return _ALPHA_DEFAULT[fmt]
+    if alpha and fmt in ALPHA_ENCODERS:
+        return ALPHA_ENCODERS[fmt]
     return "libvpx-vp9" if fmt == "webm" else DEFAULT_CODEC
 
 
 def carries_alpha(path: Path) -> bool:
     """Whether the container at `path` has an encoder that keeps an alpha channel (.webm /
     .mkv with VP9, .mov with ProRes 4444); OutputError for an unknown container."""
-    return container_format(path) in _ALPHA_DEFAULT
+    return container_format(path) in ALPHA_ENCODERS
 
 
 def _alpha_encoder(path: Path, codec: str | None = None) -> str:
     """The encoder for a video with an alpha channel at `path`; OutputError, one line
     naming the outputs that can, when the container or `codec` cannot carry alpha."""
     fmt = container_format(path)
-    chosen = codec or _ALPHA_DEFAULT.get(fmt)
-    if chosen not in ALPHA_PIX_FMTS or (fmt, chosen) not in {
-            ("webm", "libvpx-vp9"), ("matroska", "libvpx-vp9"), ("mov", "prores_ks"),
-            ("matroska", "prores_ks")}:
+    chosen = codec or ALPHA_ENCODERS.get(fmt)
+    pairs = {("webm", "libvpx-vp9"), ("matroska", "libvpx-vp9"), ("mov", "prores_ks"),
+             ("matroska", "prores_ks")}
+    if chosen not in ALPHA_PIX_FMTS or (fmt, chosen) not in pairs:
+        if codec and fmt in ALPHA_ENCODERS:  # the container can: the codec is what cannot
+            fit = sorted(c for f, c in pairs if f == fmt)
+            raise OutputError(f"{path.name}: {path.suffix} with {codec} cannot carry the alpha "
+                              f"channel that --background transparent makes; use --codec "
+                              f"{' or '.join(fit)}, or leave --codec out")
         what = f"{path.suffix} with {chosen}" if codec else f"{path.suffix or path.name}"
         raise OutputError(f"{path.name}: {what} cannot carry the alpha channel that "
                           f"--background transparent makes; use {ALPHA_OUTPUTS}")
     return chosen
-
-
-def keep_key(key: str) -> bool:
-    k = key.lower()
-    return k not in _DROP_KEYS and not k.startswith("_statistics")
-
-
-def copy_audio_stream(out, s, fmt: str, name: str):
-    """An output stream in container `out` (format `fmt`, file `name`) that copies input
-    audio stream `s` packet for packet, with its kept metadata and disposition;
-    ContainerCannotHold when the container cannot hold that codec, an OutputError when
-    players cannot read it back."""
-    playable = _AUDIO_THAT_PLAYS.get(fmt)
-    if playable is not None and s.codec_context.name not in playable:
-        # The muxer would write it, but players and ffprobe cannot read it back.
-        raise OutputError(f"{name}: {s.codec_context.name} audio (stream #{s.index}) in "
-                          f"{fmt} is written but does not play; use .mkv or .mp4")
-    try:
-        a = out.add_stream_from_template(s)
-    except ValueError:
-        raise ContainerCannotHold(f"{name}: the {fmt} container cannot hold the input's "
-                                  f"{s.codec_context.name} audio (stream #{s.index}) without "
-                                  f"re-encoding; use .mkv or .mp4") from None
-    a.metadata.update({k: v for k, v in s.metadata.items() if keep_key(k)})
-    a.disposition = s.disposition
-    return a
 
 
 def _encoder_options(codec: str, crf: int | None, preset: str | None) -> dict[str, str]:
@@ -291,11 +236,13 @@ class VideoFileSink(Sink):
     def __init__(self, final: str | os.PathLike[str], info: StreamInfo,
                  audio: AudioTrack | None = None, *, codec: str | None = None,
                  crf: int | None = None, preset: str | None = None, overwrite: bool = False,
-                 threads: int = 0, open_in_writer: bool = False, alpha: bool = False):
+                 threads: int = 0, open_in_writer: bool = False, alpha: bool = False,
+                 audio_mode: str = "auto"):
         """`threads`: encoder threads, 0 for the encoder's choice. `open_in_writer`: open
         the encoder on the first write instead of here, so its worker threads are created by
         (and inherit the priority of) the thread that writes; the trial open (choose_encoder)
-        still reports an encoder that cannot start before any work."""
+        still reports an encoder that cannot start before any work. `audio_mode`: auto,
+        copy, encode or none (audio_out.py)."""
         self.final = Path(final)
         self._threads = threads
         self._open_in_writer = open_in_writer
@@ -311,6 +258,8 @@ class VideoFileSink(Sink):
         self.height = info.height + (info.height & 1)
         self.padded = (self.width, self.height) != (info.width, info.height)
         self.audio = audio
+        self._audio_mode = audio_mode
+        self._chosen_codec = codec
         self.stats = SinkStats()
         self.temp = temp_path_for(self.final)
         self._out = None
@@ -334,10 +283,18 @@ class VideoFileSink(Sink):
 
     @property
     def notes(self) -> list[str]:
-        if not self.padded:
-            return []
-        return [f"odd size {self.info.width}x{self.info.height}: 4:2:0 needs even sides, so the "
-                f"output is {self.width}x{self.height} (the last column/row repeated)"]
+        """What the output keeps differently from the input, one line each."""
+        out = list(self._audio_out.notes)
+        if self.padded:
+            out.append(f"odd size {self.info.width}x{self.info.height}: 4:2:0 needs even sides, "
+                       f"so the output is {self.width}x{self.height} (the last column/row "
+                       f"repeated)")
+        return out
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the user must be told after the run (damaged audio re-encoded past)."""
+        return self._audio_out.warnings
 
     def _setup(self, fmt: str, options: dict[str, str]) -> None:
         info, out = self.info, self._out
@@ -368,8 +325,9 @@ class VideoFileSink(Sink):
         self._tag_colors(cc)
         v.metadata.update({k: v_ for k, v_ in info.stream_metadata.items() if keep_key(k)})
         self._video = v
-        self._audio_map = {s.index: copy_audio_stream(out, s, fmt, self.final.name)
-                           for s in (self.audio.streams if self.audio is not None else ())}
+        self._audio_out = AudioOut(out, self.audio.streams if self.audio is not None else [],
+                                   fmt, self.final.name, self._audio_mode, stats=self.stats,
+                                   alpha=self.alpha, video_codec=self._chosen_codec)
         if not self._open_in_writer:
             self._open_encoder()
         self._reformatter = VideoReformatter()
@@ -463,16 +421,9 @@ class VideoFileSink(Sink):
     def _mux_audio(self) -> None:
         if self.audio is None:
             return
-        q, amap, out = self.audio.packets, self._audio_map, self._out
+        q, audio_out = self.audio.packets, self._audio_out
         while q:
-            p = q.popleft()
-            a = amap.get(p.stream_index)
-            if a is None:
-                continue
-            p.stream = a
-            self.stats.audio_packets += 1
-            self.stats.bytes += p.size
-            out.mux(p)
+            audio_out.write(q.popleft())
 
     # --- the end -----------------------------------------------------------------------
 
@@ -484,6 +435,7 @@ class VideoFileSink(Sink):
         """Flush the encoder, write the rest of the audio, close, and rename."""
         self._packets.finish(self._video.encode(None))
         self._mux_audio()
+        self._audio_out.finish()
         out, self._out = self._out, None
         out.close()
         commit(self.temp, self.final, self.overwrite)

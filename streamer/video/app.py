@@ -24,6 +24,7 @@ from streamer.models.download import DownloadOptions
 from streamer.models.ensure import add_fetch_option, ensure_models
 from streamer.report import EXIT_ERROR, EXIT_OK, Log, run_main
 from streamer.signals import exit_status
+from streamer.sinks.audio_out import AUDIO_MODES
 from streamer.sinks.video_file import CODECS, OutputError
 from streamer.toon.engine import DEVICES, PRECISIONS
 
@@ -67,6 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crf", type=int, help="quality, lower is better (default: the encoder's "
                                            "own in streamer/sinks/video_file.py)")
     p.add_argument("--preset", help="encoder speed preset (default: medium; p5 for NVENC)")
+    p.add_argument("--audio", choices=AUDIO_MODES,
+                   help=f"auto: copy each audio stream the container holds and re-encode the "
+                        f"others (AAC into .webm becomes Opus), with a note; copy: copy or "
+                        f"refuse; encode: re-encode every stream; none: no audio {d('audio')}")
+    p.add_argument("--format", metavar="EXT",
+                   help="container of the videos run_video names itself (a folder's, several "
+                        "inputs', the default output): mp4, mkv, mov, webm ... (default: each "
+                        "input's own; with --background transparent, .webm where it cannot "
+                        "carry alpha)")
+    p.add_argument("--image-format", metavar="EXT",
+                   help="the same for stills: png, jpg, webp, tif ... (default: each input's "
+                        "own; .png where it cannot carry alpha)")
     p.add_argument("--queue", type=int, help=f"frames per pipeline queue {d('queue')}")
     add_face_options(p)
     add_fetch_option(p)
@@ -131,7 +144,7 @@ def convert_many(inputs: list[Path], output: Path | None, job: Job) -> list[Resu
     """Several inputs: each into the output folder by name, as a folder's files are; a
     folder among them that fails in part does not stop the others (FolderIncomplete at the
     end counts every failed file)."""
-    pairs = input_targets(inputs, output)
+    pairs = input_targets(inputs, output, job.naming)
     make_output_folder(output)
     results: list[Result] = []
     failed: list[tuple[str, str]] = []

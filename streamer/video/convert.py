@@ -19,10 +19,10 @@ from streamer.config import VideoSettings
 from streamer.errors import UserError
 from streamer.pipeline.core import Pipeline, PipelineError
 from streamer.report import Log, one_line
-from streamer.sinks.image import ALPHA_IMAGE_SUFFIXES, write_image
+from streamer.sinks.image import ALPHA_IMAGE_SUFFIXES, check_image_output, write_image
 from streamer.sinks.png_sequence import PngSequenceSink, is_sequence_pattern
-from streamer.sinks.video_file import ALPHA_OUTPUTS, OutputError, VideoFileSink
-from streamer.sources.image import IMAGE_SUFFIXES, is_image_path, read_image_alpha
+from streamer.sinks.video_file import OutputError, VideoFileSink
+from streamer.sources.image import is_image_path, read_image_alpha
 from streamer.sources.video_file import MediaError, VideoFileSource
 from streamer.toon.engine import Engine, auto_device
 from streamer.toon.link import Link
@@ -31,10 +31,8 @@ from streamer.toon.styles import StyleFlows
 
 from .progress import Progress, ProgressCallback
 from .targets import check_output_kind
-from .targets import check_target, default_output, file_target, folder_targets, make_output_folder
-
-#: still outputs that keep an input's transparency
-ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")
+from .targets import (OutputNaming, check_still_output, check_target, default_output,
+                      file_target, folder_targets, make_output_folder)
 
 
 class Job:
@@ -88,6 +86,11 @@ class Job:
     def alpha(self) -> bool:
         """Outputs carry an alpha channel (--background transparent)."""
         return self.settings.background_spec().alpha
+
+    @property
+    def naming(self) -> OutputNaming:
+        """The type of the outputs this run names itself (--format, --image-format)."""
+        return OutputNaming.from_settings(self.settings)
 
 
 @dataclass
@@ -152,15 +155,17 @@ def convert_video(src: Path, dst: Path, job: Job,
     threads, nice = _side_work(settings)
     with VideoFileSource(src, threads=threads) as source:
         info = source.info
+        video_sink: VideoFileSink | None = None
         if sequence:
             sink = PngSequenceSink(dst, overwrite=settings.overwrite, audio=source.audio)
             extra = ["a PNG sequence holds no audio: the input's audio is not kept"] \
-                if source.audio is not None and source.audio.streams else []
+                if source.audio is not None and source.audio.streams \
+                and settings.audio != "none" else []
         else:
-            sink = VideoFileSink(dst, info, source.audio, codec=settings.codec,
-                                 crf=settings.crf, preset=settings.preset,
-                                 overwrite=settings.overwrite, open_in_writer=nice > 0,
-                                 alpha=job.alpha)
+            sink = video_sink = VideoFileSink(
+                dst, info, source.audio, codec=settings.codec, crf=settings.crf,
+                preset=settings.preset, overwrite=settings.overwrite, open_in_writer=nice > 0,
+                alpha=job.alpha, audio_mode=settings.audio)
             extra = sink.notes
         with sink:
             notes = source.probe.notes + extra
@@ -184,24 +189,26 @@ def convert_video(src: Path, dst: Path, job: Job,
                 log(f"note: {notes[-1]}")
             if st.frames_out != st.frames_in:  # the offline pipeline drops nothing
                 raise RuntimeError(f"wrote {st.frames_out} of {st.frames_in} frames")
-            for warning in source.warnings:  # damage decoded past, or a file that ends early
+            # damage decoded past, or a file that ends early; damaged audio re-encoded past
+            warnings = list(source.warnings) + (video_sink.warnings if video_sink else [])
+            for warning in warnings:
                 log(f"warning: {warning}")
             return Result("video", str(src), str(dst), st.frames_out, st.elapsed_s,
                           {"decode": st.busy_s["source"], "toon": st.busy_s["toon"],
                            "encode": st.busy_s["sink"]}, notes, sink.stats.audio_packets,
                           st.latency_sum_s / st.frames_out if st.frames_out else None,
-                          _face_stats(flow), list(source.warnings))
+                          _face_stats(flow), warnings)
 
 
 def convert_still(src: Path, dst: Path, job: Job) -> Result:
-    if dst.suffix.lower() not in IMAGE_SUFFIXES:
-        raise OutputError(f"{dst.name}: a still image needs an image output "
-                          f"({', '.join(IMAGE_SUFFIXES)})")
-    if job.alpha and dst.suffix.lower() not in ALPHA_IMAGE_SUFFIXES:
-        raise OutputError(f"{dst.name}: {dst.suffix} cannot carry the alpha channel that "
-                          f"--background transparent makes; use {ALPHA_OUTPUTS}")
+    """Stylise one still. Every refusal (the output's type, an alpha channel it cannot
+    carry, a size its format cannot hold, the target itself) comes before the model runs."""
+    suffix = dst.suffix.lower()
+    check_still_output(dst, job.alpha)
     check_target(src, dst, job.settings.overwrite)
     img, alpha = read_image_alpha(src)
+    keep_alpha = job.alpha or (alpha is not None and suffix in ALPHA_IMAGE_SUFFIXES)
+    check_image_output(dst, img.shape[1], img.shape[0], 4 if keep_alpha else 3)
     flow = job.stylise(ring=1)
     t0 = time.perf_counter()
     out = flow([img], [0.0])[0]
@@ -212,13 +219,14 @@ def convert_still(src: Path, dst: Path, job: Job) -> Result:
         out = out.copy()
         np.minimum(out[..., 3], alpha, out=out[..., 3])
     elif alpha is not None:
-        if dst.suffix.lower() in ALPHA_SUFFIXES:
+        if suffix in ALPHA_IMAGE_SUFFIXES:
             # The model sees the colour as the official code reads it; the transparency
             # goes back on unchanged, so a cut-out stays a cut-out.
             out = np.dstack([out, alpha])
         else:
             notes.append(f"{src.name} has transparency (an alpha channel); {dst.suffix} "
-                         f"cannot hold it, so it was dropped (write .png or .webp to keep it)")
+                         f"cannot hold it, so it was dropped (write "
+                         f"{', '.join(ALPHA_IMAGE_SUFFIXES)} to keep it)")
             job.log(f"note: {notes[-1]}")
     write_image(out, dst, job.settings.overwrite)
     return Result("image", str(src), str(dst), 1, time.perf_counter() - t0,
@@ -235,11 +243,11 @@ def convert(src: Path, dst: Path | None, job: Job) -> list[Result]:
     except OSError as exc:
         raise MediaError(f"{src}: cannot read ({exc.strerror})") from None
     if dst is None:
-        dst = default_output(src, job.settings.style, job.alpha)
+        dst = default_output(src, job.settings.style, naming=job.naming)
     check_output_kind(src, dst)
     if src.is_dir():
         return convert_folder(src, dst, job)
-    dst = file_target(src, dst)
+    dst = file_target(src, dst, job.naming)
     if is_image_path(src):
         return [convert_still(src, dst, job)]
     return [convert_video(src, dst, job)]
@@ -264,7 +272,7 @@ def convert_folder(src: Path, dst: Path, job: Job) -> list[Result]:
     (written under a temporary name, renamed at the end), so a rerun after a failure or an
     interruption finishes the rest. Problems common to all files (the model, the device,
     Ctrl+C) stop the folder at once."""
-    files = folder_targets(src, dst)
+    files = folder_targets(src, dst, job.naming)
     make_output_folder(dst)
     results: list[Result] = []
     failed: list[tuple[str, str]] = []
