@@ -49,6 +49,10 @@ class ConfigError(UserError, ValueError):
 
 FACE_MODES = ("auto", "on", "off")
 
+# --net: the official DCT-Net generator, or the light student distilled from it (issue 26,
+# streamer/models/mobile), which holds several styles and blends them (`anime+3d:0.3`).
+NETS = ("official", "mobile")
+
 
 @dataclass(frozen=True)
 class FaceSettings:
@@ -156,6 +160,7 @@ class VideoSettings(FaceSettings, BackgroundSettings, TemporalOptions):
     batch: int = 0  # frames per engine call; 0: the engine's choice (engine_batch)
     device: str = "auto"
     precision: str = "exact"  # exact: fp32, golden parity; fast: bf16/fp16 where available
+    net: str = "official"  # official | mobile: the light network (NETS)
     threads: int | None = None  # engine threads; None: the runtime's choice
     codec: str | None = None  # None: libx264 (libvpx-vp9 for .webm)
     crf: int | None = None  # None: the codec's default in streamer.sinks.video_file
@@ -199,6 +204,7 @@ class VideoSettings(FaceSettings, BackgroundSettings, TemporalOptions):
         if self.queue < 1:
             raise ConfigError(f"queue must be at least 1, got {self.queue}")
         _check_engine_options(self.device, self.precision, self.threads)
+        _check_net(self.net)
         if self.crf is not None and not 0 <= self.crf <= 63:
             raise ConfigError(f"crf must be 0..63, got {self.crf}")
         self._check_faces()
@@ -367,6 +373,7 @@ class LiveSettings(FaceSettings, BackgroundSettings, TemporalOptions):
     models: str | None = None
     device: str = "auto"
     precision: str = "fast"
+    net: str = "official"  # official | mobile: the light network (NETS)
     threads: int | None = None
     work: str = "360"  # working size: a short side ("144"), WIDTHxHEIGHT ("256x144") or auto
     schedule: str = "face-first"  # face-first: the background yields size, then rate; off
@@ -408,6 +415,7 @@ class LiveSettings(FaceSettings, BackgroundSettings, TemporalOptions):
         if not 1 <= self.queue <= 2:
             raise ConfigError(f"queue must be 1 or 2 for live use, got {self.queue}")
         _check_engine_options(self.device, self.precision, self.threads)
+        _check_net(self.net)
         if self.bitrate < 100:
             raise ConfigError(f"bitrate is in kbit/s and at least 100, got {self.bitrate}")
         if self.reconnect < 0:
@@ -441,6 +449,23 @@ def _check_engine_options(device: str, precision: str, threads: int | None) -> N
         raise ConfigError(f"unknown precision {precision!r}; choose exact, fast or int8")
     if threads is not None and threads < 1:
         raise ConfigError(f"threads must be at least 1, got {threads}")
+
+
+def _check_net(net: str) -> None:
+    if net not in NETS:
+        raise ConfigError(f"unknown net {net!r}; choose official or mobile (the light "
+                          f"network: python -m streamer.models distill STYLE --photos PATH)")
+
+
+def add_net_option(parser, default: str | None = None) -> None:
+    """--net for run_video, run_stream and run_web (`parser` may be a group); `default`
+    for the web page's parser, which declares its defaults (the others take the settings')."""
+    extra = {} if default is None else {"default": default}
+    parser.add_argument("--net", choices=NETS, **extra,
+                        help="official: the DCT-Net generator; mobile: the light network "
+                             "distilled from it (python -m streamer.models distill STYLE "
+                             "--photos PATH), which also blends styles: --style anime+3d:0.3 "
+                             "(default official)")
 
 
 def default_help(cls: type) -> Callable[[str], str]:

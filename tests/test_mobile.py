@@ -192,3 +192,152 @@ def test_distill_command_refuses_an_unknown_style(tmp_path, models_dir, capsys):
                str(tmp_path / "store")])
     err = capsys.readouterr().err
     assert rc != 0 and "not an official style" in err and len(err.strip().splitlines()) == 1
+
+
+# --- --net on the command lines (run_video, run_stream, presets) ----------------------------
+
+def _photo(tmp: Path, media_dir: Path) -> Path:
+    src = tmp / "photo.png"
+    cv2.imwrite(str(src), cv2.resize(cv2.imread(str(media_dir / "luciano.png")), (80, 64)))
+    return src
+
+
+def _clip(tmp: Path, media_dir: Path, frames: int = 4) -> Path:
+    """A short, tiny MP4 (a few frames of the test photo, shifted)."""
+    import av
+
+    img = cv2.resize(cv2.imread(str(media_dir / "luciano.png")), (96, 64))
+    path = tmp / "clip.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.roll(img, 4 * i, axis=1), format="bgr24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def _run_video(capfd, *args) -> tuple[int, str]:
+    from streamer.video.app import main as run_video
+
+    rc = run_video([str(a) for a in args])
+    out, err = capfd.readouterr()
+    return rc, out + err
+
+
+def _one_error(log: str, words: str) -> None:
+    errors = [ln for ln in log.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and words in errors[0], log
+    assert "Traceback" not in log, log
+
+
+def test_run_video_net_mobile_runs_a_style_and_a_blend_on_a_still_and_a_clip(
+        distilled, media_dir, tmp_path, capfd):
+    store, _, _ = distilled
+    src = _photo(tmp_path, media_dir)
+    common = ["--net", "mobile", "--faces", "off", "--size", "64", "--device", "cpu",
+              "--models", store.root, "--no-progress"]
+    rc, log = _run_video(capfd, src, "-o", tmp_path / "a.png", "--style", "3d", *common)
+    assert rc == 0, log
+    assert "network mobile" in log and "light network 3d-handdrawn" in log
+    assert cv2.imread(str(tmp_path / "a.png")).shape == (64, 80, 3)
+    rc, log = _run_video(capfd, src, "-o", tmp_path / "b.png", "--style",
+                         "3d+handdrawn:0.3", *common)
+    assert rc == 0, log
+    assert "style 3d+handdrawn:0.3" in log
+    assert cv2.imread(str(tmp_path / "b.png")).shape == (64, 80, 3)
+    rc, log = _run_video(capfd, _clip(tmp_path, media_dir), "-o", tmp_path / "c.mp4",
+                         "--style", "3d+handdrawn:0.3", "--audio", "none", *common)
+    assert rc == 0, log
+    import av
+    with av.open(str(tmp_path / "c.mp4")) as f:
+        assert sum(1 for _ in f.decode(video=0)) == 4
+
+
+def test_a_preset_with_net_mobile_works_like_the_flag(distilled, media_dir, tmp_path, capfd):
+    store, _, _ = distilled
+    preset = tmp_path / "light.yaml"
+    preset.write_text(f"net: mobile\nstyle: handdrawn\nfaces: off\nsize: 64\ndevice: cpu\n"
+                      f"models: {store.root}\nprogress: false\n")
+    rc, log = _run_video(capfd, _photo(tmp_path, media_dir), "-o", tmp_path / "p.png",
+                         "--config", preset)
+    assert rc == 0, log
+    assert "network mobile" in log and "light network 3d-handdrawn" in log
+    preset.write_text("net: tiny\n")
+    rc, log = _run_video(capfd, _photo(tmp_path, media_dir), "--config", preset)
+    assert rc == 2
+    _one_error(log, "choose official or mobile")
+
+
+def test_net_errors_are_one_line(distilled, models_dir, media_dir, tmp_path, capfd):
+    store, _, _ = distilled
+    src = _photo(tmp_path, media_dir)
+    base = ["--faces", "off", "--size", "64", "--device", "cpu", "--models", store.root]
+    # a blend on the official network names --net mobile
+    rc, log = _run_video(capfd, src, "--style", "3d+handdrawn:0.3", *base)
+    assert rc == 2
+    _one_error(log, "--net mobile")
+    # no student holds anime: the distill command
+    rc, log = _run_video(capfd, src, "--style", "anime", "--net", "mobile", *base)
+    assert rc == 1
+    _one_error(log, "python -m streamer.models distill anime --photos PATH")
+    # a bad blend and a bad --net value, each one line (exit 2: the command is wrong)
+    rc, log = _run_video(capfd, src, "--style", "3d+handdrawn:7", "--net", "mobile", *base)
+    assert rc == 2
+    _one_error(log, "anime+3d:0.3")
+    rc, log = _run_video(capfd, src, "--net", "tiny", *base)
+    assert rc == 2
+    _one_error(log, "official")
+    assert not list(tmp_path.glob("photo_*"))
+
+
+def test_run_stream_net_mobile_switches_styles(distilled, tmp_path):
+    import io
+    import json
+    import time
+
+    from streamer.live import app as live
+
+    store, _, _ = distilled
+    stats = tmp_path / "s.json"
+
+    class Lines(io.StringIO):
+        """A switch, then quit once the run has had time to load it."""
+
+        def __iter__(self):
+            time.sleep(0.5)
+            yield "handdrawn\n"
+            time.sleep(2.0)
+            yield "quit\n"
+
+    lines: list[str] = []
+    rc = live.main(["--models", str(store.root), "--config", "live-cpu", "--synthetic",
+                    "--camera-size", "160x96", "--work", "64", "--device", "cpu",
+                    "--precision", "exact", "--faces", "off", "--status-every", "0",
+                    "--net", "mobile", "--style", "3d+handdrawn:0.3", "--sink", "null",
+                    "--seconds", "60", "--stats-json", str(stats)],
+                   log=lines.append, stdin=Lines())
+    assert rc == 0, lines
+    assert any("network mobile" in ln and "light network 3d-handdrawn" in ln for ln in lines)
+    assert any("controls: type a style (3d, handdrawn)" in ln for ln in lines), lines
+    data = json.loads(stats.read_text())
+    assert data["style_switches"][0]["to"] == "handdrawn" and data["style"] == "handdrawn"
+    rc = live.main(["--models", str(store.root), "--synthetic", "--sink", "null",
+                    "--style", "3d+handdrawn", "--net", "official"], log=lines.append)
+    assert rc == 2 and "--net mobile" in lines[-1] and lines[-1].startswith("error: ")
+
+
+def test_the_web_service_offers_the_light_networks_styles(distilled):
+    from streamer.web.cli import build_parser
+    from streamer.web.service import ToonService
+
+    store, _, _ = distilled
+    assert build_parser().parse_args(["--net", "mobile"]).net == "mobile"
+    assert build_parser().parse_args([]).net == "official"
+    service = ToonService(models=str(store.root), device="cpu", net="mobile")
+    try:
+        assert service.styles == ["3d", "handdrawn"] and service.flows.net == "mobile"
+        assert "light network 3d-handdrawn" in service.describe()
+    finally:
+        service.close()

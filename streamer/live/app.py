@@ -24,7 +24,8 @@ from typing import TextIO
 
 from streamer.commands import prog
 from streamer.config import (LiveSettings, add_background_options, add_face_options,
-                             add_temporal_options, build_settings, default_help, parse_size)
+                             add_net_option, add_temporal_options, build_settings,
+                             default_help, parse_size)
 from streamer.frame import StreamInfo
 from streamer.models.ensure import add_fetch_option, ensure_models
 from streamer.report import EXIT_ERROR, EXIT_OK, Log, run_main
@@ -83,6 +84,7 @@ def _toon_options(p: argparse.ArgumentParser, d) -> None:
     toon.add_argument("--precision", choices=PRECISIONS,
                       help=f"fast: bf16/fp16 where available; exact: fp32; int8: quantized "
                            f"(OpenVINO, built once) {d('precision')}")
+    add_net_option(toon)
     toon.add_argument("--threads", type=int, help="engine threads")
     add_fetch_option(toon)
 
@@ -294,7 +296,8 @@ def _stream(s: LiveSettings, flows: StyleFlows, source: Source, log: Log,
         log(f"sinks: {'; '.join(k.describe() for k in sinks)}")
         toon = live_toon(s, flows, source, out, log)
         log(f"toon: {s.style} at {toon.work_w}x{toon.work_h} -> {out.width}x{out.height} @ "
-            f"{out.fps:g} fps, {flows.describe(s.style)}; {flows.describe_faces()}, "
+            f"{out.fps:g} fps, {flows.describe(s.style)}, {flows.describe_net()}; "
+            f"{flows.describe_faces()}, "
             f"{flows.describe_temporal()}; {flows.describe_background()}")
         commands = None
         if s.commands:
@@ -346,8 +349,9 @@ def main(argv: list[str] | None = None, log: Log | None = None,
         flows = StyleFlows.from_settings(s, log)
         flows.check_style(s.style)  # an unknown style fails before the camera opens
         sink_specs(s)  # so does an unknown sink
-        ensure_models(flows.store, s.style, s.faces, fetch=getattr(args, "fetch", None),
-                      log=log)
+        if s.net == "official":  # the light network needs no official weights
+            ensure_models(flows.store, s.style, s.faces, fetch=getattr(args, "fetch", None),
+                          log=log)
         with open_source(s) as source:
             log(f"source: {source.describe()}")
             return _stream(s, flows, source, log, stdin)

@@ -33,6 +33,11 @@ FACE_FILES = ("yunet.onnx", "alpha.jpg")  # the detector and the soft head mask
 FETCH_FACES = "python -m streamer.models fetch face mask"
 
 
+def blend_needs_mobile(style: str) -> UnknownModel:
+    return UnknownModel(f"--style {style}: blending styles needs the light network (add "
+                        f"--net mobile); an official model holds one style")
+
+
 @dataclass(frozen=True)
 class FaceFiles:
     detector: Path
@@ -90,27 +95,57 @@ class StyleFlows:
     def from_settings(cls, settings, log: Callable[[str], None] | None = None,
                       store: Store | None = None) -> StyleFlows:
         """From an app's settings (VideoSettings, LiveSettings: models, device, precision,
-        threads, the face and the temporal settings)."""
+        threads, the face and the temporal settings, and the network: official or mobile)."""
         return cls(store if store is not None else open_store(settings.models),
                    EngineSettings(device=settings.device, precision=settings.precision,
                                   threads=settings.threads),
                    faces=settings.faces, tracker=settings.tracker_settings(),
                    temporal=settings.temporal_settings(), log=log,
-                   background=settings.background_spec(), seg_model=settings.seg_model)
+                   background=settings.background_spec(), seg_model=settings.seg_model,
+                   net=getattr(settings, "net", "official"))
 
     # --- what is installed --------------------------------------------------------------
 
     @property
     def styles(self) -> tuple[str, ...]:
         """Every style the catalog knows."""
+        if self.net == "mobile":
+            return self.mobile_styles()
         return tuple(self.store.catalog.styles)
 
+    def mobile_styles(self) -> tuple[str, ...]:
+        """The styles the installed light networks hold, in the catalog's order."""
+        from streamer.models.mobile.store import students
+
+        held = {s for styles in students(self.store).held().values() for s in styles}
+        return tuple(s for s in self.store.catalog.styles if s in held)
+
     def installed_styles(self) -> list[str]:
+        if self.net == "mobile":
+            return list(self.mobile_styles())
         return [s for s in self.styles if self.store.source_for(s, "bg") is not None]
 
     def check_style(self, style: str) -> None:
         """UnknownModel (listing the styles) for a name the catalog does not know."""
+        if self.net == "mobile":
+            return self._check_mobile(style)
+        if "+" in style:
+            raise blend_needs_mobile(style)
         self.store.catalog.style(style)
+
+    def _check_mobile(self, style: str) -> None:
+        """--net mobile: a style or blend (parse_blend) of official styles that an installed
+        light network holds; else StudentMissing naming the distill command."""
+        from streamer.models.mobile.store import students
+        from streamer.models.mobile.student import StudentError, parse_blend
+
+        try:
+            mix = parse_blend(style)
+        except StudentError as exc:
+            raise UnknownModel(str(exc)) from None
+        for s in mix:
+            self.store.catalog.style(s)  # an unknown name lists the styles
+        students(self.store).holding(list(mix))
 
     def face_files(self, faces: bool | None = None) -> FaceFiles | None:
         """The face files when faces are on: `faces` True/False overrides the setting for
@@ -149,8 +184,7 @@ class StyleFlows:
                 engine = self._engines.setdefault(key, engine)
         if engine is None:
             if "+" in style:
-                raise UnknownModel(f"--style {style}: blending styles needs the light network "
-                                   f"(add --net mobile); an official model holds one style")
+                raise blend_needs_mobile(style)
             self.check_style(style)
             # Started outside the lock: a model build or compile takes seconds, and the
             # toon thread may need another style's engine meanwhile.
@@ -250,6 +284,11 @@ class StyleFlows:
         return self.temporal if self.temporal is not None else TemporalSettings()
 
     # --- what runs, in words --------------------------------------------------------------
+
+    def describe_net(self) -> str:
+        """Which network runs, for the apps' "what runs" line."""
+        return ("network mobile (the light network)" if self.net == "mobile"
+                else "network official")
 
     def describe(self, style: str) -> str:
         engine = self.started(style)

@@ -18,8 +18,8 @@ from typing import Any
 
 from streamer.commands import prog
 from streamer.config import (ConfigError, VideoSettings, add_background_options,
-                             add_face_options, add_temporal_options, build_settings,
-                             default_help)
+                             add_face_options, add_net_option, add_temporal_options,
+                             build_settings, default_help)
 from streamer.models.download import DownloadOptions
 from streamer.models.ensure import add_fetch_option, ensure_models
 from streamer.report import EXIT_ERROR, EXIT_OK, Log, run_main
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS,
                    help=f"exact: fp32, golden parity; fast: bf16/fp16 where available "
                         f"{d('precision')}")
+    add_net_option(p)
     p.add_argument("--threads", type=int, help="engine threads (default: the runtime's choice)")
     p.add_argument("--codec", help=f"video encoder: {', '.join(CODECS)} "
                                    f"(default libx264; libvpx-vp9 for .webm)")
@@ -200,7 +201,12 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
         if settings.ray is not None:
             return run_on_ray(inputs, output, settings, log)
         job = Job(settings, log)
-        if any(p.exists() for p in inputs):  # a mistyped input must not cost a download
+        # An unknown style, a blend without --net mobile, --net mobile without a light
+        # network for the style: one line before any work. The light network needs no
+        # official weights, so nothing is fetched for its style.
+        job.flows.check_style(settings.style)
+        # a mistyped input must not cost a download
+        if settings.net == "official" and any(p.exists() for p in inputs):
             ensure_models(job.flows.store, settings.style, settings.faces,
                           fetch=getattr(args, "fetch", None), log=log,
                           options=DownloadOptions(progress=None if settings.progress else False))

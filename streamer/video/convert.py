@@ -69,7 +69,8 @@ class Job:
         engine = self.flows.engine(s.style)
         if not self._announced:
             self._announced = True
-            self.log(f"engine: {engine.describe()}; style {s.style}, working short side "
+            self.log(f"engine: {engine.describe()}; {self.flows.describe_net()}, style "
+                     f"{s.style}, working short side "
                      f"{s.size}, {self.flows.describe_faces(self.faces, self.official)}, "
                      f"{self.flows.describe_temporal(self.temporal)}")
         return engine

@@ -15,6 +15,7 @@ import sys
 from streamer.commands import prog
 from streamer.config import (FaceSettings, TemporalOptions, add_background_options,
                              add_face_options, add_temporal_options)
+from streamer.config import add_net_option
 from streamer.errors import UserError
 from streamer.report import EXIT_ERROR, EXIT_OK, Log, fail, one_line
 from streamer.signals import Terminated, exit_status, signal_name, stop_signals
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference device (default auto)")
     p.add_argument("--precision", choices=("exact", "fast"), default="exact",
                    help="exact: fp32, what run_video writes by default; fast: bf16/fp16")
+    add_net_option(p, default="official")
     p.add_argument("--threads", type=_positive(int), help="engine threads")
     p.add_argument("--live-size", type=_positive(int), default=LIVE_SHORT_SIDE, metavar="PX",
                    help=f"working short side of webcam frames (default {LIVE_SHORT_SIDE})")
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
     try:
         service = ToonService(
             models=args.models, device=args.device, precision=args.precision,
-            threads=args.threads, live_size=args.live_size,
+            threads=args.threads, live_size=args.live_size, net=args.net,
             limits=Limits(max_file_size=args.max_file_size,
                           max_video_seconds=args.max_video_seconds),
             face_options={k: v for k, v in vars(args).items()
@@ -141,7 +143,8 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
         return fail(exc, log)
     atexit.register(service.close)
     try:
-        log(f"engine: {service.describe()}; styles: {', '.join(service.styles)}")
+        log(f"engine: {service.describe()}; {service.flows.describe_net()}; styles: "
+            f"{', '.join(service.styles)}")
         log(f"temporary files: {service.workdir} (removed on exit)")
         log("preparing style previews ...")
         demo = web_app.build_app(service, stream_every=args.stream_every)

@@ -81,7 +81,7 @@ class ToonService:
     """The model side of the page; see the module docstring."""
 
     def __init__(self, *, models: str | None = None, device: str = "auto",
-                 precision: str = "exact", threads: int | None = None,
+                 precision: str = "exact", threads: int | None = None, net: str = "official",
                  live_size: int = LIVE_SHORT_SIDE, limits: Limits = Limits(),
                  log: Log | None = None, keep_s: float = 900.0,
                  face_options: Mapping[str, Any] | None = None, background: str = "keep"):
@@ -95,10 +95,16 @@ class ToonService:
         self.base = build_settings(VideoSettings, None, {
             **(face_options or {}), "background": background,
             "models": models, "device": device,
-            "precision": precision, "threads": threads, "overwrite": True, "progress": False})
+            "precision": precision, "threads": threads, "net": net, "overwrite": True,
+            "progress": False})
         self.flows = StyleFlows.from_settings(self.base, self.log)
         self.store = self.flows.store
         self.styles = self.flows.installed_styles()
+        if not self.styles and net == "mobile":
+            from streamer.models.mobile.store import StudentMissing, distill_command
+            raise StudentMissing(
+                f"--net mobile: no light network is installed in the model store "
+                f"{self.store.root}: make one with `{distill_command('anime')}`")
         if not self.styles:
             from streamer.models import ModelNotInstalled
             raise ModelNotInstalled(

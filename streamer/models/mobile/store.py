@@ -65,11 +65,17 @@ class MobileStudents:
             raise StoreError(f"{name!r} cannot name a light network: use 1 to 40 lowercase "
                              f"letters, digits, '-' or '_' (--name NAME)")
 
+    def held(self) -> dict[str, tuple[str, ...]]:
+        """Each installed student's name -> the styles it holds (from its metadata alone;
+        a file without readable metadata holds none)."""
+        return {name: tuple(s for s in student_metadata(self.path(name)).get("styles", "")
+                            .split(",") if s)
+                for name in self.names()}
+
     def holding(self, styles: list[str]) -> str:
         """The installed student that holds every style of `styles` (the first by name),
         or StudentMissing naming the distill command."""
-        for name in self.names():
-            held = student_metadata(self.path(name)).get("styles", "").split(",")
+        for name, held in self.held().items():
             if all(s in held for s in styles):
                 return name
         want = " ".join(styles)
