@@ -201,8 +201,8 @@ def _run_web(args, env=None):
 
 def test_cli_rejects_bad_options():
     for args, pattern in ((["--auth", "nopassword"], "USER:PASSWORD"),
-                          (["--port", "70000"], "port must be"),
-                          (["--max-video-seconds", "0"], "must be positive"),
+                          (["--port", "70000"], "--port: must be"),
+                          (["--max-video-seconds", "0"], "must be a number above 0"),
                           (["--max-file-size", "lots"], "not a file size: 'lots'")):
         p = _run_web(args)
         _, err = p.communicate(timeout=120)
@@ -311,3 +311,77 @@ def test_web_video_tab_passes_on_the_warning_for_a_truncated_file(tmp_path, mode
     frames = len(decoded(out))
     assert len(warnings) == 1 and "ends early" in warnings[0]
     assert f"{frames} frames written" in warnings[0]
+
+
+# --- the background controls in the page's own words (issue 23, item 16) ---------------------
+
+@pytest.mark.parametrize("picked,want", [
+    ("#FF8000", "#ff8000"), ("0f0", "#00ff00"), ("rgb(255, 128, 0)", "#ff8000"),
+    ("rgba(0, 0, 255, 0.5)", "#0000ff"), ("hsl(120, 100%, 50%)", "#00ff00"),
+    ("hsla(0, 100%, 50%, 1)", "#ff0000")])
+def test_every_form_the_colour_picker_gives_is_a_colour(picked, want):
+    require_web()
+    from streamer.web.background import background_value
+
+    assert background_value("color", picked, None) == f"color:{want}"
+
+
+def test_a_bad_colour_is_said_in_the_pages_words(service, media_dir):
+    from streamer.errors import UserError
+    from streamer.web.background import background_value
+
+    with pytest.raises(UserError) as err:
+        background_value("color", "greenish", None)
+    text = str(err.value)
+    assert text == ("The background colour 'greenish' cannot be read: pick one with the colour "
+                    "picker, or type it as #RRGGBB (e.g. #00ff00).")
+    assert "--background" not in text
+
+
+@pytest.mark.parametrize("what", ["text", "folder", "huge", "missing"])
+def test_a_background_image_that_cannot_be_used_is_named_by_its_upload(tmp_path, what):
+    require_web()
+    from streamer.errors import UserError
+    from streamer.web.background import background_value
+
+    room = tmp_path / "gradio-cache" / "0123abcd" / "room.png"
+    room.parent.mkdir(parents=True)
+    if what == "text":
+        room.write_text("not an image")
+        reason = "cannot be read as an image (PNG, JPEG, WebP, BMP or TIFF)"
+    elif what == "folder":
+        room.mkdir()
+        reason = "is a folder; give an image file (PNG, JPEG, WebP, BMP or TIFF)"
+    elif what == "huge":
+        from test_background import _png_header
+        _png_header(room, 40000, 40000)
+        reason = "is 40000x40000 (1600 MP), too large"
+    else:
+        reason = "does not exist"
+    with pytest.raises(UserError) as err:
+        background_value("image", None, str(room))
+    text = str(err.value)
+    assert text.startswith(f"The background image room.png {reason}")
+    assert str(room.parent) not in text and "--background" not in text and "\n" not in text
+
+
+def test_an_upload_that_is_not_a_picture_reaches_our_checks_as_the_file(tmp_path):
+    # Gradio's own preprocessing opens uploads with PIL: "Could not preprocess input
+    # component ... UnidentifiedImageError" and a traceback in the server log
+    require_web()
+    from gradio.data_classes import ImageData
+
+    from streamer.web.app import ImageUpload
+
+    upload = ImageUpload(type="filepath", image_mode=None, render=False)
+    notes = tmp_path / "notes.png"
+    notes.write_text("not an image")
+    assert upload.preprocess(ImageData(path=str(notes), orig_name="notes.png")) == str(notes)
+    # a picture is handed over as it is: its alpha channel stays (Gradio's default mode
+    # would convert it to RGB)
+    cutout = tmp_path / "cutout.png"
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[2:6, 2:6] = 255
+    cv2.imwrite(str(cutout), rgba)
+    got = upload.preprocess(ImageData(path=str(cutout), orig_name="cutout.png"))
+    assert cv2.imread(got, cv2.IMREAD_UNCHANGED).shape == (8, 8, 4)

@@ -224,3 +224,50 @@ def test_background_choice_gives_a_png_with_alpha(page, media_dir, tmp_path):
     assert got is not None and got.shape == (400, 400, 4)
     alpha = got[..., 3]
     assert (alpha < 10).mean() > 0.2 and (alpha > 245).mean() > 0.3  # room and person
+
+    # shown over a checkerboard where it is transparent (it was shown on white); the
+    # picture's top corners are room
+    shot = cv2.imdecode(np.frombuffer(page.locator("#photo-out img").first.screenshot(),
+                                      np.uint8), cv2.IMREAD_COLOR)
+    assert got[:40, :40, 3].max() < 10 and got[:40, -40:, 3].max() < 10
+    for corner in (shot[:36, :36], shot[:36, -36:]):
+        levels = corner.reshape(-1, 3).mean(axis=1)
+        light, dark = np.abs(levels - 204) <= 3, np.abs(levels - 153) <= 3
+        assert (light | dark).mean() > 0.95 and light.mean() > 0.2 and dark.mean() > 0.2
+
+
+def test_background_colour_and_image_show_only_for_their_choice(page):
+    def shown() -> tuple[bool, bool]:
+        return (page.locator("#background-color").is_visible(),
+                page.locator("#background-image").is_visible())
+
+    assert shown() == (False, False)  # keep, the default
+    for choice, want in (("color", (True, False)), ("image", (False, True)),
+                         ("blur", (False, False)), ("color", (True, False)),
+                         ("transparent", (False, False))):
+        page.locator(f'#background input[type=radio][value="{choice}"]').check()
+        deadline = time.monotonic() + 10
+        while shown() != want:
+            assert time.monotonic() < deadline, (choice, shown())
+            time.sleep(0.1)
+
+
+def test_a_background_image_that_is_not_an_image_is_one_line_on_the_page(page, media_dir,
+                                                                          tmp_path, capfd):
+    # it was Gradio's "Could not preprocess input component at index 5 ...
+    # UnidentifiedImageError", with tracebacks in the server log
+    room = tmp_path / "room.png"
+    room.write_text("not a picture")
+    page.locator('#background input[type=radio][value="image"]').check()
+    page.locator("#background-image input[type=file]").set_input_files(str(room))
+    page.locator("#photo-in input[type=file]").set_input_files(str(media_dir / "luciano.png"))
+    page.wait_for_selector("#photo-in img", timeout=WAIT_MS)
+    capfd.readouterr()
+    page.click("#photo-run")
+    page.get_by_text(re.compile(r"The background image room\.png cannot be read as an "
+                                r"image")).first.wait_for(timeout=WAIT_MS)
+    text = page.locator("body").inner_text()
+    assert "preprocess" not in text and "UnidentifiedImageError" not in text
+    assert page.locator("#photo-file a[download]").count() == 0
+    _, err = capfd.readouterr()
+    assert "Traceback" not in err and "UnidentifiedImageError" not in err, err

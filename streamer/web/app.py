@@ -14,8 +14,13 @@
   open stream); "once" or "always_last" would make the browser skip or hold every chunk
   after the first while the stream is open, so the picture would freeze.
 - User errors (limits, unreadable files, unknown styles, missing models) come back as
-  `gr.Error` with the command line's one-line message; anything else is logged with its
-  traceback and shown as one line.
+  `gr.Error` with the command line's one-line message (the background controls' in the
+  page's own words, background.py); anything else is logged with its traceback and shown
+  as one line. A picture upload that is not a picture reaches our own checks too
+  (`ImageUpload`), instead of failing in Gradio's preprocessing with a traceback.
+- The background's colour picker shows only for `color`, its image upload only for
+  `image`; a transparent result is shown over a checkerboard (PAGE_CSS), and downloads
+  with its alpha channel.
 """
 from __future__ import annotations
 
@@ -27,11 +32,26 @@ from typing import Any
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls
 import gradio as gr  # noqa: E402
 
+from streamer.toon.background import parse_background  # noqa: E402
+
+from .background import BACKGROUNDS, DEFAULT_COLOR, background_value  # noqa: E402
 from .service import ToonService, UserError, message  # noqa: E402
 
 log = logging.getLogger("toonstream.web")
 
 CONCURRENCY_ID = "device"
+
+#: results shown over a grey checkerboard (the background treatment's own 16 px squares,
+#: levels 204 and 153), so what is transparent shows as such; an opaque result covers it.
+#: The element is sized to the picture (Gradio stretches it over the whole box and letter-
+#: boxes inside it, which would show the checkerboard around an opaque picture).
+PAGE_CSS = """
+.toon-result img, .toon-result video {
+  background: repeating-conic-gradient(#cccccc 0 25%, #999999 0 50%) 0 0 / 32px 32px;
+  width: auto !important; height: auto !important; max-width: 100%; max-height: 100%;
+  margin: auto;
+}
+"""
 
 _INTRO = """# Toonstream
 Cartoonize portraits with DCT-Net: a photo, a video file (audio kept), or your webcam.
@@ -56,6 +76,28 @@ def _fail(exc: BaseException) -> gr.Error:
         return _error(message(exc.error))
     log.error("unexpected error\n%s", "".join(traceback.format_exception(exc)))
     return _error(f"internal error: {type(exc).__name__}: {message(exc)}")
+
+
+class ImageUpload(gr.Image):
+    """gr.Image whose upload reaches the handler as the file even when PIL cannot open it:
+    Gradio's own preprocessing would fail with "Could not preprocess input component ...
+    UnidentifiedImageError" and a traceback in the server log; our checks (run_video's
+    reader, the background image's) then say in one line what is wrong with it. The page
+    shows it as a gr.Image (a template of it: the same front end)."""
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception:  # noqa: BLE001 - PIL's refusal: ours is the one the user reads
+            path = getattr(payload, "path", None)
+            if self.type != "filepath" or not path:
+                raise _error("The upload is not a picture this page can read (PNG, JPEG, "
+                             "WebP, BMP or TIFF).") from None
+            return str(path)
 
 
 def _webcam_options() -> dict[str, Any]:
@@ -106,33 +148,28 @@ def _style_row(service: ToonService) -> tuple[gr.Radio, gr.Checkbox, gr.Checkbox
 _ONE_AT_A_TIME = dict(concurrency_limit=1, concurrency_id=CONCURRENCY_ID)
 
 
-BACKGROUNDS = ("keep", "transparent", "blur", "color", "image")
-
-
-def background_value(choice: str | None, color: str | None, image: str | None) -> str:
-    """The page's three background controls as one --background value."""
-    choice = choice or "keep"
-    if choice == "color":
-        return f"color:{color or '#00ff00'}"
-    if choice == "image":
-        if not image:
-            raise _error("Choose a background image first.")
-        return f"image:{image}"
-    return choice
-
-
 def _background_row(service: ToonService) -> list:
-    """The background choice (as --background) with its colour and image."""
-    default = service.default_background.partition(":")[0]
+    """The background choice (as --background) with its colour and image, each shown only
+    while its choice is picked; they start as the command line's --background."""
+    start = parse_background(service.default_background, check_image=False)
+    kind = start.kind
     with gr.Row(equal_height=True):
-        choice = gr.Radio(choices=list(BACKGROUNDS), value=default if default in BACKGROUNDS
-                          else "keep", label="Background", elem_id="background", scale=3,
+        choice = gr.Radio(choices=list(BACKGROUNDS), value=kind, label="Background",
+                          elem_id="background", scale=3,
                           info="the person is found on the input; transparent gives a PNG "
                                "(or WebM video) with alpha")
-        color = gr.ColorPicker(value="#00ff00", label="Colour", elem_id="background-color",
-                               scale=1)
-        image = gr.Image(type="filepath", sources=["upload"], label="Background image",
-                         elem_id="background-image", height=120, scale=1)
+        color = gr.ColorPicker(value=str(start)[6:] if kind == "color" else DEFAULT_COLOR,
+                               label="Colour", elem_id="background-color", scale=1,
+                               visible=kind == "color")
+        image = ImageUpload(value=str(start.image) if kind == "image" else None, type="filepath",
+                            image_mode=None, sources=["upload"], label="Background image",
+                            elem_id="background-image", height=120, scale=1,
+                            visible=kind == "image")
+
+    def show(picked: str) -> tuple:
+        return gr.update(visible=picked == "color"), gr.update(visible=picked == "image")
+
+    choice.change(show, choice, [color, image], queue=False, show_progress="hidden")
     return [choice, color, image]
 
 
@@ -142,10 +179,14 @@ def _photo_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox,
         with gr.Row(equal_height=True):
             # An uploaded file reaches run_video as it is (type="filepath" hands over the
             # upload itself); a pasted picture is saved losslessly (PNG).
-            photo_in = gr.Image(type="filepath", sources=["upload", "clipboard"],
-                                format="png", label="Photo", elem_id="photo-in")
+            # image_mode=None: the file as it is (Gradio would convert it to RGB and drop
+            # an alpha channel run_video keeps)
+            photo_in = ImageUpload(type="filepath", image_mode=None,
+                                   sources=["upload", "clipboard"], format="png",
+                                   label="Photo", elem_id="photo-in")
             photo_out = gr.Image(type="filepath", format="png", label="Cartoon",
-                                 interactive=False, elem_id="photo-out")
+                                 interactive=False, elem_id="photo-out",
+                                 elem_classes=["toon-result"])
         photo_btn = gr.Button("Cartoonize photo", variant="primary", elem_id="photo-run")
         photo_file = gr.File(label="Download (PNG)", interactive=False, height=90,
                              elem_id="photo-file")
@@ -154,8 +195,8 @@ def _photo_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox,
                   bg_color: str, bg_image: str | None):
         if not path:
             raise _error("Upload a photo first.")
-        background = background_value(bg_choice, bg_color, bg_image)
         try:
+            background = background_value(bg_choice, bg_color, bg_image)
             out = service.photo(path, style_name, use_faces, background)
         except Exception as exc:  # noqa: BLE001 - shown on the page
             raise _fail(exc) from None
@@ -175,7 +216,7 @@ def _video_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox,
             video_in = gr.Video(sources=["upload"], format=None, include_audio=True,
                                 label="Video", elem_id="video-in")
             video_out = gr.Video(format=None, label="Cartoon", interactive=False,
-                                 elem_id="video-out")
+                                 elem_id="video-out", elem_classes=["toon-result"])
         video_btn = gr.Button("Cartoonize video", variant="primary", elem_id="video-run")
         video_file = gr.File(label="Download", interactive=False, height=90,
                              elem_id="video-file")
@@ -185,7 +226,10 @@ def _video_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox,
                   progress=gr.Progress()):
         if not path:
             raise _error("Upload a video first.")
-        background = background_value(bg_choice, bg_color, bg_image)
+        try:
+            background = background_value(bg_choice, bg_color, bg_image)
+        except Exception as exc:  # noqa: BLE001 - shown on the page
+            raise _fail(exc) from None
         progress(0.0, desc="starting")
 
         def report(fraction, frames, total):
@@ -213,7 +257,7 @@ def _webcam_tab(service: ToonService, style: gr.Radio, faces: gr.Checkbox,
             cam_in = gr.Image(sources=["webcam"], streaming=True, type="numpy",
                               label="Camera", elem_id="cam-in", **_webcam_options())
             cam_out = gr.Image(label="Cartoon", interactive=False, streaming=True,
-                               elem_id="cam-out")
+                               elem_id="cam-out", elem_classes=["toon-result"])
 
     def run_cam(frame, style_name: str, use_faces: bool, use_steady: bool, bg_choice: str,
                 bg_color: str, bg_image: str | None, request: gr.Request):
@@ -234,8 +278,11 @@ def build_app(service: ToonService, *, stream_every: float = 0.2,
               max_queue: int = 16) -> gr.Blocks:
     """The page for `service` (`.queue()` is done here; launch it with
     `launch(app, service, ...)` or Gradio's own `app.launch`)."""
+    import inspect
+
+    css = {"css": PAGE_CSS} if "css" in inspect.signature(gr.Blocks.__init__).parameters else {}
     with gr.Blocks(title="Toonstream", analytics_enabled=False,
-                   delete_cache=(600, 3600)) as demo:
+                   delete_cache=(600, 3600), **css) as demo:
         gr.Markdown(_INTRO)
         style, faces, steady = _style_row(service)
         bg = _background_row(service)
@@ -251,7 +298,11 @@ def launch(demo: gr.Blocks, service: ToonService, *, host: str = "127.0.0.1",
            port: int = 7860, auth: tuple[str, str] | None = None,
            block: bool = True, quiet: bool = False):
     """Start the server; with `block`, serve until Ctrl+C and then clean up."""
-    result = demo.launch(server_name=host, server_port=port, auth=auth,
+    import inspect
+
+    # Gradio 6 takes the page's CSS at launch (Gradio 5 at gr.Blocks, see build_app)
+    css = {"css": PAGE_CSS} if "css" in inspect.signature(demo.launch).parameters else {}
+    result = demo.launch(server_name=host, server_port=port, auth=auth, **css,
                          max_file_size=service.limits.max_file_size, share=False,
                          inbrowser=False, ssr_mode=False, show_error=True, quiet=quiet,
                          prevent_thread_lock=not block)
