@@ -341,3 +341,34 @@ def test_the_web_service_offers_the_light_networks_styles(distilled):
         assert "light network 3d-handdrawn" in service.describe()
     finally:
         service.close()
+
+
+def test_a_damaged_installed_student_names_a_real_repair_command(distilled, tmp_path, capsys):
+    import shlex
+
+    from streamer.models.errors import BadModelFile
+
+    store, out, _ = distilled
+    shelf = students(store)
+    dest = shelf.install(out.path, "broken", overwrite=True)
+    data = bytearray(dest.read_bytes())
+    data[-8:] = b"\x7f" * 8  # the last tensor's bytes: the install record no longer matches
+    dest.write_bytes(bytes(data))
+    want = "python -m streamer.models distill 3d handdrawn --photos PATH --name broken -y"
+    with pytest.raises(BadModelFile) as err:
+        shelf.load("broken")
+    assert "changed since it was installed" in str(err.value) and want in str(err.value)
+    store.records.add(shelf.local("broken"), "test", dest, custom=True)  # record the damage
+    with pytest.raises(StudentError) as err:
+        shelf.load("broken")
+    msg = str(err.value)
+    assert "checksum" in msg and want in msg and "install-mobile" not in msg
+    # the hint is a command that exists: its options parse (the photos are missing here)
+    hint = msg[msg.index("`") + 1:msg.rindex("`")]
+    argv = shlex.split(hint)[3:]
+    argv[argv.index("PATH")] = str(tmp_path / "no-photos")
+    rc = main(argv)
+    err_text = capsys.readouterr().err
+    assert rc == 1 and "no-photos" in err_text and "usage" not in err_text.lower(), err_text
+    dest.unlink()
+    store.records.remove(shelf.local("broken"))

@@ -82,6 +82,13 @@ class MobileStudents:
         raise StudentMissing(f"--net mobile: no light network for {'+'.join(styles)} in the model "
                              f"store {self.root}; make one with `{distill_command(want)}`")
 
+    def repair_command(self, name: str) -> str:
+        """The command that makes student `name` again and replaces it: the distill command
+        for the styles its metadata names (STYLE when even that is unreadable)."""
+        styles = " ".join(s for s in student_metadata(self.path(name)).get("styles", "")
+                          .split(",") if s) or "STYLE"
+        return store_command(self.root, f"distill {styles} --photos PATH --name {name} -y")
+
     def load(self, name: str) -> tuple[Student, str]:
         """The student and its file's sha256, checked against its install record and its
         own tensor checksum."""
@@ -90,16 +97,16 @@ class MobileStudents:
             raise StudentMissing(f"no light network {name!r} in the model store {self.root}")
         sha = sha256_file(path)
         recorded = self.store.records.get(local).get("sha256")
-        repair = store_command(self.root, f"install-mobile FILE --name {name} -y")
+        repair = self.repair_command(name)
         if recorded and recorded != sha:
             raise BadModelFile(f"{local} in the model store {self.root} changed since it was "
-                               f"installed; distill it again or `{repair}`")
+                               f"installed; distill it again: `{repair}`")
         try:
             student = load_student(path)
         except StudentError as exc:
             raise StudentError(f"{local} in the model store {self.root}: "
-                               f"{str(exc).removeprefix(path.name + ': ')}; distill it again "
-                               f"or `{repair}`") from None
+                               f"{str(exc).removeprefix(path.name + ': ')}; distill it again: "
+                               f"`{repair}`") from None
         return student, sha
 
     def install(self, src: Path | str, name: str | None = None, overwrite: bool = False) -> Path:
