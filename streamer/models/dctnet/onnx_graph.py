@@ -23,7 +23,7 @@ PRECISIONS = ("fp32", "fp16")
 OPSET = 17
 
 
-class _Builder:
+class Builder:
     def __init__(self, float_type: int):
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
@@ -45,7 +45,7 @@ class _Builder:
         return out
 
 
-def _conv(b: _Builder, x: str, w: DctNetWeights, spec_name: str, np_float) -> str:
+def _conv(b: Builder, x: str, w: DctNetWeights, spec_name: str, np_float) -> str:
     spec = next(s for s in GENERATOR_CONVS if s.name == spec_name)
     kernel = w.kernels[spec_name].transpose(3, 2, 0, 1).astype(np_float)  # HWIO -> OIHW
     bias = w.biases[spec_name].astype(np_float)
@@ -63,7 +63,7 @@ def _conv(b: _Builder, x: str, w: DctNetWeights, spec_name: str, np_float) -> st
                 strides=[spec.stride] * 2, pads=pads)
 
 
-def _generator(b: _Builder, x: str, w: DctNetWeights, np_float) -> str:
+def _generator(b: Builder, x: str, w: DctNetWeights, np_float) -> str:
     def conv_act(inp: str, name: str) -> str:
         return b.op("LeakyRelu", [_conv(b, inp, w, name, np_float)], alpha=LEAKY_ALPHA)
 
@@ -91,7 +91,7 @@ def _generator(b: _Builder, x: str, w: DctNetWeights, np_float) -> str:
     return _conv(b, h, w, "Conv_9", np_float)
 
 
-def _guided_filter(b: _Builder, guide: str, src: str) -> str:
+def guided_filter(b: Builder, guide: str, src: str) -> str:
     """Fast guided filter, r=1, eps=1e-2, as in the official graph (fp32).
 
     The official graph divides 3x3 box sums by a box-filtered map of ones so borders
@@ -127,7 +127,7 @@ def build_onnx(weights: DctNetWeights, precision: str = "fp32") -> onnx.ModelPro
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     half = precision == "fp16"
-    b = _Builder(TensorProto.FLOAT16 if half else TensorProto.FLOAT)
+    b = Builder(TensorProto.FLOAT16 if half else TensorProto.FLOAT)
     np_float = np.float16 if half else np.float32
 
     x = b.op("Cast", [INPUT_NAME], "to_float", to=TensorProto.FLOAT)
@@ -139,7 +139,7 @@ def build_onnx(weights: DctNetWeights, precision: str = "fp32") -> onnx.ModelPro
     y = _generator(b, g_in, weights, np_float)
     if half:
         y = b.op("Cast", [y], to=TensorProto.FLOAT)
-    y = _guided_filter(b, x, y)
+    y = guided_filter(b, x, y)
     y = b.op("Clip", [y, b.const("lo", np.array(-0.999999, np.float32)),
                       b.const("hi", np.array(0.999999, np.float32))])
     y = b.op("Mul", [b.op("Add", [y, b.const("one_b", np.array(1.0, np.float32))]),

@@ -14,7 +14,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from streamer.models.dctnet.onnx_graph import INPUT_NAME, OPSET, OUTPUT_NAME, _Builder, _guided_filter
+from streamer.models.dctnet.onnx_graph import (INPUT_NAME, OPSET, OUTPUT_NAME, Builder,
+                                              guided_filter)
 
 from .net import LEAKY_ALPHA, Arch, layers
 
@@ -24,7 +25,7 @@ STYLE_INPUT = "style_code"
 PRECISIONS = ("fp32", "fp16")
 
 
-def _modulation(b: _Builder, code: str, name: str, w: dict[str, np.ndarray], np_float
+def _modulation(b: Builder, code: str, name: str, w: dict[str, np.ndarray], np_float
                 ) -> tuple[str, str]:
     """(1 + gamma, beta) as `[1, C, 1, 1]` maps for the code row `code` `[1, S]`, in fp32
     (a handful of numbers), cast to the generator's float type."""
@@ -42,7 +43,7 @@ def _modulation(b: _Builder, code: str, name: str, w: dict[str, np.ndarray], np_
     return outs[0], outs[1]
 
 
-def _generator(b: _Builder, x: str, code: str, arch: Arch, w: dict[str, np.ndarray],
+def _generator(b: Builder, x: str, code: str, arch: Arch, w: dict[str, np.ndarray],
                np_float) -> str:
     skips: dict[str, str] = {}
     for ly in layers(arch):
@@ -78,7 +79,7 @@ def build_student_onnx(weights: dict[str, np.ndarray], arch: Arch, styles: int,
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     half = precision == "fp16"
     np_float = np.float16 if half else np.float32
-    b = _Builder(TensorProto.FLOAT16 if half else TensorProto.FLOAT)
+    b = Builder(TensorProto.FLOAT16 if half else TensorProto.FLOAT)
     x = b.op("Cast", [INPUT_NAME], "to_float", to=TensorProto.FLOAT)
     x = b.op("Transpose", [x], "to_nchw", perm=[0, 3, 1, 2])
     x = b.op("Sub", [b.op("Div", [x, b.const("c127_5", np.array(127.5, np.float32))], "truediv"),
@@ -89,7 +90,7 @@ def build_student_onnx(weights: dict[str, np.ndarray], arch: Arch, styles: int,
     y = _generator(b, g_in, code, arch, weights, np_float)
     if half:
         y = b.op("Cast", [y], to=TensorProto.FLOAT)
-    y = _guided_filter(b, x, y)
+    y = guided_filter(b, x, y)
     y = b.op("Clip", [y, b.const("lo", np.array(-0.999999, np.float32)),
                       b.const("hi", np.array(0.999999, np.float32))])
     y = b.op("Mul", [b.op("Add", [y, b.const("one_b", np.array(1.0, np.float32))]),
