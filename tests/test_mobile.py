@@ -372,3 +372,35 @@ def test_a_damaged_installed_student_names_a_real_repair_command(distilled, tmp_
     assert rc == 1 and "no-photos" in err_text and "usage" not in err_text.lower(), err_text
     dest.unlink()
     store.records.remove(shelf.local("broken"))
+
+
+def test_list_and_verify_show_the_students(distilled, capsys):
+    store, out, _ = distilled
+    students(store).onnx("3d-handdrawn")  # a built student model is listed too
+    assert main(["list", "--models", str(store.root)]) == 0
+    text = capsys.readouterr().out
+    head = f"light networks in {store.root / 'mobile'}:"
+    assert head in text, text
+    row = next(ln for ln in text.splitlines() if ln.strip().startswith("3d-handdrawn "))
+    assert "3d, handdrawn" in row and "6 steps" in row and "mobile/3d-handdrawn.safetensors" in row
+    rc = main(["verify", "--models", str(store.root)])
+    text = capsys.readouterr().out
+    line = next(ln for ln in text.splitlines() if "mobile/3d-handdrawn.safetensors:" in ln)
+    assert line.startswith("ok") and "3d, handdrawn" in line and "checksum ok" in line, text
+    # a damaged student fails verify (exit 1) and list marks it
+    dest = students(store).install(out.path, "zbroken", overwrite=True)
+    data = bytearray(dest.read_bytes())
+    data[-8:] = b"\x7f" * 8
+    dest.write_bytes(bytes(data))
+    try:
+        assert main(["list", "--models", str(store.root)]) == 0
+        text = capsys.readouterr().out
+        assert "CHANGED since it was installed" in next(
+            ln for ln in text.splitlines() if ln.strip().startswith("zbroken "))
+        assert main(["verify", "--models", str(store.root)]) == 1
+        captured = capsys.readouterr()
+        line = next(ln for ln in captured.out.splitlines() if "mobile/zbroken" in ln)
+        assert line.startswith("FAIL") and "distill 3d handdrawn" in line, captured.out
+    finally:
+        dest.unlink()
+        store.records.remove(students(store).local("zbroken"))

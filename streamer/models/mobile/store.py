@@ -4,6 +4,8 @@ and built into ONNX per precision by the store's CachedBuild like official model
 (`onnx/mobile_<name>[_<precision>].onnx`, rebuilt when the file or the converter changes).
 
 Used through `students(store)`; the store's own module is not changed for it.
+`python -m streamer.models list` and `verify` show and check the students (`list_lines`,
+`verify`).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from streamer.models.atomic import atomic_write
 from streamer.models.builds import CachedBuild
 from streamer.models.download import sha256_file
 from streamer.models.errors import BadModelFile, ModelNotInstalled, StoreError, StoreNotWritable
+from streamer.models.inventory import Check
 from streamer.models.layout import store_command
 from streamer.models.paths import is_writable_dir
 
@@ -108,6 +111,40 @@ class MobileStudents:
                                f"{str(exc).removeprefix(path.name + ': ')}; distill it again: "
                                f"`{repair}`") from None
         return student, sha
+
+    def list_lines(self) -> list[str]:
+        """What `python -m streamer.models list` prints for the students (metadata and
+        file hash; `verify` reads the tensors)."""
+        names = self.names()
+        lines = [f"light networks in {self.folder}:" + ("" if names else " none")]
+        for name in names:
+            path, local = self.path(name), self.local(name)
+            meta, mine = student_metadata(path), self.store.records.get(local)
+            sha = sha256_file(path)
+            state = ("  CHANGED since it was installed"
+                     if mine.get("sha256") and mine["sha256"] != sha else "")
+            styles = meta.get("styles", "").replace(",", ", ") or "? (unreadable metadata)"
+            lines.append(f"  {name:<20} {styles} (parts {meta.get('parts', '?')}), "
+                         f"{meta.get('steps', '?')} steps, arch {meta.get('arch', '?')}  "
+                         f"{local}  {path.stat().st_size:,} B{state}")
+            lines.append(f"  {'':<20} sha256 {sha}  from "
+                         f"{mine.get('origin') or 'unknown (no install record)'}")
+        return lines
+
+    def verify(self) -> list[Check]:
+        """Check every student: install record, format, tensor shapes and checksum."""
+        checks = []
+        for name in self.names():
+            try:
+                student, _ = self.load(name)
+            except BadModelFile as exc:
+                checks.append(Check(self.local(name), False, str(exc)))
+                continue
+            checks.append(Check(self.local(name), True,
+                                f"light network of {', '.join(student.styles)}, parts "
+                                f"{'+'.join(student.parts)}, {student.meta.get('steps', '?')} "
+                                f"steps, arch {student.arch.tag()}, checksum ok"))
+        return checks
 
     def install(self, src: Path | str, name: str | None = None, overwrite: bool = False) -> Path:
         """Install the student file `src` as `name` (default: its own name), verified."""
