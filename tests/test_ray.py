@@ -100,6 +100,42 @@ def assert_same_video(a: dict, b: dict, *, pixels: int = 1) -> None:
     assert worst <= pixels
 
 
+def alpha_frames(path: Path) -> list[np.ndarray]:
+    """BGRA frames; VP9 through libvpx-vp9, the decoder that reads its alpha plane."""
+    with av.open(str(path)) as c:
+        st = c.streams.video[0]
+        if st.codec_context.name != "vp9":
+            return [f.to_ndarray(format="bgra") for f in c.decode(st)]
+        dec = av.CodecContext.create("libvpx-vp9", "r")
+        return [f.to_ndarray(format="bgra") for p in c.demux(st) for f in
+                dec.decode(p if p.size else None)]
+
+
+def alpha_flagged(path: Path) -> bool:
+    """The file says it has alpha the way players look for it: Matroska's AlphaMode (read
+    back as alpha_mode), ProRes 4444's sample entry (ap4h)."""
+    with av.open(str(path)) as c:
+        st = c.streams.video[0]
+        if st.codec_context.name == "vp9":
+            return st.metadata.get("alpha_mode") == "1"
+        return st.codec_context.codec_tag == "ap4h"
+
+
+def assert_same_alpha_video(single: Path, joined: Path) -> None:
+    """`joined` has `single`'s frames, times and alpha (within the lossy codec's rounding),
+    and an alpha channel that is really there (not all opaque)."""
+    a, b = look(single), look(joined)
+    assert len(b["times"]) == len(a["times"])
+    assert b["times"] == pytest.approx(a["times"], abs=1e-6)
+    assert [x[1] for x in b["audio"]] == [x[1] for x in a["audio"]]
+    assert alpha_flagged(single) and alpha_flagged(joined)
+    fa, fb = alpha_frames(single), alpha_frames(joined)
+    assert len(fb) == len(fa)
+    worst = max(int(np.abs(x.astype(np.int16) - y).max()) for x, y in zip(fa, fb))
+    assert worst <= 2
+    assert min(int(f[..., 3].min()) for f in fb) < 128 < max(int(f[..., 3].max()) for f in fb)
+
+
 def settings(**kw) -> VideoSettings:
     base = dict(size=SIZE, faces="off", temporal="off", crf=0, progress=False, overwrite=True)
     base.update(kw)
@@ -162,6 +198,29 @@ def test_chunks_encoded_apart_and_joined_match_the_single_machine_output(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+@pytest.mark.parametrize("suffix", [".webm", ".mkv", ".mov"])
+def test_alpha_chunks_are_encoded_with_the_alpha_encoder_and_joined_with_their_alpha(
+        tmp_path, suffix):
+    # issue 23.2: pieces take the single-machine sink path, alpha included (VP9 yuva420p
+    # in Matroska pieces, ProRes 4444 in MOV pieces), and the join keeps the alpha flagged
+    from streamer.sinks.video_file import output_encoder
+    from streamer.video.chunk_encode import piece_suffix
+
+    src = make_clip(tmp_path / "in.mp4", n=48, audio=suffix != ".webm")  # WebM holds no AAC
+    job = Job(settings(device="cpu", background="transparent"), Log())
+    single = tmp_path / f"single{suffix}"
+    convert_video(src, single, job)
+    codec = output_encoder(single, None, alpha=True)
+    assert piece_suffix(codec, alpha=True) == (".mov" if suffix == ".mov" else ".mkv")
+    plan = plan_chunks(src, chunk_seconds=0.9, warmup_seconds=0.5)
+    assert len(plan.chunks) == 2
+    results = [encode_chunk(src, ch, tmp_path / f"p{ch.index}{piece_suffix(codec, True)}", job,
+                            codec=codec) for ch in plan.chunks]
+    joined = tmp_path / f"joined{suffix}"
+    join_pieces(src, [Path(r.path) for r in results], joined, end_pts=results[-1].end_pts)
+    assert_same_alpha_video(single, joined)
+
+
 def test_joiner_refuses_pieces_encoded_differently_and_writes_nothing(tmp_path):
     a = make_clip(tmp_path / "a.mp4", n=12, audio=False)
     b = make_clip(tmp_path / "b.mp4", n=12, w=128, audio=False)
@@ -197,6 +256,131 @@ def test_an_input_taken_as_the_ray_address_is_a_one_line_error(tmp_path, capfd):
     err = capfd.readouterr().err
     assert rc == 1 and len(err.strip().splitlines()) == 1
     assert "is not a Ray address" in err and "put --ray after the inputs" in err
+
+
+def test_the_ray_extra_installs_the_client_that_ray_addresses_need():
+    # issue 23.7: the README's `--ray ray://head:10001` needs ray[client] (grpcio)
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    (req,) = [Requirement(r) for r in project["project"]["optional-dependencies"]["ray"]]
+    assert req.name == "ray" and "client" in req.extras
+
+
+def _run_video_process(*args, prelude: str = "", timeout: float = 120):
+    """run_video.py in a fresh process (no Ray initialised by another test), after
+    `prelude` (Python run first, e.g. to hide a package)."""
+    import subprocess
+
+    code = (f"import sys; {prelude}\nfrom streamer.video.app import main\n"
+            f"sys.exit(main(sys.argv[1:]))")
+    root = Path(__file__).parents[1]
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=root,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_ray_client_address_without_the_client_package_is_one_line_naming_the_extra(
+        tmp_path):
+    # issue 23.7: Ray's own words named `pip install ray[client]`; ours name our extra
+    pytest.importorskip("ray")
+    src = make_clip(tmp_path / "in.mp4", n=6, audio=False)
+    p = _run_video_process(src, "-o", tmp_path / "o.mp4", "--ray", "ray://127.0.0.1:1",
+                           *COMMON, prelude="sys.modules['grpc'] = None")
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.strip().splitlines() == [
+        "error: --ray ray://127.0.0.1:1 needs Ray's client (the grpcio package), which is "
+        "not installed: pip install 'toonstream[ray]'"]
+
+
+@pytest.fixture
+def closed_port():
+    """A local port that refuses connections: bound, never listening, so no one else takes
+    it while the test runs."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_a_ray_address_where_nothing_listens_is_one_line_not_minutes_of_retries(
+        tmp_path, closed_port, scheme):
+    # issue 23.8: `--ray 127.0.0.1:1` retried "Failed to connect to GCS" for minutes with no
+    # error line. The timeout below only stops a hung process; nothing here is timed.
+    pytest.importorskip("ray")
+    if scheme:
+        pytest.importorskip("grpc")
+    address = f"{scheme}127.0.0.1:{closed_port}"
+    src = make_clip(tmp_path / "in.mp4", n=6, audio=False)
+    p = _run_video_process(src, "-o", tmp_path / "o.mp4", "--ray", address, *COMMON)
+    assert p.returncode == 1, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert lines == [f"error: cannot join Ray at {address}: nothing answers at "
+                     f"127.0.0.1:{closed_port} (connection refused); start the cluster there "
+                     f"(ray start --head) or check the address"]
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_a_ray_address_where_something_else_answers_is_one_line(tmp_path):
+    # A port that is not Ray's (a web server, a service that says nothing) kept Ray retrying
+    # as long as a closed one: the check opens an HTTP/2 connection, as every gRPC server
+    # answers at once, and says what the port should be.
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from streamer.video.ray_address import not_ray
+
+    web = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)  # connections are accepted by the kernel, and nothing is ever said
+    try:
+        why = not_ray("127.0.0.1", web.server_address[1], timeout_s=2)
+        assert why.startswith(f"something at 127.0.0.1:{web.server_address[1]} answers, but "
+                              f"it is not Ray (no gRPC server); give the port of the head's "
+                              f"GCS (default 6379)"), why
+        port = silent.getsockname()[1]
+        why = not_ray("127.0.0.1", port, client=True, timeout_s=0.5)
+        assert why == (f"something at 127.0.0.1:{port} is silent for 0.5 s, but it is not Ray "
+                       f"(no gRPC server); give the port of the head's client server (default "
+                       f"10001)")
+    finally:
+        web.shutdown()
+        web.server_close()
+        silent.close()
+
+
+def test_the_address_check_lets_a_real_ray_through(ray_local):
+    # the other side of the check: Ray's own GCS answers as a gRPC server, at its address
+    # and at the loopback one
+    from streamer.video.ray_address import not_ray, split_address
+
+    host, port = split_address(ray_local.get_runtime_context().gcs_address)
+    assert not_ray(host, port) is None
+    assert not_ray("127.0.0.1", port) is None
+
+
+@pytest.mark.parametrize("address,parsed", [
+    ("head:6379", ("head", 6379)), ("ray://head", ("head", 10001)),
+    ("ray://head:10002", ("head", 10002)), ("[::1]:6379", ("::1", 6379))])
+def test_ray_addresses_are_read_as_ray_reads_them(address, parsed):
+    from streamer.video.ray_address import split_address
+
+    assert split_address(address) == parsed
+
+
+@pytest.mark.parametrize("address", ["head:port", "head:0", "head:70000", "ray://:10001"])
+def test_a_ray_address_with_a_bad_port_is_one_line(address):
+    from streamer.config import ConfigError
+    from streamer.video.ray_address import split_address
+
+    with pytest.raises(ConfigError, match="is not a Ray address"):
+        split_address(address)
 
 
 def test_a_worker_that_cannot_see_a_path_fails_that_task_in_one_line(tmp_path):
@@ -257,6 +441,7 @@ def test_the_plan_cuts_a_long_clip_and_sends_a_still_whole(tmp_path):
     cv2.imwrite(str(folder / "still.png"), np.full((32, 48, 3), 128, np.uint8))
     s = settings(chunk_seconds=0.9)
     out = (tmp_path / "out").absolute()
+    out.mkdir()  # as the job does before planning: outputs are checked as they will be written
     pairs = all_targets([folder], out, s.style)
     plan = plan_job(pairs, Manifest(work_dir_for(out), job_key(s)), s, out)
     assert [(it.src.name, it.error) for it in plan.items] == [("long.mp4", None),
@@ -337,6 +522,48 @@ def test_one_clip_cut_into_three_chunks_and_joined(ray_local, tmp_path, capfd, f
                                                           "s.json"]
 
 
+@pytest.mark.parametrize("output", ["t.webm", "t.mov", None])
+def test_chunks_with_a_transparent_background_keep_the_alpha(ray_local, tmp_path, capfd,
+                                                             output):
+    # issue 23.2: `--ray --chunk-seconds 1 --background transparent -o t.webm` crashed in
+    # the sink ("Unexpected numpy array shape (H, W, 4)") and left the work folder; with no
+    # -o the output gets the single-machine alpha default name (.webm for an .mp4)
+    src = make_clip(tmp_path / "in.mp4", n=72, audio=output == "t.mov")  # WebM holds no AAC
+    opts = [*COMMON, "--background", "transparent"]
+    where = ["-o", tmp_path / output] if output else []
+    rc, log = ray_run(capfd, src, *where, "--ray", *opts, "--chunk-seconds", "0.9",
+                      "--warmup-seconds", "0.5", "--worker-cpus", "1",
+                      "--stats-json", tmp_path / "s.json")
+    assert rc == 0, log
+    assert json.loads((tmp_path / "s.json").read_text())["chunks"] == 3
+    made = tmp_path / (output or "in_anime.webm")
+    suffix = made.suffix
+    rc, log = ray_run(capfd, src, "-o", tmp_path / f"one{suffix}", *opts)
+    assert rc == 0, log
+    assert_same_alpha_video(tmp_path / f"one{suffix}", made)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["in.mp4", made.name, f"one{suffix}", "s.json"])  # no work folder, no pieces
+
+
+def test_a_transparent_background_into_mp4_is_refused_before_ray_starts(tmp_path, capfd,
+                                                                        monkeypatch):
+    # issue 23.2: the .mp4 output got the chunk crash; now the single-machine refusal
+    pytest.importorskip("ray")
+    import streamer.video.cluster as cluster
+
+    monkeypatch.setattr(cluster.ClusterJob, "_connect",
+                        lambda self: pytest.fail("Ray was started for a job that cannot run"))
+    src = make_clip(tmp_path / "in.mp4", n=72, audio=False)
+    opts = [*COMMON, "--background", "transparent", "-o", tmp_path / "t.mp4"]
+    rc, single = ray_run(capfd, src, *opts)
+    assert rc == 1 and single.count("\n") == 1, single
+    assert single.startswith("error: t.mp4: .mp4 cannot carry the alpha channel"), single
+    rc, log = ray_run(capfd, src, *opts, "--ray", "--chunk-seconds", "1")
+    assert rc == 1
+    assert log == single  # the same one line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]  # no .t.mp4.toonstream-ray
+
+
 def test_with_the_temporal_step_chunks_stay_close_to_one_run(tmp_path):
     # Chunks start with a warm-up, so the temporal state has settled by the first written
     # frame, but an infinite-memory blend in uint8 cannot settle to the last level: measured
@@ -412,15 +639,51 @@ def test_a_rerun_after_an_interrupt_does_only_the_missing_chunks(ray_local, tmp_
 
 
 def test_a_bad_file_fails_alone_and_the_exit_status_counts_it(ray_local, tmp_path, capfd):
+    # issue 23.9: the last line was a worker's stats line, with no closing error, and the
+    # work folder stayed beside the output for good. Now the lines are those of a run
+    # without Ray: the bad file once, named by its path in the folder, and the count last.
     folder = tmp_path / "in"
-    folder.mkdir()
+    (folder / "sub").mkdir(parents=True)
     make_clip(folder / "good.mp4", n=12)
     (folder / "bad.mp4").write_bytes(b"not a video at all" * 10)
+    (folder / "sub" / "worse.mp4").write_bytes(b"nor this" * 10)
     make_clip(folder / "fine.mp4", n=12, seed=3)
     rc, log = ray_run(capfd, folder, "-o", tmp_path / "out", "--ray", *COMMON,
                       "--worker-cpus", "1")
     assert rc == 1
-    errors = [line for line in log.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "bad.mp4" in errors[0] and "Traceback" not in log
-    assert "done: 2 of 3 file(s)" in log and "1 failed" in log
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fine.mp4", "good.mp4"]
+    assert "Traceback" not in log
+    failed = [line for line in log.splitlines() if line.startswith("failed:")]
+    assert failed == ["failed: bad.mp4: not a video file FFmpeg can read (Invalid data found "
+                      "when processing input)",
+                      "failed: sub/worse.mp4: not a video file FFmpeg can read (Invalid data "
+                      "found when processing input)"], log
+    assert [line for line in log.splitlines() if line.startswith("error:")] == [
+        "error: 2 of 4 files could not be converted (each is listed above as 'failed:')"]
+    assert log.rstrip().splitlines()[-1].startswith("error: 2 of 4 files")  # last
+    assert "done: 2 of 4 file(s)" in log and "2 failed" in log
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fine.mp4", "good.mp4",
+                                                                    "sub"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]  # no work folder
+
+    # A rerun skips the finished outputs (as without Ray; no "exists; add -y" for them) and
+    # reports the bad files again; with -y it converts the good ones again.
+    rc, log = ray_run(capfd, folder, "-o", tmp_path / "out", "--ray", *COMMON,
+                      "--worker-cpus", "1")
+    assert rc == 1 and "add -y" not in log, log
+    assert "note: good.mp4: skipped" in log and "note: fine.mp4: skipped" in log
+    assert "note: 2 file(s) skipped because their output exists" in log
+    assert log.rstrip().splitlines()[-1] == (
+        "error: 2 of 4 files could not be converted (each is listed above as 'failed:')")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]
+
+
+def test_a_single_bad_input_on_ray_ends_with_its_own_error_line(tmp_path, capfd):
+    # one input, as without Ray: its own error is the one line (nothing ran: no summary)
+    pytest.importorskip("ray")
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 10)
+    rc, single = ray_run(capfd, bad, "-o", tmp_path / "o.mp4", *COMMON)
+    rc_ray, log = ray_run(capfd, bad, "-o", tmp_path / "o.mp4", "--ray", *COMMON)
+    assert rc == rc_ray == 1
+    assert log == single and single.startswith("error: bad.mp4: not a video"), log
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp4"]

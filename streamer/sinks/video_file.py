@@ -101,6 +101,17 @@ def _alpha_encoder(path: Path, codec: str | None = None) -> str:
     return chosen
 
 
+def output_encoder(path: Path, codec: str | None = None, *, alpha: bool = False) -> str:
+    """The encoder a video output at `path` gets, checked against its container without a
+    trial open (for a planner on another machine than the encoder, as Ray's driver):
+    `codec` or the container's default; with `alpha`, one that keeps the alpha channel.
+    OutputError, the one line choose_encoder says, when the container or codec cannot."""
+    if alpha:
+        return _alpha_encoder(path, codec)
+    container_format(path)
+    return codec or default_codec_for(path)
+
+
 def _encoder_options(codec: str, crf: int | None, preset: str | None) -> dict[str, str]:
     q = _DEFAULT_QUALITY.get(codec, 20) if crf is None else int(crf)
     p = _DEFAULT_PRESET.get(codec, "medium") if preset is None else preset

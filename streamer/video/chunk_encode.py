@@ -4,12 +4,20 @@ concatenates.
 The worker seeks to the chunk's warm-up keyframe, decodes and stylises every frame from
 there, and writes only the chunk's own frames (`start <= pts < end`) with the same encoder
 settings every chunk uses; the first written frame is the encoder's first, so each piece
-starts with a keyframe. Pieces are MP4 files: MP4 stores every packet's pts and dts exactly
-(its track counts in the input's time base, or an exact multiple of it; Matroska would round
-to milliseconds, and NUT drops the first packets' dts, which the joiner needs) and holds the
-codec's global header, which the joiner checks is the same in every piece. A piece is written under
-a temporary name and renamed when complete (VideoFileSink), so a worker killed mid-chunk
-leaves only a `.partial-*` file that nothing reads.
+starts with a keyframe. Frames go through the same sink as a single-machine run
+(VideoFileSink, alpha included: with --background transparent the piece is encoded with the
+output's alpha encoder, so the joined file keeps the alpha channel).
+
+Pieces are MP4 files where MP4 can hold the stream: MP4 stores every packet's pts and dts
+exactly (its track counts in the input's time base, or an exact multiple of it; Matroska
+would round to milliseconds, and NUT drops the first packets' dts, which the joiner needs)
+and holds the codec's global header, which the joiner checks is the same in every piece.
+ProRes goes in MOV (the same exact timing), and VP9 with alpha in Matroska: its alpha plane
+travels as Matroska block side data, which MP4 cannot carry, and its millisecond timestamps
+are those of the WebM / Matroska output it is joined into anyway (VP9 does not reorder
+frames, so pts and dts agree). A piece is written under a temporary name and renamed when
+complete (VideoFileSink), so a worker killed mid-chunk leaves only a `.partial-*` file that
+nothing reads.
 """
 from __future__ import annotations
 
@@ -29,7 +37,14 @@ from streamer.toon.stage import ToonStage, ring_size
 from .chunks import Chunk
 from .convert import Job, engine_batch
 
-PIECE_SUFFIX = ".mp4"
+
+def piece_suffix(codec: str, alpha: bool = False) -> str:
+    """The container of a piece encoded with `codec` (see the module docstring)."""
+    if codec == "prores_ks":
+        return ".mov"
+    if alpha and codec == "libvpx-vp9":
+        return ".mkv"
+    return ".mp4"
 
 
 class ChunkSource(VideoFileSource):
@@ -114,11 +129,11 @@ class ChunkResult:
         return asdict(self)
 
 
-
 def encode_chunk(src: Path, chunk: Chunk, piece: Path, job: Job, *, codec: str,
                  on_frames: Callable[[int], None] | None = None,
                  side_nice: int = 10, decode_threads: int = 1) -> ChunkResult:
-    """Convert `chunk` of `src` into `piece` (an .mp4 path, replaced if it exists).
+    """Convert `chunk` of `src` into `piece` (a path with piece_suffix(codec, job.alpha),
+    replaced if it exists).
 
     `codec`: the final output's encoder (every piece must use the same); `on_frames` gets
     the number of chunk frames written so far about every 0.2 s. Decoding and encoding run
@@ -131,7 +146,7 @@ def encode_chunk(src: Path, chunk: Chunk, piece: Path, job: Job, *, codec: str,
                      threads=decode_threads) as source:
         inner = VideoFileSink(piece, source.info, None, codec=codec or None,
                               crf=s.crf, preset=s.preset, overwrite=True,
-                              open_in_writer=side_nice > 0)
+                              open_in_writer=side_nice > 0, alpha=job.alpha)
         with _ChunkSink(inner, chunk.start) as sink:
             batch = engine_batch(s, job.engine())
             flow = job.stylise(ring_size(s.queue, batch), source.info.fps)

@@ -22,9 +22,11 @@ joins chunked videos; workers do the decoding, the model and the encoding.
   again (up to 3 times); pieces and outputs are written under temporary names and renamed
   when complete, so a half-written piece never reaches a join. Finished files and chunks
   are recorded, checksummed, in a manifest beside the output (manifest.py): a rerun after
-  Ctrl+C or a crash does only what is missing. A bad input fails its own task with the
-  usual one-line error; the others finish, and the exit status and summary count it
-  (cluster_report.py).
+  Ctrl+C or a crash does only what is missing; a job that runs to its end removes that
+  folder, failures or not. A bad input fails its own task with the usual one-line error
+  (a `failed:` line, as for a folder's file without Ray); the others finish, and the
+  summary, the closing `error:` line and the exit status count it (cluster_report.py).
+  As without Ray, a folder's file whose output exists is skipped unless -y.
 - Paths: inputs and outputs must be paths every node and the driver see the same way (a
   shared filesystem mounted at the same place); a worker that cannot see one fails that
   task with a one-line error that says so.
@@ -47,10 +49,11 @@ from streamer.models.catalog import load_catalog
 from streamer.report import Log, describe_error
 
 from .cluster_messages import Outcome
-from .cluster_plan import FileWork, JobPlan, Task, plan_job
+from .cluster_plan import FileWork, JobPlan, Task, folder_labels, plan_job
 from .cluster_pool import Slot, WorkerPool, connect_ray, import_ray, pool_shape
 from .cluster_report import ClusterReport
 from .join import join_pieces
+from .failures import failed_line, own_message
 from .manifest import Manifest, job_key, work_dir_for
 from .progress import FramesBar
 from .targets import all_targets, default_output, make_output_folder
@@ -76,6 +79,7 @@ class ClusterJob:
         self.pool: WorkerPool | None = None
         self.retries = 0
         self.tasks_run = 0
+        self.single = True  # one input, a file (not a folder, not several)
         self._started_ray = False
 
     def _connect(self) -> None:
@@ -85,11 +89,12 @@ class ClusterJob:
         t0 = time.perf_counter()
         s = self.settings
         load_catalog().style(s.style)  # an unknown style: one line, before any work
-        pairs = all_targets(inputs, output, s.style)
-        if output is None:  # one input (several need -o): its default output
-            output = default_output(inputs[0], s.style)
+        if output is None and len(inputs) == 1:  # its default output, named as without Ray
+            output = default_output(inputs[0], s.style, s.background_spec().alpha)
+        pairs = all_targets(inputs, output, s.style)  # several inputs without -o: one line
         output_root = output.absolute()
-        if len(inputs) > 1 or inputs[0].is_dir():
+        self.single = len(inputs) == 1 and not inputs[0].is_dir()
+        if not self.single:
             make_output_folder(output)
             for _src, dst in pairs:
                 dst.parent.mkdir(parents=True, exist_ok=True)
@@ -97,10 +102,12 @@ class ClusterJob:
         if manifest.stale:
             self.log("note: the work left by an earlier, different job beside the output is "
                      "not reused")
-        plan = plan_job(pairs, manifest, s, output_root)
+        plan = plan_job(pairs, manifest, s, output_root, folder_labels(inputs, pairs))
         for it in plan.items:
             for note in it.notes:
-                self.log(f"note: {it.src.name}: {note}")
+                self.log(f"note: {it.label}: {note}")
+            if it.error:
+                self._failed(it)
         if plan.tasks:
             self._connect()
             try:
@@ -115,10 +122,18 @@ class ClusterJob:
         report = ClusterReport(plan.items, pool.workers if pool else {},
                                time.perf_counter() - t0, pool.engine if pool else "not started",
                                self.tasks_run, plan.resumed, self.retries,
-                               sum(len(it.chunks) for it in plan.items))
-        if not report.failed:
-            shutil.rmtree(work_dir_for(output_root), ignore_errors=True)
+                               sum(len(it.chunks) for it in plan.items), self.single)
+        # The job ran to its end: nothing is left to resume (a failed file fails again until
+        # it is fixed, and a rerun skips the finished outputs), so the work folder goes,
+        # failures or not. Only a job stopped on the way (Ctrl+C, every worker lost) keeps it.
+        shutil.rmtree(work_dir_for(output_root), ignore_errors=True)
         return report
+
+    def _failed(self, it: FileWork) -> None:
+        """Say at once that `it` failed: a `failed:` line for a folder's (or one of several
+        inputs') file; a single input's error is the run's last line (cluster_report)."""
+        if not self.single:
+            self.log(failed_line(it.label, own_message(it.src, it.error or "")))
 
     # --- scheduling --------------------------------------------------------------------
 
@@ -178,6 +193,7 @@ class ClusterJob:
         t.attempts += 1
         if t.attempts >= MAX_ATTEMPTS:
             t.item.error = f"{t.describe()}: its worker died {t.attempts} times"
+            self._failed(t.item)
         else:
             self.log(f"note: worker {sl.name} died during {t.describe()}; running it again")
             pending.appendleft(t)
@@ -193,7 +209,9 @@ class ClusterJob:
             if line.startswith("note:"):
                 self.log(f"note: {it.src.name}: {line[5:].strip()}")
         if not out.ok:
-            it.error = out.error
+            if not it.error:  # a file's first failed chunk; the rest are dropped (_next)
+                it.error = out.error
+                self._failed(it)
             return 0
         it.seconds += out.seconds
         if t.kind == "file":
@@ -217,6 +235,7 @@ class ClusterJob:
                         overwrite=self.settings.overwrite)
         except UserError as exc:
             it.error = describe_error(exc)
+            self._failed(it)
             return
         it.done = True
         it.join_s = time.perf_counter() - t0

@@ -12,14 +12,16 @@ from pathlib import Path
 from streamer.config import VideoSettings
 from streamer.errors import UserError
 from streamer.report import describe_error
-from streamer.sinks.video_file import default_codec_for
+from streamer.sinks.png_sequence import is_sequence_pattern
+from streamer.sinks.video_file import output_encoder
 from streamer.sources.image import is_image_path
 from streamer.sources.video_file import MediaError
 
+from .chunk_encode import piece_suffix
 from .chunks import Chunk, plan_chunks
 from .cluster_messages import TaskMessage
 from .manifest import Manifest, input_fingerprint, work_dir_for
-from .targets import check_target
+from .targets import check_output_kind, check_target
 
 # Containers whose video carries a global header, so pieces join without touching the
 # bitstream (MPEG-TS, AVI and FLV repeat headers in-band: those files are converted whole).
@@ -36,9 +38,12 @@ class FileWork:
     frames: int = 0
     chunks: list[Chunk] = field(default_factory=list)  # empty: converted whole
     pieces: dict[int, dict] = field(default_factory=dict)  # chunk index -> ChunkResult dict
+    label: str = ""  # how the failed: lines name it: its path in its folder, or as given
+    in_folder: bool = False  # found in a folder input: an existing output is skipped
     error: str | None = None
     done: bool = False
     resumed: bool = False  # finished by an earlier run
+    skipped: bool = False  # its output exists (a folder's file, without -y)
     seconds: float = 0.0
     plan_s: float = 0.0  # reading the packet flags (driver)
     join_s: float = 0.0  # joining the pieces and copying the audio (driver)
@@ -76,14 +81,27 @@ class JobPlan:
     resumed: int  # tasks a previous run finished (files and chunks)
 
 
+def folder_labels(inputs: list[Path], pairs: list[tuple[Path, Path]]) -> dict[Path, str]:
+    """The files of `pairs` found in a folder among `inputs`, each with its path inside that
+    folder (as the single-machine run names a folder's files)."""
+    labels: dict[Path, str] = {}
+    for folder in (p for p in inputs if p.is_dir()):
+        for src, _dst in pairs:
+            if folder in src.parents:
+                labels.setdefault(src, str(src.relative_to(folder)))
+    return labels
+
+
 def plan_job(pairs: list[tuple[Path, Path]], manifest: Manifest, settings: VideoSettings,
-             output_root: Path) -> JobPlan:
+             output_root: Path, labels: dict[Path, str] | None = None) -> JobPlan:
     """The tasks for (input, output) `pairs` (targets.all_targets); a file that cannot be
     planned carries its one-line error and gets no task. `output_root`: the job's output,
-    beside which the chunk pieces are kept."""
+    beside which the chunk pieces are kept. `labels`: the files found in folders
+    (folder_labels); as without Ray, their outputs that exist are skipped unless -y."""
     plan = JobPlan([], [], 0)
+    labels = labels or {}
     for src, dst in pairs:
-        item = FileWork(src, dst)
+        item = FileWork(src, dst, label=labels.get(src, str(src)), in_folder=src in labels)
         plan.items.append(item)
         try:
             _plan_file(item, plan, manifest, settings, output_root)
@@ -104,29 +122,47 @@ def _plan_file(item: FileWork, plan: JobPlan, manifest: Manifest, s: VideoSettin
         item.done = item.resumed = True
         plan.resumed += 1
         return
+    if item.in_folder and not s.overwrite and dst.is_file():
+        item.skipped = True
+        item.notes.append(f"skipped, {dst} exists (-y converts it again)")
+        return
+    # as the single-machine run checks the output, before Ray starts
+    check_output_kind(src, dst)
+    sequence = is_sequence_pattern(dst)
+    if not sequence:
+        check_target(src, dst, s.overwrite)
     if is_image_path(src):
         item.frames = 1
         _add(plan, "file", item, str(dst.resolve()), 1)
         return
-    # the official full-frame flow keeps no state between frames (faces off and the
-    # temporal step off): no warm-up
-    stateless = s.faces == "off" and s.temporal_settings() is None
+    background = s.background_spec()
+    # The output's container and encoder, checked as the sink checks them (without its
+    # trial open: the driver may lack a GPU encoder the workers have), so that an output
+    # that cannot be written, or cannot carry alpha, fails here, before Ray starts, with
+    # the single-machine run's line (the file's chunks would be encoded with it too).
+    codec = None if sequence else output_encoder(dst, s.codec, alpha=background.alpha)
+    # the official full-frame flow keeps no state between frames (faces off, the temporal
+    # step off, and no person mask, whose smoothing carries over): no warm-up
+    stateless = (s.faces == "off" and s.temporal_settings() is None
+                 and not background.needs_mask)
     t0 = time.perf_counter()
     chunked = plan_chunks(src, s.chunk_seconds, 0.0 if stateless else s.warmup_seconds)
     item.plan_s = time.perf_counter() - t0
     item.frames = chunked.frames
     if chunked.note:
         item.notes.append(chunked.note)
-    chunkable = dst.suffix.lower() in CHUNKABLE
-    if chunked.chunked and not chunkable:
+    chunkable = not sequence and dst.suffix.lower() in CHUNKABLE
+    if chunked.chunked and sequence:
+        item.notes.append("a PNG sequence output is converted whole")
+    elif chunked.chunked and not chunkable:
         item.notes.append(f"{dst.suffix} output is converted whole (its video repeats headers "
                           f"in-band; chunks join in {', '.join(sorted(CHUNKABLE))})")
     if not (chunked.chunked and chunkable):
         _add(plan, "file", item, str(dst.resolve()), chunked.frames)
         return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    check_target(src, dst, s.overwrite)
-    codec = s.codec or default_codec_for(dst)  # every piece is encoded as the output would be
+    # every piece is encoded as the output would be, alpha included, in a container that
+    # holds that encoding (chunk_encode.piece_suffix)
+    suffix = piece_suffix(codec, background.alpha)
     item.chunks = list(chunked.chunks)
     folder = work_dir_for(output_root) / hashlib.sha1(item.key.encode()).hexdigest()[:12]
     folder.mkdir(parents=True, exist_ok=True)
@@ -136,7 +172,7 @@ def _plan_file(item: FileWork, plan: JobPlan, manifest: Manifest, s: VideoSettin
             item.pieces[ch.index] = prev
             plan.resumed += 1
             continue
-        t = _add(plan, "chunk", item, str(folder / f"piece-{ch.index:05d}.mp4"), ch.frames)
+        t = _add(plan, "chunk", item, str(folder / f"piece-{ch.index:05d}{suffix}"), ch.frames)
         t.chunk, t.codec = ch, codec
 
 

@@ -18,6 +18,7 @@ from streamer.report import describe_error
 
 from .cluster_messages import Hello, Outcome, TaskMessage
 from .cluster_worker import actor_class
+from .ray_address import check_ray_address
 
 REPLACE_TIMEOUT_S = 120.0  # wait for room to replace a dead worker
 DEFAULT_WORKER_CPUS = 4
@@ -40,6 +41,8 @@ def connect_ray(ray: Any, address: str | None) -> bool:
     so that the job shuts it down at the end."""
     if ray.is_initialized():
         return False
+    # one line within seconds, where Ray itself would retry a silent address for minutes
+    check_ray_address(address)
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                               "logging_level": logging.ERROR}
     try:

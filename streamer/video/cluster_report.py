@@ -1,4 +1,5 @@
-"""What a run_video --ray job did: the report, its summary lines for the log, and its
+"""What a run_video --ray job did: the report, its summary lines for the log, the closing
+error line when a file failed (the run's last line, as without Ray: failures.py), and its
 --stats-json (the totals, each file, and each worker's throughput)."""
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from streamer.sinks.video_file import OutputError
 
 from .cluster_plan import FileWork
 from .cluster_pool import WorkerStats
+from .failures import incomplete
 
 
 @dataclass
@@ -23,10 +25,15 @@ class ClusterReport:
     tasks_resumed: int = 0
     retries: int = 0
     chunks: int = 0
+    single: bool = False  # one input, a file: its own error is the closing line
 
     @property
     def failed(self) -> list[FileWork]:
         return [f for f in self.files if f.error]
+
+    @property
+    def skipped(self) -> list[FileWork]:
+        return [f for f in self.files if f.skipped]
 
     @property
     def frames(self) -> int:
@@ -34,15 +41,20 @@ class ClusterReport:
 
 
 def summary_lines(report: ClusterReport) -> list[str]:
-    """The summary: files, frames and time, failures, and per-worker throughput."""
+    """The summary: skipped files, files, frames and time, failures counted, and per-worker
+    throughput (the failed files had their `failed:` lines when they failed). Nothing but
+    the skip note when no task ran and no file was finished: the error line says it all."""
     ok = [f for f in report.files if f.done]
+    lines = []
+    if report.skipped:
+        lines.append(f"note: {len(report.skipped)} file(s) skipped because their output exists")
+    if not ok and not report.tasks_run:
+        if report.skipped and not report.failed:
+            lines.append("done: nothing to convert (every output exists; -y converts them "
+                         "again)")
+        return lines
     frames = sum(f.frames for f in ok)
     fps = frames / report.seconds if report.seconds > 0 else 0.0
-    lines = []
-    for f in report.failed:
-        # the file's own one-line error, named as run_video names it
-        lines.append(f"error: {f.error}" if f.src.name in f.error
-                     else f"error: {f.src.name}: {f.error}")
     resumed = sum(1 for f in ok if f.resumed)
     extra = f", {resumed} kept from an earlier run" if resumed else ""
     chunks = f" ({report.chunks} chunks)" if report.chunks else ""
@@ -59,6 +71,19 @@ def summary_lines(report: ClusterReport) -> list[str]:
     return lines
 
 
+def closing_error(report: ClusterReport) -> str | None:
+    """The run's last line when a file failed (after `error: `), as without Ray: a single
+    input's own error, named; else how many of the files failed. None when none did."""
+    if not report.failed:
+        return None
+    if report.single:
+        f = report.failed[0]
+        error = f.error or "failed"
+        named = f.src.name in error or f.dst.name in error  # the line of the run without Ray
+        return error if named else f"{f.src.name}: {error}"
+    return incomplete(len(report.failed), len(report.files))
+
+
 def write_cluster_stats(path: str, report: ClusterReport, settings: VideoSettings) -> None:
     """--stats-json for a Ray run: the totals, each file, and each worker's throughput."""
     frames = report.frames
@@ -71,7 +96,8 @@ def write_cluster_stats(path: str, report: ClusterReport, settings: VideoSetting
         "items": [{"input": str(f.src), "output": str(f.dst), "frames": f.frames,
                    "chunks": len(f.chunks), "seconds": round(f.seconds, 4),
                    "plan_s": round(f.plan_s, 4), "join_s": round(f.join_s, 4),
-                   "resumed": f.resumed, "error": f.error} for f in report.files],
+                   "resumed": f.resumed, "skipped": f.skipped, "error": f.error}
+                  for f in report.files],
         "workers": [{**asdict(w), "fps": round(w.fps, 4)} for w in report.workers.values()],
     }
     try:

@@ -18,7 +18,7 @@ import numpy as np
 from streamer.config import VideoSettings
 from streamer.errors import UserError
 from streamer.pipeline.core import Pipeline, PipelineError
-from streamer.report import Log, one_line
+from streamer.report import Log
 from streamer.sinks.image import ALPHA_IMAGE_SUFFIXES, check_image_output, write_image
 from streamer.sinks.png_sequence import PngSequenceSink, is_sequence_pattern
 from streamer.sinks.video_file import OutputError, VideoFileSink
@@ -29,6 +29,7 @@ from streamer.toon.link import Link
 from streamer.toon.stage import ToonStage, ring_size
 from streamer.toon.styles import StyleFlows
 
+from .failures import failed_line, incomplete, own_failure, own_message
 from .progress import Progress, ProgressCallback
 from .targets import check_output_kind
 from .targets import (OutputNaming, check_still_output, check_target, default_output,
@@ -258,10 +259,10 @@ class FolderIncomplete(UserError):
     """Some files of a folder could not be converted; the others were (`results`)."""
 
     def __init__(self, results: list[Result], failed: list[tuple[str, str]], total: int):
-        super().__init__(f"{len(failed)} of {total} files could not be converted "
-                         f"(each is listed above as 'failed:')")
+        super().__init__(incomplete(len(failed), total))
         self.results = results
         self.failed = failed
+        self.total = total
 
 
 def convert_folder(src: Path, dst: Path, job: Job) -> list[Result]:
@@ -288,11 +289,11 @@ def convert_folder(src: Path, dst: Path, job: Job) -> list[Result]:
         try:
             r = _convert_one(f, target, job)
         except (MediaError, OutputError, PipelineError) as exc:
-            cause = exc.error if isinstance(exc, PipelineError) else exc
-            if not isinstance(cause, (MediaError, OutputError)):
+            cause = own_failure(exc)
+            if cause is None:
                 raise  # a stage failed for a reason that is not this file's
-            failed.append((str(rel), one_line(cause)))
-            job.log(f"failed: {rel}: {one_line(cause)}")
+            failed.append((str(rel), own_message(f, cause)))
+            job.log(failed_line(*failed[-1]))
             continue
         job.log(summary(r, job))
         results.append(r)

@@ -3,7 +3,9 @@ copy the source's audio once, packet for packet.
 
 What a single-machine run writes (VideoFileSink) the join writes too: the container of the
 output's suffix, the source's container and stream metadata, its audio streams with their
-metadata and dispositions, video packets with the input's pts in the input's time base, each
+metadata and dispositions, an alpha channel (VP9's alpha plane rides in each packet's side
+data and the track is flagged as the sink's is; ProRes 4444 keeps its sample entry, which
+names the profile), video packets with the input's pts in the input's time base, each
 packet lasting until the next frame and the last until the video's end (for MP4/MOV the
 last sample stretched by the reorder offset, as the sink does). Video and audio packets are
 muxed in time order, so the interleaving stays tight however long the file.
@@ -109,6 +111,15 @@ def join_pieces(src: Path, pieces: list[Path], dst: Path, *, end_pts: int | None
                 if src_v:
                     v_out.metadata.update({k: x for k, x in src_v[0].metadata.items()
                                            if keep_key(k)})
+                if vt.metadata.get("alpha_mode"):
+                    # VP9 alpha: the plane rides in each packet's side data, which the
+                    # copy keeps; the muxer flags the track for players (AlphaMode) from
+                    # the pixel format, as it does for the sink's encoder
+                    v_out.codec_context.pix_fmt = "yuva420p"
+                if vt.codec_context.name == "prores":
+                    # the profile (4444 with alpha, or 422) is the sample entry's tag; the
+                    # copy would let the muxer choose one, and it chooses 422 HQ
+                    v_out.codec_context.codec_tag = vt.codec_context.codec_tag
             amap = {}
             for s in source.streams.audio:
                 amap[s.index] = copy_audio_stream(out, s, fmt, dst.name)
