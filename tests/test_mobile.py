@@ -302,16 +302,20 @@ def test_run_stream_net_mobile_switches_styles(distilled, tmp_path):
     store, _, _ = distilled
     stats = tmp_path / "s.json"
 
+    lines: list[str] = []
+
     class Lines(io.StringIO):
-        """A switch, then quit once the run has had time to load it."""
+        """A switch, then quit once the run says it switched (--seconds ends it else)."""
 
         def __iter__(self):
             time.sleep(0.5)
             yield "handdrawn\n"
-            time.sleep(2.0)
+            for _ in range(1200):  # never forever: the run's --seconds ends it first
+                if any("-> handdrawn (loaded" in ln for ln in lines):
+                    break
+                time.sleep(0.1)
             yield "quit\n"
 
-    lines: list[str] = []
     rc = live.main(["--models", str(store.root), "--config", "live-cpu", "--synthetic",
                     "--camera-size", "160x96", "--work", "64", "--device", "cpu",
                     "--precision", "exact", "--faces", "off", "--status-every", "0",
