@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -91,6 +92,41 @@ def test_int8_graph_keeps_the_guided_filter_and_the_measured_layers_in_float(int
             after = True
         elif after:
             assert n.op_type not in ("QuantizeLinear", "DequantizeLinear"), n.name
+
+
+def _quantized_convs(path: Path) -> list[str]:
+    """The Conv nodes of a QDQ model whose input and weights both come dequantized."""
+    model = onnx.load(str(path))
+    made_by = {out: node for node in model.graph.node for out in node.output}
+
+    def dq(name: str) -> bool:
+        node = made_by.get(name)
+        return node is not None and node.op_type == "DequantizeLinear"
+
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and dq(n.input[0])
+            and dq(n.input[1])]
+
+
+def test_every_quantized_convolution_runs_an_int8_kernel(int8_path):
+    """OpenVINO's own record of what ran (PERF_COUNT exec types): a QDQ convolution that
+    falls back to a float kernel is int8 in name only, slower than bf16 (seen on an AMX
+    Xeon: brgconv_avx512_f32). Skips only on a CPU without int8 instructions."""
+    ov = pytest.importorskip("openvino")
+    core = ov.Core()
+    if "INT8" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU has no int8 instructions (OpenVINO: no INT8 capability)")
+    quantized = _quantized_convs(int8_path)
+    assert len(quantized) == 18 - len(KEEP_FLOAT_CONVS)
+    for hint in ("f32", "bf16"):  # exact and fast compile the same int8 model
+        compiled = core.compile_model(str(int8_path), "CPU",
+                                      {"PERF_COUNT": "YES", "INFERENCE_PRECISION_HINT": hint})
+        request = compiled.create_infer_request()
+        request.infer({0: np.full((1, 64, 64, 3), 128, np.uint8)})
+        kernels = {p.node_name: p.exec_type for p in request.get_profiling_info()
+                   if p.node_type == "Convolution"}
+        int8 = [k for k in kernels.values()
+                if any(tag in k.lower() for tag in ("i8", "int8", "vnni"))]
+        assert len(int8) == len(quantized), (hint, kernels)
 
 
 def test_int8_weights_are_the_gptq_levels_within_the_cpus_range(int8_store, int8_path):
@@ -214,3 +250,175 @@ def test_channel_equalisation_leaves_the_float_network_unchanged(int8_store, gol
                                          providers=["CPUExecutionProvider"]).run(None, {"input_image": img})[0]
     diff = np.abs(run(model).astype(np.int16) - run(onnx.load(str(path))).astype(np.int16))
     assert diff.mean() < 0.01 and diff.max() <= 1  # float rounding only
+
+
+# --- the user's calibration is kept (issue 23, item 5) ----------------------------------------
+
+@pytest.fixture
+def fake_quantizer(monkeypatch):
+    """The bookkeeping tests' quantizer: the fp32 model as it is, and the calibration sets it
+    was handed (a real build takes half a minute and more a style on a small CPU)."""
+    import streamer.models.dctnet.int8 as int8_module
+
+    calls: list[int] = []
+
+    def quantize(fp32, frames, keep=KEEP_FLOAT_CONVS, levels=LEVELS_VNNI):
+        calls.append(len(frames))
+        return onnx.load(str(fp32)), {"quantizer": "test", "calibration_frames": len(frames)}
+
+    monkeypatch.setattr(int8_module, "quantize_int8", quantize)
+    monkeypatch.delenv("TOONSTREAM_CALIBRATION", raising=False)
+    return calls
+
+
+@pytest.fixture
+def bare_store(models_dir, tmp_path):
+    root = tmp_path / "store"
+    root.mkdir()
+    (root / "dctnet").symlink_to(models_dir / "dctnet")
+    return root
+
+
+def _int8(root, calibration=None):
+    """The anime int8 model as run_video gets it (the store with the user's setting) and
+    the calibration its record names."""
+    store = Store(root)
+    store.calibration = calibration
+    store.notify = lambda line: None
+    path = store.onnx_model_path("anime", "bg", "int8")
+    return path, json.loads(path.with_suffix(".json").read_text())["calibration_source"]
+
+
+def test_a_users_calibration_is_kept_until_another_is_asked_for(bare_store, tmp_path,
+                                                                fake_quantizer, capsys):
+    from streamer.models.cli import main as models
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    cv2.imwrite(str(mine / "a.png"), synthetic_frames(1)[0])
+    n_synthetic = len(synthetic_frames())
+
+    # `models path anime --precision int8 --calibration mine/`
+    assert models(["path", "anime", "--precision", "int8", "--calibration", str(mine),
+                   "--models", str(bare_store)]) == 0
+    path = Path(capsys.readouterr().out.strip())
+    assert fake_quantizer == [n_synthetic + 1]
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["calibration_source"] == f"synthetic + {mine.resolve()}"
+    mtime = path.stat().st_mtime_ns
+
+    # a plain int8 run (no calibration given) uses it as it is
+    assert _int8(bare_store) == (path, f"synthetic + {mine.resolve()}")
+    assert fake_quantizer == [n_synthetic + 1] and path.stat().st_mtime_ns == mtime
+    # so does asking for the same material again
+    assert _int8(bare_store, str(mine))[1] == f"synthetic + {mine.resolve()}"
+    assert len(fake_quantizer) == 1
+
+    # a damaged model is rebuilt with the calibration it had
+    with open(path, "ab") as f:
+        f.write(b"\0")
+    assert _int8(bare_store) == (path, f"synthetic + {mine.resolve()}")
+    assert fake_quantizer[-1] == n_synthetic + 1
+
+    # another calibration, asked for, rebuilds: the built-in set alone, by name
+    assert _int8(bare_store, "builtin") == (path, "synthetic")
+    assert fake_quantizer[-1] == n_synthetic
+    assert _int8(bare_store)[1] == "synthetic" and len(fake_quantizer) == 3
+
+
+def test_a_rebuild_whose_calibration_material_is_gone_says_so(bare_store, tmp_path,
+                                                              fake_quantizer):
+    mine = tmp_path / "mine.png"
+    cv2.imwrite(str(mine), synthetic_frames(1)[0])
+    path, _ = _int8(bare_store, str(mine))
+    mine.unlink()
+    with open(path, "ab") as f:
+        f.write(b"\0")
+    lines: list[str] = []
+    store = Store(bare_store)
+    store.notify = lines.append
+    store.onnx_model_path("anime", "bg", "int8")
+    assert json.loads(path.with_suffix(".json").read_text())["calibration_source"] == "synthetic"
+    assert any(f"{mine.resolve()}, which anime_bg_int8.onnx was calibrated on, is gone" in line
+               for line in lines), lines
+
+
+@pytest.mark.parametrize("args", [
+    ["path", "anime"], ["path", "anime", "--precision", "fp16"],
+    ["fetch", "anime"], ["import", "FILE", "--style", "anime"]])
+def test_calibration_without_int8_is_refused_not_ignored(bare_store, tmp_path, capsys, args):
+    from streamer.models.cli import main as models
+
+    (tmp_path / "mine").mkdir()
+    args = [str(bare_store / "dctnet" / "cartoon_anime_bg.pb") if a == "FILE" else a
+            for a in args]
+    rc = models(args + ["--calibration", str(tmp_path / "mine"), "--models", str(bare_store)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert err == ("error: --calibration calibrates int8 models only: add --precision int8, "
+                   "or leave --calibration out")
+    assert not (bare_store / "onnx").exists()  # refused before anything was built
+
+
+def test_calibration_that_is_not_there_is_refused_before_a_build(bare_store, tmp_path, capsys,
+                                                                fake_quantizer):
+    from streamer.models.cli import main as models
+
+    rc = models(["path", "anime", "--precision", "int8", "--calibration",
+                 str(tmp_path / "nothing"), "--models", str(bare_store)])
+    assert rc != 0 and fake_quantizer == []
+    assert f"--calibration {tmp_path / 'nothing'}: no such file or folder" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_an_int8_build_says_nothing_of_downloads(bare_store, monkeypatch, capsys):
+    import streamer.models.dctnet.int8 as int8_module
+    from streamer.models.cli import main as models
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    Store(bare_store).onnx_model_path("anime", "bg", "fp32")  # the fp32 model is there
+    monkeypatch.setattr(int8_module, "quantize_int8", interrupted)
+    rc = models(["path", "anime", "--precision", "int8", "--models", str(bare_store)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 130
+    assert err[-1] == ("interrupted: nothing was left half-written (a model being built is "
+                       "built on next use)")
+    assert "download" not in "\n".join(err)
+    assert sorted(p.name for p in (bare_store / "onnx").iterdir()) == ["anime_bg.json",
+                                                                       "anime_bg.onnx"]
+
+
+def test_ctrl_c_during_a_download_says_the_partial_download_is_kept(tmp_path, monkeypatch,
+                                                                   capsys):
+    import streamer.models.install as install
+    from streamer.models.cli import main as models
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(install, "download", interrupted)
+    rc = models(["fetch", "face", "--models", str(tmp_path / "store"), "--no-progress"])
+    assert rc == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "interrupted: a partial download is kept and resumed next time")
+
+
+def test_a_plain_int8_run_video_keeps_the_calibrated_model(int8_store, int8_path, media_dir,
+                                                           tmp_path, monkeypatch, capfd):
+    # the real build above was calibrated on the user's clip; run_video without a
+    # calibration runs that model, it does not rebuild it on the built-in set
+    from streamer.video.app import main as run_video
+
+    monkeypatch.delenv("TOONSTREAM_CALIBRATION", raising=False)
+    meta_before = int8_path.with_suffix(".json").read_text()
+    mtime = int8_path.stat().st_mtime_ns
+    out = tmp_path / "out.png"
+    rc = run_video([str(media_dir / "bryan_115px.png"), "-o", str(out), "--models",
+                    str(int8_store.root), "--precision", "int8", "--device", "openvino",
+                    "--faces", "off", "--no-progress"])
+    err = capfd.readouterr().err
+    assert rc == 0, err
+    assert "quantizing" not in err and out.is_file()
+    assert int8_path.stat().st_mtime_ns == mtime
+    assert int8_path.with_suffix(".json").read_text() == meta_before

@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None, log: Log | None = None,
         sink_specs(s)  # so does an unknown sink
         if s.net == "official":  # the light network needs no official weights
             ensure_models(flows.store, s.style, s.faces, fetch=getattr(args, "fetch", None),
-                          log=log)
+                          log=log, mask=s.background_spec().needs_mask)
         with open_source(s) as source:
             log(f"source: {source.describe()}")
             return _stream(s, flows, source, log, stdin)

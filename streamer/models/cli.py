@@ -16,9 +16,11 @@ from streamer.commands import prog
 from streamer.errors import UserError
 from streamer.report import EXIT_INTERRUPTED, EXIT_USAGE, Log, fail
 
+from .calibration import check_material
 from .catalog import PARTS
 from .download import DownloadOptions, check_mirror
-from .errors import StoreError
+from .errors import BadSetting, StoreError
+from .layout import SEG_VARIANTS
 from .paths import describe_root_origin
 from .store import PRECISIONS, Store
 
@@ -65,9 +67,6 @@ def _build_parser() -> argparse.ArgumentParser:
     common.add_argument("--models", metavar="DIR", default=None,
                         help="model store folder (default: $TOONSTREAM_MODELS, else the "
                              "per-user cache, e.g. ~/.cache/toonstream/models)")
-    common.add_argument("--calibration", metavar="DIR|IMAGE|VIDEO", default=None,
-                        help="your own frames to calibrate int8 models on, beside the "
-                             "built-in synthetic set (default: $TOONSTREAM_CALIBRATION)")
     p = _Parser(prog=prog("python -m streamer.models"),
                 description="Manage Toonstream's model store: the official DCT-Net weights, "
                             "the face detector, the head mask and the ONNX models built from them.")
@@ -91,25 +90,65 @@ def _build_parser() -> argparse.ArgumentParser:
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
     f.add_argument("--no-build", action="store_true", help="do not build the ONNX models")
     f.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    _calibration_option(f)
 
     i = sub.add_parser("import", parents=[common],
-                       help="add a .pb or .tflite you downloaded yourself")
+                       help="add MediaPipe's selfie segmentation .tflite, or with --style a "
+                            ".pb or .tflite you downloaded yourself")
     i.add_argument("file", type=Path, metavar="FILE")
-    i.add_argument("--style", required=True, metavar="NAME")
-    i.add_argument("--part", choices=PARTS, default="bg",
+    i.add_argument("--style", default=None, metavar="NAME",
+                   help="the official style a .pb or .tflite holds; leave it out for a "
+                        "selfie segmentation .tflite (general or landscape, told by its "
+                        "input size)")
+    i.add_argument("--part", choices=PARTS, default=None,
                    help="bg: whole-frame model (default); h: face-crop model")
-    i.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    i.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="the ONNX model to build for a style (default fp32)")
+    _calibration_option(i)
     i.add_argument("--force", action="store_true",
                    help="replace an installed, intact file with different weights")
 
     pa = sub.add_parser("path", parents=[common],
-                        help="print the ONNX model of a style, building it if needed")
-    pa.add_argument("style", metavar="STYLE")
-    pa.add_argument("--part", choices=PARTS, default="bg")
-    pa.add_argument("--precision", choices=PRECISIONS, default="fp32")
+                        help="print the ONNX model of a style (or of seg), building it if "
+                             "needed")
+    pa.add_argument("style", metavar="STYLE|seg")
+    pa.add_argument("--part", choices=PARTS + SEG_VARIANTS, default=None,
+                    help="a style's bg (default) or h; seg's general (default) or landscape")
+    pa.add_argument("--precision", choices=PRECISIONS, default=None,
+                    help="a style's fp32 (default), fp16 or int8")
+    _calibration_option(pa)
     from streamer.train.distill_cli import add_distill_parser  # torch only when it runs
     add_distill_parser(sub, common)
     return p
+
+
+def _calibration_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--calibration", metavar="DIR|IMAGE|VIDEO|builtin", default=None,
+                        help="with --precision int8: your own frames to calibrate on, beside "
+                             "the built-in synthetic set, or `builtin` for that set alone "
+                             "(./builtin for a folder of that name); an int8 model already "
+                             "built is kept unless this asks for another calibration "
+                             "(default: $TOONSTREAM_CALIBRATION)")
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """What argparse cannot see: options that would do nothing in the combination given."""
+    calibration = getattr(args, "calibration", None)
+    if calibration is not None:
+        if getattr(args, "precision", None) != "int8":
+            raise BadSetting("--calibration calibrates int8 models only: add --precision "
+                             "int8, or leave --calibration out")
+        check_material(calibration)
+    if args.command == "path":
+        seg = args.style == "seg"
+        if args.part is not None and (args.part in SEG_VARIANTS) != seg:
+            raise BadSetting(f"--part {args.part} is not a part of {args.style}: "
+                             + ("seg has general and landscape" if seg else
+                                f"a style has {' and '.join(PARTS)} (the segmentation "
+                                f"model's are `path seg --part general|landscape`)"))
+        if seg and args.precision not in (None, "fp32"):
+            raise BadSetting(f"the segmentation model is built in fp32 only; leave "
+                             f"--precision {args.precision} out")
 
 
 def _cmd_list(store: Store, args: argparse.Namespace) -> int:
@@ -120,9 +159,6 @@ def _cmd_list(store: Store, args: argparse.Namespace) -> int:
             continue
         print(f"  {e.label:<20} {e.local:<40} {e.size:>11,} B  {e.fmt}  {e.catalog}")
         print(f"  {'':<20} sha256 {e.sha256}  from {e.origin}")
-    from .mobile.store import students
-    for line in students(store).list_lines():  # the light networks (issue 26)
-        print(line)
     built = store.onnx_entries()
     print(f"built ONNX models in {store.onnx_dir}:" + ("" if built else " none yet"))
     for path, meta in built:
@@ -140,8 +176,7 @@ def _cmd_list(store: Store, args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
-    from .mobile.store import students
-    checks = store.verify() + students(store).verify()  # and the light networks
+    checks = store.verify()
     if not checks:
         raise StoreError(f"no model files in {store.root}; run `python -m streamer.models fetch "
                          f"{store.catalog.styles[0]} --models {store.root}`")
@@ -155,7 +190,7 @@ def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_fetch(store: Store, args: argparse.Namespace) -> int:
+def _cmd_fetch(store: Store, args: argparse.Namespace, phase: list[str]) -> int:
     if args.mirror:
         check_mirror(args.mirror, "--mirror")
     opts = DownloadOptions(timeout=args.timeout, retries=args.retries,
@@ -163,14 +198,26 @@ def _cmd_fetch(store: Store, args: argparse.Namespace) -> int:
     for target in args.targets:
         store.targets(target)  # every name is checked before anything is downloaded
     for target in dict.fromkeys(args.targets):
-        for path in store.fetch(target, mirror=args.mirror, options=opts,
-                                build=not args.no_build, precision=args.precision):
+        phase[0] = "download"
+        paths = store.fetch(target, mirror=args.mirror, options=opts, build=False)
+        phase[0] = "build"
+        for path in paths:
             print(path)
+        if not args.no_build:
+            store.build(target, args.precision)
     return 0
 
 
 def _cmd_import(store: Store, args: argparse.Namespace) -> int:
-    res = store.import_file(args.file, args.style, args.part, args.precision, force=args.force)
+    if args.style is None and (args.part or args.precision):
+        given = [f"--{k} {getattr(args, k)}" for k in ("part", "precision") if getattr(args, k)]
+        raise BadSetting(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to a "
+                         f"style's weights (with --style NAME); a selfie segmentation model "
+                         f"has no parts and is built in fp32")
+    # without --style: MediaPipe's selfie segmentation model (anything else is refused
+    # with what import takes)
+    res = store.import_file(args.file, args.style, args.part or "bg",
+                            args.precision or "fp32", force=args.force)
     for note in res.notes:
         log.warning("%s", note)
     print(f"imported {res.path} ({res.source_format})")
@@ -179,7 +226,10 @@ def _cmd_import(store: Store, args: argparse.Namespace) -> int:
 
 
 def _cmd_path(store: Store, args: argparse.Namespace) -> int:
-    print(store.onnx_model_path(args.style, args.part, args.precision))
+    if args.style == "seg":
+        print(store.seg_model_path(args.part or "general"))
+    else:
+        print(store.onnx_model_path(args.style, args.part or "bg", args.precision or "fp32"))
     return 0
 
 
@@ -189,7 +239,7 @@ def _cmd_distill(store: Store, args: argparse.Namespace) -> int:
     return cmd_distill(store, args)
 
 
-_COMMANDS = {"list": _cmd_list, "verify": _cmd_verify, "fetch": _cmd_fetch,
+_COMMANDS = {"list": _cmd_list, "verify": _cmd_verify,
              "import": _cmd_import, "path": _cmd_path, "distill": _cmd_distill}
 
 
@@ -204,15 +254,23 @@ def main(argv: list[str] | None = None) -> int:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
+    phase = ["work"]  # a fetch says when it downloads: what Ctrl+C leaves depends on it
     try:
+        _check_options(args)
         store = Store.open(args.models)
-        if args.calibration:
+        if getattr(args, "calibration", None) is not None:
             store.calibration = args.calibration
+        if args.command == "fetch":
+            return _cmd_fetch(store, args, phase)
         return _COMMANDS[args.command](store, args)
     except (UserError, OSError) as exc:
         return fail(exc, Log(), status=EXIT_ERROR)
     except KeyboardInterrupt:
-        Log()("error: interrupted (a partial download is kept and resumed next time)")
+        if phase[0] == "download":
+            Log()("interrupted: a partial download is kept and resumed next time")
+        else:  # models are written under a temporary name and renamed when whole
+            Log()("interrupted: nothing was left half-written (a model being built is built "
+                  "on next use)")
         return EXIT_INTERRUPTED
     finally:
         log.removeHandler(handler)

@@ -7,9 +7,10 @@ consent nothing is downloaded and a missing style is a one-line error that names
 and the fetch command. The web server never calls this: a server must not download on its
 own (it reports what to fetch at start-up instead).
 
-What a run needs: the style's weights (required), and the face detector and head mask,
-which are required with `--faces on` and wanted with `--faces auto` (the default look is
-face-aware, but a failed optional download only turns faces off, with a note).
+What a run needs: the style's weights (required), the person segmentation models with a
+`--background` other than keep (required), and the face detector and head mask, which are
+required with `--faces on` and wanted with `--faces auto` (the default look is face-aware,
+but a failed optional download only turns faces off, with a note).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from .store import Store
 
 Log = Callable[[str], None]
 _FACE_TARGETS = ("face", "mask")  # catalog models: the YuNet detector and the head mask
+_SEG_TARGET = "seg"  # the catalog model of the person mask (--background)
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,17 @@ def add_fetch_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) 
                    help="never download or ask: a missing style is an error")
 
 
-def missing_for(store: Store, style: str, faces: str = "auto") -> Missing:
-    """What a run of `style` with the faces setting (auto/on/off) lacks in `store`."""
+def missing_for(store: Store, style: str, faces: str = "auto", mask: bool = False) -> Missing:
+    """What a run of `style` with the faces setting (auto/on/off) lacks in `store`; `mask`:
+    the run needs the person mask (a --background other than keep), so the segmentation
+    models too."""
     store.catalog.style(style)  # an unknown style is an error that lists the styles
     required: list[str] = []
     if store.source_for(style, "bg") is None:  # the head model falls back to bg
         required.append(style)
+    if mask and not all((store.root / f.local).is_file()
+                        for f in store.catalog.asset(_SEG_TARGET).files):
+        required.append(_SEG_TARGET)
     face = [t for t in _FACE_TARGETS
             if not (store.root / store.catalog.asset(t).files[0].local).is_file()]
     if faces == "on":
@@ -86,9 +93,16 @@ def _not_installed(store: Store, style: str, required: tuple[str, ...]) -> str:
                 f"with --fetch to download it, or run `{_fetch_command(store, style)}` (or "
                 f"`python -m streamer.models import FILE --style {style} --models {root}` for "
                 f"a file you downloaded yourself)")
-    files = ", ".join(store.catalog.asset(t).files[0].local for t in required)
-    return (f"{files} not in the model store {store.root} (needed with --faces on): run again "
-            f"with --fetch to download, or run `{_fetch_command(store, ' '.join(required))}`")
+    files, needs = [], []
+    if any(t in _FACE_TARGETS for t in required):
+        files += [store.catalog.asset(t).files[0].local for t in required if t in _FACE_TARGETS]
+        needs.append("--faces on")
+    if _SEG_TARGET in required:
+        files += [f.local for f in store.catalog.asset(_SEG_TARGET).files]
+        needs.append("a --background other than keep")
+    return (f"{', '.join(files)} not in the model store {store.root} (needed with "
+            f"{' and '.join(needs)}): run again with --fetch to download, or run "
+            f"`{_fetch_command(store, ' '.join(required))}`")
 
 
 def ask_yes_no(question: str, stdin: TextIO | None = None, out: TextIO | None = None) -> bool:
@@ -114,15 +128,17 @@ class _ToLog(logging.Handler):
 def ensure_models(store: Store, style: str, faces: str, *, fetch: bool | None, log: Log,
                   ask: Callable[[str], bool] | None = None,
                   interactive: bool | None = None,
-                  options: DownloadOptions = DownloadOptions()) -> tuple[str, ...]:
+                  options: DownloadOptions = DownloadOptions(),
+                  mask: bool = False) -> tuple[str, ...]:
     """Make sure `store` holds what a run of `style` needs; returns the targets fetched.
 
     `fetch`: True downloads what is missing (the user passed --fetch); False never does;
     None asks (`ask`, by default a y/N prompt) when `interactive` (default: stdin is a
     terminal) and something required is missing. Without consent a missing style raises
     ModelNotInstalled naming `--fetch` and the fetch command; missing optional files are
-    left to the run (faces auto: off, with its note)."""
-    need = missing_for(store, style, faces)
+    left to the run (faces auto: off, with its note). `mask`: the run needs the person mask
+    (a --background other than keep), so the segmentation models are required too."""
+    need = missing_for(store, style, faces, mask)
     if not need.all or (not need.required and fetch is not True):
         return ()
     if fetch is None:

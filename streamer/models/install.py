@@ -14,7 +14,7 @@ from .atomic import atomic_write
 from .catalog import Catalog, FileRecord
 from .download import DownloadOptions, check_file, check_mirror, download, sha256_file
 from .errors import BadModelFile, StoreError, StoreNotWritable, UnknownModel
-from .layout import TFLITE_DIR, fmt_of, style_file
+from .layout import SEG_INPUTS, TFLITE_DIR, fmt_of, style_file
 from .paths import is_writable_dir
 from .records import InstallRecords
 from .structure import check_structure
@@ -101,11 +101,15 @@ class Installer:
         from streamer.models.dctnet.weights import ModelFormatError, load_weights
 
         rec = style_file(self.catalog, style, part)
-        if not src.is_file():
-            raise StoreError(f"{src}: no such file")
+        _check_source(src)
         try:
             fmt = load_weights(src).source_format
         except ModelFormatError as exc:
+            variant = seg_variant(src)
+            if variant is not None:
+                raise BadModelFile(f"{src.name} is MediaPipe's selfie segmentation model "
+                                   f"({variant}), not a style's weights: import it without "
+                                   f"--style (and --part)") from None
             kept = ""
             if (self.root / rec.local).is_file():
                 kept = f"; the installed {rec.local} is left as it was"
@@ -131,6 +135,16 @@ class Installer:
             if pb.is_file():
                 notes.append(f"{rec.local} is also installed and takes precedence over the .tflite")
         dest = self.root / local
+        self._refuse_other_weights(src, dest, local, rec, force)
+        if not (dest.exists() and dest.samefile(src)):
+            atomic_write(dest, lambda p: shutil.copyfile(src, p))
+        self.records.add(local, f"import:{src.resolve()}", dest, custom)
+        return dest, fmt, tuple(notes)
+
+    def _refuse_other_weights(self, src: Path, dest: Path, local: str, rec: FileRecord,
+                              force: bool) -> None:
+        """Refuse to replace the installed, intact `dest` by other bytes without `force`
+        (unless the new file is the published one)."""
         if dest.is_file() and not force and not dest.samefile(src):
             src_sha = sha256_file(src)
             if (src_sha != sha256_file(dest) and src_sha != rec.sha256
@@ -139,7 +153,63 @@ class Installer:
                     f"{local} is already installed and intact, and {src.name} holds other "
                     f"weights (sha256 {src_sha[:16]}...); if you mean to replace it, add "
                     f"--force")
+
+    def import_seg(self, src: Path, force: bool = False) -> tuple[Path, str, tuple[str, ...]]:
+        """Add a hand-downloaded MediaPipe selfie segmentation .tflite: (installed path, its
+        format, notes). Its input size says which of the catalog's models it is (general
+        256x256, landscape 144x256); the same checks as a style's import apply."""
+        from streamer.models.dctnet.weights import ModelFormatError, load_weights
+        from streamer.models.selfie.graph import SegModelError, load_seg_model
+
+        _check_source(src)
+        try:
+            _, info = load_seg_model(src)
+        except SegModelError as exc:
+            try:
+                load_weights(src)
+            except ModelFormatError:
+                raise BadModelFile(f"{exc}; without --style, import takes MediaPipe's "
+                                   f"selfie segmentation model or a personal style "
+                                   f"(.safetensors), and a style's .pb or .tflite needs "
+                                   f"--style NAME") from None
+            raise BadModelFile(f"{src.name} holds DCT-Net weights: name their style with "
+                               f"--style NAME ({', '.join(self.catalog.styles)})") from None
+        variant = SEG_INPUTS.get((info.height, info.width))
+        if variant is None:
+            sizes = ", ".join(f"{v} {h}x{w}" for (h, w), v in SEG_INPUTS.items())
+            raise BadModelFile(f"{src.name} is a selfie segmentation model for "
+                               f"{info.width}x{info.height} inputs; the store takes {sizes}")
+        rec = self.catalog.asset("seg").file(variant)
+        assert rec is not None  # the catalog names both variants
+        self.require_writable("import")
+        notes: list[str] = []
+        problem = check_file(src, rec.size, rec.sha256)
+        if problem:
+            notes.append(f"{src.name} is not the published {rec.remote_path} ({problem}); "
+                         f"imported as your own {variant} segmentation model")
+        dest = self.root / rec.local
+        self._refuse_other_weights(src, dest, rec.local, rec, force)
         if not (dest.exists() and dest.samefile(src)):
             atomic_write(dest, lambda p: shutil.copyfile(src, p))
-        self.records.add(local, f"import:{src.resolve()}", dest, custom)
-        return dest, fmt, tuple(notes)
+        self.records.add(rec.local, f"import:{src.resolve()}", dest, custom=bool(problem))
+        return dest, "tflite", tuple(notes)
+
+
+def seg_variant(src: Path) -> str | None:
+    """Which of the store's segmentation models (general, landscape) the file `src` is, or
+    None when it is neither."""
+    from streamer.models.selfie.graph import SegModelError, load_seg_model
+
+    try:
+        _, info = load_seg_model(src)
+    except SegModelError:
+        return None
+    return SEG_INPUTS.get((info.height, info.width))
+
+
+def _check_source(src: Path) -> None:
+    """The file to import is there and is a file."""
+    if src.is_dir():
+        raise StoreError(f"{src} is a folder; import takes one .pb or .tflite file")
+    if not src.is_file():
+        raise StoreError(f"{src}: no such file")

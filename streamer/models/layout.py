@@ -11,6 +11,7 @@ Layout under the root (the same as the shared test store):
     onnx/<style>_<part>.onnx + .json built models (and seg_<variant>.onnx), or under
                                      $TOONSTREAM_CACHE/onnx (else the per-user cache) when
                                      the root is read-only
+    personal/<name>.safetensors      personal styles: LoRA adapters (personal.py)
     manifest.json                    where each fetched/imported file came from
 """
 from __future__ import annotations
@@ -26,6 +27,8 @@ MANIFEST = "manifest.json"
 TFLITE_DIR = "dctnet/tflite"
 SEG_DIR = "seg"
 SEG_VARIANTS = ("general", "landscape")  # catalog parts of the seg model
+# The input size (height, width) of each: how an imported .tflite is told apart.
+SEG_INPUTS = {(256, 256): "general", (144, 256): "landscape"}
 # Public TFLite conversions name the face model "head" (e.g. sketch_head288.tflite).
 TFLITE_ALIASES = {"bg": ("bg",), "h": ("h", "head")}
 ASSET_NAMES = {"mask": "mask", "alpha.jpg": "mask", "face": "face", "yunet.onnx": "face"}

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write
-from .catalog import Catalog
+from .catalog import PARTS, Catalog
 from .download import sha256_file
 from .errors import BadModelFile
 from .layout import MANIFEST, TFLITE_DIR, store_command
@@ -61,10 +61,10 @@ class InstallRecords:
         if model is not None:
             cmds.append(f"`{store_command(self.root, 'fetch ' + model)}`")
         if origin.startswith("import:"):
-            part = "h" if rec is not None and rec.part == "h" else "bg"
-            style = model or "STYLE"
-            extra = "" if part == "bg" else " --part h"
-            args = f"import {shlex.quote(origin[7:])} --style {style}{extra}"
+            args = f"import {shlex.quote(origin[7:])}"
+            if rec is None or rec.part in PARTS:  # a style's weights (the seg model has none)
+                args += f" --style {model or 'STYLE'}"
+                args += " --part h" if rec is not None and rec.part == "h" else ""
             cmds.append(f"`{store_command(self.root, args)}`")
         return (" or ".join(cmds) if cmds
                 else f"`{store_command(self.root, 'import FILE --style STYLE')}`")

@@ -36,8 +36,9 @@ class Store:
     def __init__(self, root: Path | str, catalog: Catalog | None = None):
         self.root = Path(root).expanduser()
         self.catalog = catalog if catalog is not None else load_catalog()
-        # int8 calibration: None for the built-in synthetic set, else a folder, image or
-        # video of the user's own (TOONSTREAM_CALIBRATION or --calibration)
+        # int8 calibration (TOONSTREAM_CALIBRATION or --calibration): None when the user set
+        # none, `builtin` for the built-in synthetic set alone, else a folder, image or video
+        # of their own, calibrated on beside the built-in set
         self.calibration: str | None = os.environ.get("TOONSTREAM_CALIBRATION") or None
         self.notify: Callable[[str], None] | None = None  # progress lines (else stderr)
 
@@ -103,8 +104,13 @@ class Store:
     def onnx_state(self, path: Path, meta: dict[str, Any]) -> tuple[bool, str]:
         """(intact, words) for a built ONNX model: damaged when its bytes differ from the
         checksum recorded when it was built; stale when its weights changed since."""
-        rebuild = self._cmd(f"path {meta.get('style', 'STYLE')} --part {meta.get('part', 'bg')} "
-                            f"--precision {meta.get('precision', 'fp32')}")
+        if meta.get("model") == "seg" or path.name.startswith("seg_"):
+            variant = meta.get("part") or path.stem.removeprefix("seg_")
+            rebuild = self._cmd(f"path seg --part {variant}")
+        else:
+            rebuild = self._cmd(f"path {meta.get('style', 'STYLE')} --part "
+                                f"{meta.get('part', 'bg')} --precision "
+                                f"{meta.get('precision', 'fp32')}")
         return build_state(path, meta, rebuild)
 
     # --- built models ------------------------------------------------------------------
@@ -177,35 +183,40 @@ class Store:
         if not src.is_file():
             raise ModelNotInstalled(f"{rec.local} is not in the model store {self.root}: "
                                     f"run `{self._cmd('fetch seg')}`")
+        self.records.check(src)  # a changed .tflite is refused like a style's weights
         return seg_onnx(self.onnx_dir, variant, src, self._cmd("fetch seg"))
 
-    def calibration_frames(self) -> list:
-        """The frames int8 models are calibrated on: the built-in synthetic set, plus the
-        user's own (`calibration` set to a folder, image or video). The synthetic scenes stay
-        in: a clip alone covers one lighting and palette, and the rounding fitted to it
-        generalised worse (measured: anime on luciano 1.18 calibrated on the tears clip
-        alone, 0.93 with the synthetic set)."""
-        from .calibration import frames_from, synthetic_frames
+    def calibration_frames(self, source: str | None = None) -> list:
+        """The frames int8 models are calibrated on for `source` (a calibration source,
+        calibration.source_for; by default what `calibration` asks for, else the built-in
+        set): the synthetic set, plus the user's own frames when it names some."""
+        from .calibration import SYNTHETIC, frames_for
 
-        frames = synthetic_frames()
-        if self.calibration is not None:
-            frames += frames_from(self.calibration)
-        return frames
+        return frames_for(source or self.calibration_source or SYNTHETIC)
 
     @property
-    def calibration_source(self) -> str:
-        if self.calibration is None:
-            return "synthetic"
-        return "synthetic + " + str(Path(self.calibration).expanduser().resolve())
+    def calibration_source(self) -> str | None:
+        """The calibration int8 models must have: None when the user set none (a built model
+        is reused whatever it was calibrated on), "synthetic" for `builtin`, else the
+        built-in set plus their own material."""
+        from .calibration import source_for
+
+        return source_for(self.calibration)
 
     # --- fetch / import ------------------------------------------------------------------
 
-    def import_file(self, src: Path | str, style: str, part: str = "bg",
+    def import_file(self, src: Path | str, style: str | None, part: str = "bg",
                     precision: str = "fp32", force: bool = False) -> ImportResult:
-        """Add a hand-downloaded official .pb or .tflite conversion, then build its ONNX
-        (see Installer.import_file for what is checked before anything changes)."""
-        dest, fmt, notes = Installer(self.root, self.catalog).import_file(
-            Path(src).expanduser(), style, part, force)
+        """Add a hand-downloaded official .pb or .tflite conversion of `style`, or with no
+        style (or "seg") MediaPipe's selfie segmentation .tflite, then build its ONNX (see
+        Installer.import_file and import_seg for what is checked before anything changes)."""
+        installer = Installer(self.root, self.catalog)
+        if style is None or style == "seg":
+            dest, fmt, notes = installer.import_seg(Path(src).expanduser(), force)
+            variant = self.catalog.by_local(dest.relative_to(self.root).as_posix()).part
+            return ImportResult(path=dest, source_format=fmt,
+                                onnx=self.seg_model_path(variant), notes=notes)
+        dest, fmt, notes = installer.import_file(Path(src).expanduser(), style, part, force)
         onnx = self.onnx_model_path(style, part, precision)
         return ImportResult(path=dest, source_format=fmt, onnx=onnx, notes=notes)
 
@@ -222,13 +233,20 @@ class Store:
         records = installer.targets(target)
         done = installer.fetch(records, mirror=mirror, options=options)
         if build:
-            for style in dict.fromkeys(r.model for r in records if r.part in PARTS):
-                for part in PARTS:
-                    self.onnx_model_path(style, part, precision)
-            for rec in records:
-                if rec.part in SEG_VARIANTS and rec.local.startswith(SEG_DIR + "/"):
-                    self.seg_model_path(rec.part)
+            self.build(target, precision)
         return done
+
+    def build(self, target: str, precision: str = "fp32") -> None:
+        """Build (or check, when current) the ONNX models of what `fetch TARGET` installs:
+        every style's parts at `precision`, the segmentation models."""
+        records = self.targets(target)
+        for style in dict.fromkeys(r.model for r in records if r.part in PARTS):
+            for part in PARTS:
+                self.onnx_model_path(style, part, precision)
+        for rec in records:
+            if rec.part in SEG_VARIANTS and rec.local.startswith(SEG_DIR + "/"):
+                self.seg_model_path(rec.part)
+
 
     # --- list / verify -------------------------------------------------------------------
 
