@@ -61,9 +61,11 @@ def fail(exc: BaseException, log: Log, stage: str | None = None,
     return status
 
 
-def run_main(body: Callable[[], int], log: Log, after_interrupt: str = "") -> int:
+def run_main(body: Callable[[], int], log: Log,
+             after_interrupt: str | Callable[[], str] = "") -> int:
     """Run an entry point's body and turn whatever escapes it into one line and an exit
-    status: Ctrl+C, SIGTERM or SIGHUP -> "interrupted[ by SIGTERM]" + `after_interrupt` and
+    status: Ctrl+C, SIGTERM or SIGHUP -> "interrupted[ by SIGTERM]" + `after_interrupt` (or
+    what it returns, when it says only then what was under way) and
     128 + the signal (see streamer.signals); a failed pipeline stage -> the stage's own
     error; anything else -> `fail()`."""
     from streamer.pipeline.core import PipelineError
@@ -74,7 +76,8 @@ def run_main(body: Callable[[], int], log: Log, after_interrupt: str = "") -> in
             return body()
     except KeyboardInterrupt as exc:
         by = f" by {signal_name(exc.signum)}" if isinstance(exc, Terminated) else ""
-        log(f"interrupted{by}{after_interrupt}")
+        tail = after_interrupt() if callable(after_interrupt) else after_interrupt
+        log(f"interrupted{by}{tail}")
         return exit_status(exc)
     except PipelineError as exc:
         return fail(exc.error, log, exc.stage)
