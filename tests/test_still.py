@@ -204,3 +204,21 @@ def test_a_still_too_large_for_its_format_is_refused_before_the_model_runs(tmp_p
                         "a side; use .png or .tif")
     assert rc != 0 and "engine:" not in log
     assert sorted(p.name for p in tmp_path.iterdir()) == ["panorama.png"]
+
+
+def test_the_ray_plan_refuses_outputs_of_the_wrong_kind_as_the_single_machine_run(tmp_path):
+    # run_video --ray maps every input to its output with targets.all_targets, before Ray
+    from streamer.sinks.video_file import OutputError
+    from streamer.video.targets import all_targets
+
+    still = tmp_path / "me.png"
+    cv2.imwrite(str(still), np.zeros((8, 8, 3), np.uint8))
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")  # only its name counts here
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(OutputError, match="a still is one picture"):
+        all_targets([still], out / "%05d.png", "anime")
+    with pytest.raises(OutputError, match="%05d.png writes a PNG sequence"):
+        all_targets([clip], out / "frame.png", "anime")
+    assert all_targets([clip], out / "%05d.png", "anime") == [(clip, out / "%05d.png")]

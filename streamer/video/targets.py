@@ -168,6 +168,7 @@ def all_targets(inputs: list[Path], output: Path | None, style: str,
             pairs.append((src, dst or src))
             continue
         dst = dst or default_output(src, style, naming=naming)
+        check_output_kind(src, dst)  # as convert() checks it without Ray
         if src.is_dir():
             pairs += folder_targets(src, dst, naming)
         else:
