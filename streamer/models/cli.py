@@ -1,4 +1,5 @@
-"""`python -m streamer.models`: fetch, import, list and verify model files.
+"""`python -m streamer.models`: fetch, import, list and verify model files, and install,
+remove and export personal styles (one .safetensors file each, see personal.py).
 
 Every user-facing failure is one `error: ...` line on stderr and exit status 2 (see
 streamer.report); progress
@@ -22,6 +23,7 @@ from .download import DownloadOptions, check_mirror
 from .errors import BadSetting, StoreError
 from .layout import SEG_VARIANTS
 from .paths import describe_root_origin
+from .personal import SUFFIX
 from .store import PRECISIONS, Store
 
 EXIT_ERROR = EXIT_USAGE
@@ -73,7 +75,8 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("list", parents=[common],
-                   help="show installed files, their origin and checksums")
+                   help="show installed files and personal styles, their origin and "
+                        "checksums")
     sub.add_parser("verify", parents=[common],
                    help="re-hash installed files against the catalog and check their structure")
 
@@ -93,8 +96,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _calibration_option(f)
 
     i = sub.add_parser("import", parents=[common],
-                       help="add MediaPipe's selfie segmentation .tflite, or with --style a "
-                            ".pb or .tflite you downloaded yourself")
+                       help="add a personal style (.safetensors), MediaPipe's selfie "
+                            "segmentation .tflite, or with --style a .pb or .tflite you "
+                            "downloaded yourself")
     i.add_argument("file", type=Path, metavar="FILE")
     i.add_argument("--style", default=None, metavar="NAME",
                    help="the official style a .pb or .tflite holds; leave it out for a "
@@ -102,11 +106,25 @@ def _build_parser() -> argparse.ArgumentParser:
                         "input size)")
     i.add_argument("--part", choices=PARTS, default=None,
                    help="bg: whole-frame model (default); h: face-crop model")
+    i.add_argument("--name", default=None, metavar="NAME",
+                   help="a personal style's name (default: the one in its file)")
+    i.add_argument("-y", "--yes", action="store_true",
+                   help="replace an installed personal style of the same name")
     i.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="the ONNX model to build for a style (default fp32)")
     _calibration_option(i)
     i.add_argument("--force", action="store_true",
                    help="replace an installed, intact file with different weights")
+
+    r = sub.add_parser("remove", parents=[common],
+                       help="remove a personal style and the models built from it")
+    r.add_argument("name", metavar="NAME")
+
+    e = sub.add_parser("export", parents=[common],
+                       help="copy a personal style's single file, to share it")
+    e.add_argument("name", metavar="NAME")
+    e.add_argument("dest", type=Path, metavar="FILE", help=f"a *{SUFFIX} file or a folder")
+    e.add_argument("-y", "--yes", action="store_true", help="replace FILE if it exists")
 
     pa = sub.add_parser("path", parents=[common],
                         help="print the ONNX model of a style (or of seg), building it if "
@@ -159,6 +177,7 @@ def _cmd_list(store: Store, args: argparse.Namespace) -> int:
             continue
         print(f"  {e.label:<20} {e.local:<40} {e.size:>11,} B  {e.fmt}  {e.catalog}")
         print(f"  {'':<20} sha256 {e.sha256}  from {e.origin}")
+    _list_personal(store)
     built = store.onnx_entries()
     print(f"built ONNX models in {store.onnx_dir}:" + ("" if built else " none yet"))
     for path, meta in built:
@@ -173,6 +192,16 @@ def _cmd_list(store: Store, args: argparse.Namespace) -> int:
               f"({meta.get('source_format', '?')}), "
               f"converter {meta.get('converter_version', '?')}, {state}")
     return 0
+
+
+def _list_personal(store: Store) -> None:
+    rows = store.personal.rows()
+    print(f"personal styles in {store.personal.folder}:" + ("" if rows else " none"))
+    for r in rows:
+        state = f"  {r.state}" if r.state else ""
+        print(f"  {r.name:<20} on {r.base}, rank {r.rank}, {r.steps} steps, {r.exemplars} "
+              f"exemplars  {r.local}  {r.size:,} B{state}")
+        print(f"  {'':<20} sha256 {r.sha256}  from {r.origin}")
 
 
 def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
@@ -209,6 +238,11 @@ def _cmd_fetch(store: Store, args: argparse.Namespace, phase: list[str]) -> int:
 
 
 def _cmd_import(store: Store, args: argparse.Namespace) -> int:
+    if args.file.suffix.lower() == SUFFIX:
+        return _import_personal(store, args)
+    if args.name is not None:
+        raise StoreError(f"--name names a personal style, a {SUFFIX} file; {args.file.name} "
+                         f"is imported with --style STYLE")
     if args.style is None and (args.part or args.precision):
         given = [f"--{k} {getattr(args, k)}" for k in ("part", "precision") if getattr(args, k)]
         raise BadSetting(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to a "
@@ -222,6 +256,33 @@ def _cmd_import(store: Store, args: argparse.Namespace) -> int:
         log.warning("%s", note)
     print(f"imported {res.path} ({res.source_format})")
     print(f"built {res.onnx}")
+    return 0
+
+
+def _import_personal(store: Store, args: argparse.Namespace) -> int:
+    if args.style is not None or args.part is not None:
+        raise StoreError(f"a personal style ({args.file.name}) names its base style itself: "
+                         f"drop --style/--part (--name NAME renames it)")
+    dest = store.install_personal(args.file, args.name, overwrite=args.yes or args.force)
+    name = dest.stem
+    base = store.base_style(name)
+    print(f"imported personal style {name} (on {base}) as {dest}")
+    if store.source_for(name, "bg") is None:
+        log.warning("its base style %s is not installed: run `python -m streamer.models fetch "
+                    "%s --models %s` before using it", base, base, store.root)
+        return 0
+    print(f"built {store.onnx_model_path(name, 'bg', args.precision or 'fp32')}")
+    return 0
+
+
+def _cmd_remove(store: Store, args: argparse.Namespace) -> int:
+    for path in store.remove_personal(args.name):
+        print(f"removed {path}")
+    return 0
+
+
+def _cmd_export(store: Store, args: argparse.Namespace) -> int:
+    print(store.export_personal(args.name, args.dest, overwrite=args.yes))
     return 0
 
 
@@ -240,7 +301,8 @@ def _cmd_distill(store: Store, args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"list": _cmd_list, "verify": _cmd_verify,
-             "import": _cmd_import, "path": _cmd_path, "distill": _cmd_distill}
+             "import": _cmd_import, "path": _cmd_path, "remove": _cmd_remove,
+             "export": _cmd_export, "distill": _cmd_distill}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,18 +34,20 @@ def dctnet_onnx(folder: Path, style: str, part: str, precision: str, src: Path, 
 
 def int8_onnx(folder: Path, style: str, part: str, src: Path, fp32: Path,
               calibration_source: str | None, frames: Callable[[str], list],
-              say: Callable[[str], None]) -> Path:
+              say: Callable[[str], None], float_style: str | None = None) -> Path:
     """The int8 (QDQ) model beside the fp32 model `fp32` (built from `src`): quantized once
     with NNCF on `frames(source)`, telling the user through `say` since it takes a while.
     `calibration_source` is the calibration the user asked for (calibration.source_for); None
     asks for none, so a built model is kept whatever it was calibrated on, and a rebuild (new
-    weights, a damaged file) keeps the calibration it had."""
+    weights, a damaged file) keeps the calibration it had. `float_style`: the style whose
+    measured float layers it keeps (a personal style keeps its base's), by default `style`."""
     from streamer.models.dctnet.int8 import (QUANTIZER_VERSION, float_layers, quantize_int8,
                                              weight_levels)
 
+    layers = float_layers(float_style or style)
     cache = CachedBuild(folder / onnx_name(style, part, "int8"),
                         {"fp32_sha256": sha256_file(fp32), "quantizer_version": QUANTIZER_VERSION,
-                         "float_layers": list(float_layers(style)),
+                         "float_layers": list(layers),
                          "weight_levels": weight_levels()})
     if calibration_source is not None:
         cache.key["calibration_source"] = calibration_source
@@ -56,7 +58,7 @@ def int8_onnx(folder: Path, style: str, part: str, src: Path, fp32: Path,
     say(f"int8: quantizing {style} {part} once (NNCF, {len(shots)} calibration frames "
         f"from {source}); cached in {cache.out.parent}")
     t0 = time.perf_counter()
-    model, info = quantize_int8(fp32, shots, float_layers(style), weight_levels())
+    model, info = quantize_int8(fp32, shots, layers, weight_levels())
     record = {"style": style, "part": part, "precision": "int8",
               "source_file": str(src.resolve()), "source_sha256": sha256_file(src),
               "fp32_model": fp32.name, "calibration_source": source, **info,

@@ -57,10 +57,11 @@ def missing_for(store: Store, style: str, faces: str = "auto", mask: bool = Fals
     """What a run of `style` with the faces setting (auto/on/off) lacks in `store`; `mask`:
     the run needs the person mask (a --background other than keep), so the segmentation
     models too."""
-    store.catalog.style(style)  # an unknown style is an error that lists the styles
+    store.check_style(style)  # an unknown style is an error that lists the styles
+    base = store.base_style(style)  # a personal style runs on its official base's weights
     required: list[str] = []
-    if store.source_for(style, "bg") is None:  # the head model falls back to bg
-        required.append(style)
+    if store.source_for(base, "bg") is None:  # the head model falls back to bg
+        required.append(base)
     if mask and not all((store.root / f.local).is_file()
                         for f in store.catalog.asset(_SEG_TARGET).files):
         required.append(_SEG_TARGET)
@@ -150,7 +151,7 @@ def ensure_models(store: Store, style: str, faces: str, *, fetch: bool | None, l
                                         f"model store {store.root}; download "
                                         f"{_describe(store, need.all)} now?")
     if not fetch:
-        raise ModelNotInstalled(_not_installed(store, style, need.required))
+        raise ModelNotInstalled(_not_installed(store, store.base_style(style), need.required))
     handler = _ToLog(log)
     logger = logging.getLogger("streamer.models")
     logger.addHandler(handler)

@@ -50,6 +50,14 @@ class InstallRecords:
         atomic_write(self.root / MANIFEST, lambda p: p.write_text(
             json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8"))
 
+    def remove(self, local: str) -> None:
+        """Forget the record of `local` (its file was removed on purpose)."""
+        data = self._manifest()
+        if data["files"].pop(local, None) is None:
+            return
+        atomic_write(self.root / MANIFEST, lambda p: p.write_text(
+            json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8"))
+
     def repair_hint(self, local: str) -> str:
         """The command(s) that put a good copy of an installed file back."""
         rec = self.catalog.by_local(local)

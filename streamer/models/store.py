@@ -3,7 +3,8 @@
 `Store` is the one object callers hold: it finds installed files and hands out the built
 models, delegating each job to its own module: where files live (layout.py), the install
 records (records.py), fetch and import (install.py), cached ONNX builds (builds.py,
-conversions.py) and `list`/`verify` (inventory.py).
+conversions.py), `list`/`verify` (inventory.py) and personal styles (personal.py: LoRA
+adapters on an official style, merged into its weights here, before any build).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .inventory import Check, Entry, entries, verify
 from .layout import (ASSET_NAMES, PRECISIONS, SEG_DIR, SEG_VARIANTS, find_tflite, store_command,
                      style_file)
 from .paths import fallback_cache_dir, is_writable_dir, resolve_store_root
+from .personal import PersonalStyleMethods, personal_onnx, personal_source, personal_weights
 from .records import InstallRecords
 from .structure import check_structure
 
@@ -30,8 +32,9 @@ __all__ = ["PRECISIONS", "Store", "check_structure", "file_path", "onnx_model_pa
            "open_store"]
 
 
-class Store:
-    """A model store rooted at `root`, judged against `catalog`."""
+class Store(PersonalStyleMethods):
+    """A model store rooted at `root`, judged against `catalog`. Its styles are the
+    catalog's and the personal ones (the methods for those: PersonalStyleMethods)."""
 
     def __init__(self, root: Path | str, catalog: Catalog | None = None):
         self.root = Path(root).expanduser()
@@ -91,7 +94,10 @@ class Store:
 
     def source_for(self, style: str, part: str = "bg") -> Path | None:
         """The installed weight file for a style part: the official .pb first (it is the
-        reference), then a .tflite conversion. No fallback from h to bg here."""
+        reference), then a .tflite conversion. No fallback from h to bg here. (A personal
+        style: see personal_source.)"""
+        if style not in self.catalog.styles:
+            return personal_source(self, style, part)
         pb = self.root / style_file(self.catalog, style, part).local
         return pb if pb.is_file() else find_tflite(self.root, style, part)
 
@@ -121,6 +127,8 @@ class Store:
         to the style's bg model (the official files hold the same weights for most styles)."""
         if precision not in PRECISIONS:
             raise UnknownModel(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+        if style not in self.catalog.styles:
+            return personal_onnx(self, style, part, precision)
         src = self.source_for(style, part)
         if src is None:
             if part == "h":
@@ -146,7 +154,9 @@ class Store:
         """The style part's generator weights (a DctNetWeights) for engines that build the
         network themselves (PyTorch), read with the same checks `onnx_model_path` makes on
         every load (install record, structure, weight range); the head part falls back to
-        bg the same way."""
+        bg the same way. A personal style's part is its base's with the adapter merged in."""
+        if style not in self.catalog.styles:
+            return personal_weights(self, style, part)
         src = self.source_for(style, part)
         if src is None and part == "h":
             return self.weights(style, "bg")
@@ -260,7 +270,8 @@ class Store:
 
     def verify(self) -> list[Check]:
         """Re-hash every installed file against the catalog and check model structure."""
-        return verify(self.root, self.entries(), self.onnx_entries(), self.onnx_state)
+        checks = verify(self.root, self.entries(), self.onnx_entries(), self.onnx_state)
+        return checks + self.personal.verify(lambda s: self.source_for(s, "bg") is not None)
 
 
 def open_store(cli_value: str | os.PathLike[str] | None = None,

@@ -108,10 +108,10 @@ class StyleFlows:
 
     @property
     def styles(self) -> tuple[str, ...]:
-        """Every style the catalog knows."""
+        """Every style: the catalog's, then the store's personal styles."""
         if self.net == "mobile":
             return self.mobile_styles()
-        return tuple(self.store.catalog.styles)
+        return self.store.styles
 
     def mobile_styles(self) -> tuple[str, ...]:
         """The styles the installed light networks hold, in the catalog's order."""
@@ -126,12 +126,12 @@ class StyleFlows:
         return [s for s in self.styles if self.store.source_for(s, "bg") is not None]
 
     def check_style(self, style: str) -> None:
-        """UnknownModel (listing the styles) for a name the catalog does not know."""
+        """UnknownModel (listing the styles) for a name that is no style of the store."""
         if self.net == "mobile":
             return self._check_mobile(style)
         if "+" in style:
             raise blend_needs_mobile(style)
-        self.store.catalog.style(style)
+        self.store.check_style(style)
 
     def _check_mobile(self, style: str) -> None:
         """--net mobile: a style or blend (parse_blend) of official styles that an installed
