@@ -206,7 +206,7 @@ def test_alpha_chunks_are_encoded_with_the_alpha_encoder_and_joined_with_their_a
     from streamer.sinks.video_file import output_encoder
     from streamer.video.chunk_encode import piece_suffix
 
-    src = make_clip(tmp_path / "in.mp4", n=48, audio=suffix != ".webm")  # WebM holds no AAC
+    src = make_clip(tmp_path / "in.mp4", n=48)  # AAC: into WebM as Opus, as the sink does
     job = Job(settings(device="cpu", background="transparent"), Log())
     single = tmp_path / f"single{suffix}"
     convert_video(src, single, job)
@@ -217,8 +217,29 @@ def test_alpha_chunks_are_encoded_with_the_alpha_encoder_and_joined_with_their_a
     results = [encode_chunk(src, ch, tmp_path / f"p{ch.index}{piece_suffix(codec, True)}", job,
                             codec=codec) for ch in plan.chunks]
     joined = tmp_path / f"joined{suffix}"
-    join_pieces(src, [Path(r.path) for r in results], joined, end_pts=results[-1].end_pts)
+    join_pieces(src, [Path(r.path) for r in results], joined, end_pts=results[-1].end_pts,
+                alpha=True)
     assert_same_alpha_video(single, joined)
+
+
+def test_the_join_writes_the_audio_as_the_audio_setting_says(tmp_path):
+    # --audio on a chunked video: the join decides as the sink does (copy, re-encode, none)
+    from streamer.video.join import plan_audio
+
+    src = make_clip(tmp_path / "in.mp4", n=24)
+    job = Job(settings(device="cpu"), Log())
+    plan = plan_chunks(src, chunk_seconds=0.4, warmup_seconds=0)
+    pieces = [Path(encode_chunk(src, ch, tmp_path / f"p{ch.index}.mp4", job,
+                                codec="libx264").path) for ch in plan.chunks]
+    end = plan_chunks(src, chunk_seconds=100).chunks[0].end
+    for mode, codecs in (("none", []), ("encode", ["opus"]), ("auto", ["aac"])):
+        out = tmp_path / f"{mode}.mkv"
+        counts = join_pieces(src, pieces, out, end_pts=end, audio=mode)
+        with av.open(str(out)) as c:
+            assert [a.codec_context.name for a in c.streams.audio] == codecs, mode
+        assert (counts["audio_packets"] > 0) == bool(codecs)
+    assert plan_audio(src, tmp_path / "x.mkv") == []  # AAC is copied into Matroska
+    assert "re-encoded" in plan_audio(src, tmp_path / "x.webm")[0]
 
 
 def test_joiner_refuses_pieces_encoded_differently_and_writes_nothing(tmp_path):
@@ -322,6 +343,20 @@ def test_a_ray_address_where_nothing_listens_is_one_line_not_minutes_of_retries(
                      f"127.0.0.1:{closed_port} (connection refused); start the cluster there "
                      f"(ray start --head) or check the address"]
     assert sorted(x.name for x in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_ray_address_from_the_environment_is_checked_and_named(closed_port):
+    # Ray joins RAY_ADDRESS for no address and for auto: so is it checked, and named
+    from streamer.config import ConfigError
+    from streamer.video.ray_address import RayAddressError, check_ray_address
+
+    env = {"RAY_ADDRESS": f"127.0.0.1:{closed_port}"}
+    for address in (None, "local", "auto"):
+        with pytest.raises(RayAddressError, match=f"cannot join Ray at RAY_ADDRESS=127.0.0.1:"
+                                                  f"{closed_port}: nothing answers"):
+            check_ray_address(address, env)
+    with pytest.raises(ConfigError, match="RAY_ADDRESS 'nowhere' is not a Ray address"):
+        check_ray_address("auto", {"RAY_ADDRESS": "nowhere"})
 
 
 def test_a_ray_address_where_something_else_answers_is_one_line(tmp_path):
@@ -528,7 +563,7 @@ def test_chunks_with_a_transparent_background_keep_the_alpha(ray_local, tmp_path
     # issue 23.2: `--ray --chunk-seconds 1 --background transparent -o t.webm` crashed in
     # the sink ("Unexpected numpy array shape (H, W, 4)") and left the work folder; with no
     # -o the output gets the single-machine alpha default name (.webm for an .mp4)
-    src = make_clip(tmp_path / "in.mp4", n=72, audio=output == "t.mov")  # WebM holds no AAC
+    src = make_clip(tmp_path / "in.mp4", n=72)  # AAC: into WebM as Opus, as without Ray
     opts = [*COMMON, "--background", "transparent"]
     where = ["-o", tmp_path / output] if output else []
     rc, log = ray_run(capfd, src, *where, "--ray", *opts, "--chunk-seconds", "0.9",
@@ -562,6 +597,46 @@ def test_a_transparent_background_into_mp4_is_refused_before_ray_starts(tmp_path
     assert rc == 1
     assert log == single  # the same one line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]  # no .t.mp4.toonstream-ray
+
+
+def test_audio_that_the_output_cannot_take_is_refused_before_ray_starts(tmp_path, capfd,
+                                                                         monkeypatch):
+    # --audio copy of AAC into WebM: the single-machine sink's refusal, not a failed join
+    # after every chunk was converted
+    pytest.importorskip("ray")
+    import streamer.video.cluster as cluster
+
+    monkeypatch.setattr(cluster.ClusterJob, "_connect",
+                        lambda self: pytest.fail("Ray was started for a job that cannot run"))
+    src = make_clip(tmp_path / "in.mp4", n=72)
+    opts = [*COMMON, "--audio", "copy", "-o", tmp_path / "t.webm"]
+    rc, single = ray_run(capfd, src, *opts)
+    assert rc == 1 and single.count("\n") == 1 and single.startswith("error: t.webm: "), single
+    rc, log = ray_run(capfd, src, *opts, "--ray", "--chunk-seconds", "0.9")
+    assert rc == 1 and log == single
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_the_driver_names_outputs_with_the_format_options_as_without_ray(tmp_path, capfd,
+                                                                        monkeypatch):
+    # --format (and --image-format) on Ray: a rerun of a folder converted without Ray finds
+    # every output under the name the single-machine run gave it, so Ray never starts
+    pytest.importorskip("ray")
+    import streamer.video.cluster as cluster
+
+    monkeypatch.setattr(cluster.ClusterJob, "_connect",
+                        lambda self: pytest.fail("Ray was started with nothing to do"))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "a.mp4", n=6, audio=False)
+    opts = [folder, "-o", tmp_path / "out", *COMMON, "--format", ".mkv"]
+    rc, log = ray_run(capfd, *opts)
+    assert rc == 0, log
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.mkv"]
+    rc, log = ray_run(capfd, *opts, "--ray")
+    assert rc == 0, log
+    assert f"note: a.mp4: skipped, {tmp_path / 'out' / 'a.mkv'} exists" in log
+    assert "done: nothing to convert" in log
 
 
 def test_with_the_temporal_step_chunks_stay_close_to_one_run(tmp_path):

@@ -29,6 +29,7 @@ from streamer.sinks.video_file import CODECS, OutputError
 from streamer.toon.engine import DEVICES, PRECISIONS
 
 from .convert import FolderIncomplete, Job, Result, convert, engine_batch, summary
+from .failures import failed_line, own_failure, own_message
 from .targets import input_targets, make_output_folder
 
 
@@ -142,9 +143,9 @@ def _done_line(results: list[Result], job: Job) -> str:
 
 
 def convert_many(inputs: list[Path], output: Path | None, job: Job) -> list[Result]:
-    """Several inputs: each into the output folder by name, as a folder's files are; a
-    folder among them that fails in part does not stop the others (FolderIncomplete at the
-    end counts every failed file)."""
+    """Several inputs: each into the output folder by name, as a folder's files are; a file
+    that fails, or a folder that fails in part, does not stop the others: each failed file
+    is a `failed:` line, and FolderIncomplete at the end counts them (as on Ray)."""
     pairs = input_targets(inputs, output, job.naming)
     make_output_folder(output)
     results: list[Result] = []
@@ -152,12 +153,22 @@ def convert_many(inputs: list[Path], output: Path | None, job: Job) -> list[Resu
     total = 0
     for src, dst in pairs:
         try:
-            results += convert(src, dst, job)
-            total += 1
+            done = convert(src, dst, job)
         except FolderIncomplete as exc:
             results += exc.results
             failed += exc.failed
-            total += len(exc.results) + len(exc.failed)
+            total += exc.total
+            continue
+        except Exception as exc:  # noqa: BLE001 - the file's own failure; the rest re-raised
+            cause = own_failure(exc)
+            if cause is None:
+                raise  # the model, the device: every input would fail the same way
+            failed.append((str(src), own_message(src, cause)))
+            job.log(failed_line(*failed[-1]))
+            total += 1
+            continue
+        results += done
+        total += len(done)
     if failed:
         raise FolderIncomplete(results, failed, total)
     return results
@@ -168,7 +179,7 @@ def run_on_ray(inputs: list[Path], output: Path | None, settings: VideoSettings,
     """The --ray path: the same outputs, on Ray workers; a failed file fails alone."""
     from .cluster import run_cluster
     from .cluster_pool import import_ray
-    from .cluster_report import summary_lines, write_cluster_stats
+    from .cluster_report import closing_error, summary_lines, write_cluster_stats
 
     address = settings.ray
     if address not in ("local", "auto") and ":" not in address:
@@ -186,7 +197,11 @@ def run_on_ray(inputs: list[Path], output: Path | None, settings: VideoSettings,
         log(line)
     if settings.stats_json:
         write_cluster_stats(settings.stats_json, report, settings)
-    return EXIT_ERROR if report.failed else EXIT_OK
+    error = closing_error(report)
+    if error is not None:
+        log(f"error: {error}")  # the last line, as without Ray
+        return EXIT_ERROR
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None, log: Log | None = None) -> int:

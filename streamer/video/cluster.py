@@ -56,7 +56,7 @@ from .join import join_pieces
 from .failures import failed_line, own_message
 from .manifest import Manifest, job_key, work_dir_for
 from .progress import FramesBar
-from .targets import all_targets, default_output, make_output_folder
+from .targets import OutputNaming, all_targets, default_output, make_output_folder
 
 MAX_ATTEMPTS = 3  # runs of one task on workers that died under it
 
@@ -89,9 +89,11 @@ class ClusterJob:
         t0 = time.perf_counter()
         s = self.settings
         load_catalog().style(s.style)  # an unknown style: one line, before any work
-        if output is None and len(inputs) == 1:  # its default output, named as without Ray
-            output = default_output(inputs[0], s.style, s.background_spec().alpha)
-        pairs = all_targets(inputs, output, s.style)  # several inputs without -o: one line
+        # outputs named as without Ray: --format, --image-format, a type that carries alpha
+        naming = OutputNaming.from_settings(s)
+        if output is None and len(inputs) == 1:  # its default output
+            output = default_output(inputs[0], s.style, naming=naming)
+        pairs = all_targets(inputs, output, s.style, naming)  # several without -o: one line
         output_root = output.absolute()
         self.single = len(inputs) == 1 and not inputs[0].is_dir()
         if not self.single:
@@ -230,13 +232,18 @@ class ClusterJob:
         """Join a file's pieces (on the driver: a remux, no decoding)."""
         t0 = time.perf_counter()
         pieces = [Path(it.pieces[c.index]["path"]) for c in it.chunks]
+        s = self.settings
         try:
-            join_pieces(it.src, pieces, it.dst, end_pts=it.pieces[it.chunks[-1].index]["end_pts"],
-                        overwrite=self.settings.overwrite)
+            joined = join_pieces(it.src, pieces, it.dst,
+                                 end_pts=it.pieces[it.chunks[-1].index]["end_pts"],
+                                 overwrite=s.overwrite, audio=s.audio,
+                                 alpha=s.background_spec().alpha, video_codec=s.codec)
         except UserError as exc:
             it.error = describe_error(exc)
             self._failed(it)
             return
+        for warning in joined["warnings"]:  # damaged audio re-encoded past
+            self.log(f"warning: {it.label}: {warning}")
         it.done = True
         it.join_s = time.perf_counter() - t0
         it.seconds += it.join_s

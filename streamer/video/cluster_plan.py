@@ -20,8 +20,9 @@ from streamer.sources.video_file import MediaError
 from .chunk_encode import piece_suffix
 from .chunks import Chunk, plan_chunks
 from .cluster_messages import TaskMessage
+from .join import plan_audio
 from .manifest import Manifest, input_fingerprint, work_dir_for
-from .targets import check_output_kind, check_target
+from .targets import check_still_output, check_target
 
 # Containers whose video carries a global header, so pieces join without touching the
 # bitstream (MPEG-TS, AVI and FLV repeat headers in-band: those files are converted whole).
@@ -126,21 +127,19 @@ def _plan_file(item: FileWork, plan: JobPlan, manifest: Manifest, s: VideoSettin
         item.skipped = True
         item.notes.append(f"skipped, {dst} exists (-y converts it again)")
         return
-    # as the single-machine run checks the output, before Ray starts
-    check_output_kind(src, dst)
+    # the output, checked as the single-machine run checks it, before Ray starts (its kind
+    # is all_targets' to check)
+    background = s.background_spec()
+    still = is_image_path(src)
+    if still:
+        check_still_output(dst, background.alpha)
     sequence = is_sequence_pattern(dst)
     if not sequence:
         check_target(src, dst, s.overwrite)
-    if is_image_path(src):
+    if still:
         item.frames = 1
         _add(plan, "file", item, str(dst.resolve()), 1)
         return
-    background = s.background_spec()
-    # The output's container and encoder, checked as the sink checks them (without its
-    # trial open: the driver may lack a GPU encoder the workers have), so that an output
-    # that cannot be written, or cannot carry alpha, fails here, before Ray starts, with
-    # the single-machine run's line (the file's chunks would be encoded with it too).
-    codec = None if sequence else output_encoder(dst, s.codec, alpha=background.alpha)
     # the official full-frame flow keeps no state between frames (faces off, the temporal
     # step off, and no person mask, whose smoothing carries over): no warm-up
     stateless = (s.faces == "off" and s.temporal_settings() is None
@@ -148,6 +147,14 @@ def _plan_file(item: FileWork, plan: JobPlan, manifest: Manifest, s: VideoSettin
     t0 = time.perf_counter()
     chunked = plan_chunks(src, s.chunk_seconds, 0.0 if stateless else s.warmup_seconds)
     item.plan_s = time.perf_counter() - t0
+    # The output's container and encoder, checked as the sink checks them once the input
+    # has opened (without its trial open: the driver may lack a GPU encoder the workers
+    # have), so that an output that cannot be written, or cannot carry alpha, fails here,
+    # before Ray starts, with the single-machine run's line; the audio too (--audio), whose
+    # notes are the join's to say (a whole file's worker says them itself).
+    codec = None if sequence else output_encoder(dst, s.codec, alpha=background.alpha)
+    audio_notes = [] if sequence else plan_audio(src, dst, s.audio, alpha=background.alpha,
+                                                 video_codec=s.codec)
     item.frames = chunked.frames
     if chunked.note:
         item.notes.append(chunked.note)
@@ -160,6 +167,7 @@ def _plan_file(item: FileWork, plan: JobPlan, manifest: Manifest, s: VideoSettin
     if not (chunked.chunked and chunkable):
         _add(plan, "file", item, str(dst.resolve()), chunked.frames)
         return
+    item.notes += audio_notes
     # every piece is encoded as the output would be, alpha included, in a container that
     # holds that encoding (chunk_encode.piece_suffix)
     suffix = piece_suffix(codec, background.alpha)

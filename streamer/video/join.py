@@ -1,5 +1,5 @@
-"""Join the encoded pieces of a chunked video into the final file, without re-encoding, and
-copy the source's audio once, packet for packet.
+"""Join the encoded pieces of a chunked video into the final file, without re-encoding the
+video, and write the source's audio once.
 
 What a single-machine run writes (VideoFileSink) the join writes too: the container of the
 output's suffix, the source's container and stream metadata, its audio streams with their
@@ -10,6 +10,10 @@ packet lasting until the next frame and the last until the video's end (for MP4/
 last sample stretched by the reorder offset, as the sink does). Video and audio packets are
 muxed in time order, so the interleaving stays tight however long the file.
 
+The audio is what the sink writes for the same --audio setting (AudioOut): each stream
+copied where the container holds it, else re-encoded in step with its timestamps, or left
+out; plan_audio decides it before any work, as the sink does when it opens.
+
 The pieces must agree: same codec, size and global header (SPS/PPS for H.264), and decode
 timestamps that keep increasing from one piece to the next. A piece that does not is a
 bug, and the join stops with a one-line error instead of writing a file players stumble on.
@@ -18,13 +22,16 @@ The output is written under a temporary name and renamed only when complete.
 from __future__ import annotations
 
 import heapq
+import io
 from pathlib import Path
 from typing import Iterator
 
 import av
 
+from streamer.sinks.audio_out import AudioOut
 from streamer.sinks.video_file import (MOV_FAMILY, OutputError, commit, container_format,
-                                       copy_audio_stream, keep_key, temp_path_for)
+                                       keep_key, temp_path_for)
+from streamer.sinks.video_packets import SinkStats
 from streamer.sources.video_file import MediaError
 
 
@@ -68,9 +75,12 @@ def _video_packets(pieces: list[Path], durations: dict[int, int]) -> Iterator:
 
 
 def join_pieces(src: Path, pieces: list[Path], dst: Path, *, end_pts: int | None,
-                overwrite: bool = False) -> dict:
-    """Write `dst` from the video `pieces` (in order) and `src`'s audio; returns counts.
-    `end_pts`: when the last frame ends (the last piece's end), in the pieces' time base."""
+                overwrite: bool = False, audio: str = "auto", alpha: bool = False,
+                video_codec: str | None = None) -> dict:
+    """Write `dst` from the video `pieces` (in order) and `src`'s audio; returns counts and
+    the audio's `warnings`. `end_pts`: when the last frame ends (the last piece's end), in
+    the pieces' time base. `audio`, `alpha`, `video_codec`: as for VideoFileSink (--audio,
+    --background transparent, --codec), so the audio is what a single machine writes."""
     if not pieces:
         raise JoinError("nothing to join")
     fmt = container_format(dst)
@@ -97,7 +107,8 @@ def join_pieces(src: Path, pieces: list[Path], dst: Path, *, end_pts: int | None
     container_options = {}
     if fmt in MOV_FAMILY and 0 < tb.denominator < 2**31:
         container_options["movie_timescale"] = str(tb.denominator)  # as VideoFileSink
-    counts = {"video_packets": 0, "audio_packets": 0, "bytes": 0}
+    counts = {"video_packets": 0, "bytes": 0}
+    stats = SinkStats()  # the audio's
     done = False
     try:
         with source, av.open(str(temp), "w", format=fmt,
@@ -120,14 +131,13 @@ def join_pieces(src: Path, pieces: list[Path], dst: Path, *, end_pts: int | None
                     # the profile (4444 with alpha, or 422) is the sample entry's tag; the
                     # copy would let the muxer choose one, and it chooses 422 HQ
                     v_out.codec_context.codec_tag = vt.codec_context.codec_tag
-            amap = {}
-            for s in source.streams.audio:
-                amap[s.index] = copy_audio_stream(out, s, fmt, dst.name)
+            audio_out = AudioOut(out, list(source.streams.audio), fmt, dst.name, audio,
+                                 stats=stats, alpha=alpha, video_codec=video_codec)
 
-            def audio() -> Iterator:
-                if not amap:
+            def audio_packets() -> Iterator:
+                if not source.streams.audio or audio == "none":
                     return
-                for pk in source.demux(*[s for s in source.streams.audio]):
+                for pk in source.demux(*source.streams.audio):
                     if pk.size and pk.dts is not None:
                         yield pk
 
@@ -139,12 +149,9 @@ def join_pieces(src: Path, pieces: list[Path], dst: Path, *, end_pts: int | None
             first_pts = flat[0]
             first_dts = None
             held = None  # the last video packet, muxed one late (its duration may grow)
-            for pk in heapq.merge(_video_packets(pieces, durations), audio(), key=at):
+            for pk in heapq.merge(_video_packets(pieces, durations), audio_packets(), key=at):
                 if pk.stream.type == "audio":
-                    pk.stream = amap[pk.stream.index]
-                    counts["audio_packets"] += 1
-                    counts["bytes"] += pk.size
-                    out.mux(pk)
+                    audio_out.write(pk)  # copied, or through its stream's encoder
                     continue
                 if first_dts is None:
                     first_dts = pk.dts
@@ -160,9 +167,27 @@ def join_pieces(src: Path, pieces: list[Path], dst: Path, *, end_pts: int | None
                     if need > (held.duration or 0):
                         held.duration = need
                 out.mux(held)
+            audio_out.finish()
         commit(temp, dst, overwrite)
         done = True
     finally:
         if not done:
             temp.unlink(missing_ok=True)
-    return counts
+    return {**counts, "audio_packets": stats.audio_packets,
+            "bytes": counts["bytes"] + stats.bytes, "warnings": audio_out.warnings}
+
+
+def plan_audio(src: Path, dst: Path, audio: str = "auto", *, alpha: bool = False,
+               video_codec: str | None = None) -> list[str]:
+    """Before any work: what the join will do with `src`'s audio in `dst`, decided as the
+    single-machine sink decides it (AudioOut, on an in-memory output of the same container):
+    its note lines (a stream re-encoded, and why); OutputError, the sink's one line, for
+    what it refuses (--audio copy of a codec the container cannot hold)."""
+    fmt = container_format(dst)
+    try:
+        source = av.open(str(src))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise MediaError(f"{src}: cannot read it to copy the audio ({exc})") from None
+    with source, av.open(io.BytesIO(), "w", format=fmt) as out:
+        return list(AudioOut(out, list(source.streams.audio), fmt, dst.name, audio,
+                             alpha=alpha, video_codec=video_codec).notes)

@@ -44,9 +44,9 @@ class RayAddressError(UserError):
     is not Ray, or the Ray client package a `ray://` address needs is not installed."""
 
 
-def split_address(address: str) -> tuple[str, int]:
+def split_address(address: str, given: str = "--ray") -> tuple[str, int]:
     """(host, port) of `HOST:PORT` or `ray://HOST[:PORT]` (brackets around an IPv6 host);
-    ConfigError, one line, when it is neither."""
+    ConfigError, one line, when it is neither (`given`: where the address came from)."""
     client = address.startswith("ray://")
     rest = (address[len("ray://"):] if client else address).split("/", 1)[0]
     host, sep, port_text = rest.rpartition(":")
@@ -56,7 +56,7 @@ def split_address(address: str) -> tuple[str, int]:
     if not port_text and client:
         port_text = str(CLIENT_PORT)
     if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(f"--ray {address!r} is not a Ray address (auto, HOST:PORT or "
+        raise ConfigError(f"{given} {address!r} is not a Ray address (auto, HOST:PORT or "
                           f"ray://HOST:PORT, with a port from 1 to 65535)")
     return host, int(port_text)
 
@@ -170,10 +170,14 @@ def check_ray_address(address: str | None, environ: Any = os.environ) -> None:
         try:
             import grpc  # noqa: F401 - what Ray's client needs (ray[client])
         except ImportError:
-            raise RayAddressError(f"--ray {dial} needs Ray's client (the grpcio package), "
+            given = "--ray" if address == dial else "RAY_ADDRESS"
+            raise RayAddressError(f"{given} {dial} needs Ray's client (the grpcio package), "
                                   f"which is not installed: {INSTALL}") from None
+    from_env = address != dial and dial == environ.get("RAY_ADDRESS")
     tls = environ.get("RAY_USE_TLS", "").lower() in ("1", "true", "yes")
-    why = not_ray(*split_address(dial), client=client, tls=tls)
+    why = not_ray(*split_address(dial, "RAY_ADDRESS" if from_env else "--ray"), client=client,
+                  tls=tls)
     if why is not None:
-        shown = dial if address == dial else f"{address or 'local'} ({dial})"
+        shown = (dial if address == dial else f"RAY_ADDRESS={dial}" if from_env
+                 else f"{address or 'local'} ({dial})")
         raise RayAddressError(f"cannot join Ray at {shown}: {why}")
