@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import Any, Callable, Mapping, TypeVar
 
 import yaml
 
-from streamer.errors import UserError
+from streamer.options import (ConfigError, Range, arg_type, check_numbers, coerce_number,
+                              is_number_field, setting)
 from streamer.sinks.audio_out import AUDIO_MODES
 from streamer.sinks.image import ALPHA_IMAGE_SUFFIXES
 from streamer.sinks.outputs import ALPHA_ENCODERS, FORMATS
@@ -42,9 +44,14 @@ CONFIG_DIR = Path(str(resources.files("streamer") / "configs"))
 # smallest that still carries a recognisable scene at 720p output.
 AUTO_SIZES = (144, 192, 240, 288, 360, 432, 540, 720)
 
-
-class ConfigError(UserError, ValueError):
-    """A bad preset or setting, in one line for the user."""
+# Engine threads (run_video, run_stream, run_web): more than any machine has cores is a typo.
+THREADS = Range(1, 1024, integer=True)
+# Working short sides and WIDTHxHEIGHT sizes: 16 px is the smallest the model's strides
+# take; 8192 is above 8K video's short side (and a frame is never enlarged to it).
+MIN_SIDE, MAX_SIDE = 16, 8192
+# Frame rates asked of a camera or given to the outputs (frames per second).
+FPS = Range(1, 1000)
+SHORT_SIDE = Range(MIN_SIDE, MAX_SIDE, integer=True)
 
 
 FACE_MODES = ("auto", "on", "off")
@@ -64,27 +71,22 @@ class FaceSettings:
     smoothing or fades."""
 
     faces: str = "auto"
-    max_faces: int = OFFICIAL_MAX_FACES  # largest first
-    min_face: int = OFFICIAL_MIN_FACE  # px (at the official 720 working size); 0: all faces
+    max_faces: int = setting(OFFICIAL_MAX_FACES, Range(1, 100, integer=True))  # largest first
+    # px (at the official 720 working size); 0: all faces
+    min_face: int = setting(OFFICIAL_MIN_FACE, Range(0, 4096, integer=True))
     tracking: bool = True
-    detect_every: int = 5  # frames between detections while tracking
-    smooth_cutoff: float = 0.3  # One-Euro minimum cutoff (Hz): lower is steadier
-    smooth_beta: float = 0.5  # One-Euro speed gain: higher follows fast motion closer
-    fade: float = 0.2  # seconds a face takes to fade in or out
+    # frames between detections while tracking
+    detect_every: int = setting(5, Range(1, 1000, integer=True))
+    # One-Euro minimum cutoff (Hz): lower is steadier
+    smooth_cutoff: float = setting(0.3, Range(0, 1000, above=True))
+    # One-Euro speed gain: higher follows fast motion closer
+    smooth_beta: float = setting(0.5, Range(0, 1000))
+    fade: float = setting(0.2, Range(0, 60))  # seconds a face takes to fade in or out
 
     def _check_faces(self) -> None:
+        # the numbers are checked by check_numbers (their ranges are on the fields)
         if self.faces not in FACE_MODES:
             raise ConfigError(f"faces must be auto, on or off, got {self.faces!r}")
-        if self.max_faces < 1:
-            raise ConfigError(f"max-faces must be at least 1, got {self.max_faces}")
-        if self.min_face < 0:
-            raise ConfigError(f"min-face must be 0 or more pixels, got {self.min_face}")
-        if self.detect_every < 1:
-            raise ConfigError(f"detect-every must be at least 1, got {self.detect_every}")
-        if self.smooth_cutoff <= 0 or self.smooth_beta < 0:
-            raise ConfigError("smooth-cutoff must be above 0 and smooth-beta 0 or more")
-        if self.fade < 0:
-            raise ConfigError(f"fade must be 0 or more seconds, got {self.fade}")
 
     def tracker_settings(self) -> TrackerSettings:
         if not self.tracking:
@@ -135,13 +137,11 @@ class TemporalOptions:
     `temporal_strength` is its weight there (0..1)."""
 
     temporal: str = "on"
-    temporal_strength: float = TemporalSettings.strength
+    temporal_strength: float = setting(TemporalSettings.strength, Range(0, 1))
 
     def _check_temporal(self) -> None:
         if self.temporal not in TEMPORAL_MODES:
             raise ConfigError(f"temporal must be on or off, got {self.temporal!r}")
-        if not 0.0 <= self.temporal_strength <= 1.0:
-            raise ConfigError(f"temporal-strength must be 0..1, got {self.temporal_strength}")
 
     def temporal_settings(self) -> TemporalSettings | None:
         """None when the temporal step is off."""
@@ -156,14 +156,17 @@ class VideoSettings(FaceSettings, BackgroundSettings, TemporalOptions):
 
     style: str = "anime"
     models: str | None = None  # model store root; None: $TOONSTREAM_MODELS, else user cache
-    size: int = OFFICIAL_SHORT_SIDE  # working short side (frames are never enlarged)
-    batch: int = 0  # frames per engine call; 0: the engine's choice (engine_batch)
+    # working short side (frames are never enlarged)
+    size: int = setting(OFFICIAL_SHORT_SIDE, SHORT_SIDE)
+    # frames per engine call; 0: the engine's choice (engine_batch)
+    batch: int = setting(0, Range(0, 64, integer=True, note="0: the engine's choice"))
     device: str = "auto"
     precision: str = "exact"  # exact: fp32, golden parity; fast: bf16/fp16 where available
     net: str = "official"  # official | mobile: the light network (NETS)
-    threads: int | None = None  # engine threads; None: the runtime's choice
+    threads: int | None = setting(None, THREADS)  # engine threads; None: the runtime's choice
     codec: str | None = None  # None: libx264 (libvpx-vp9 for .webm)
-    crf: int | None = None  # None: the codec's default in streamer.sinks.video_file
+    # None: the codec's default in streamer.sinks.video_file
+    crf: int | None = setting(None, Range(0, 63, integer=True))
     preset: str | None = None
     audio: str = "auto"  # auto | copy | encode | none: see streamer/sinks/audio_out.py
     # The type of the outputs run_video names itself (a folder's files, several inputs',
@@ -171,42 +174,31 @@ class VideoSettings(FaceSettings, BackgroundSettings, TemporalOptions):
     # None: each input's own (with --background transparent, one that carries alpha).
     format: str | None = None
     image_format: str | None = None
-    queue: int = 4  # frames each pipeline queue holds
+    queue: int = setting(4, Range(1, 64, integer=True))  # frames each pipeline queue holds
     overwrite: bool = False
     stats_json: str | None = None
     progress: bool = True
     # --ray: None runs here; "local" starts a Ray on this machine; "auto" or
     # "ray://host:port" joins a running cluster (streamer/video/cluster.py)
     ray: str | None = None
-    chunk_seconds: float = 60.0  # --ray: long videos are cut at keyframes about this far apart
-    warmup_seconds: float = 1.0  # --ray: frames stylised, not written, before each chunk
-    workers: int | None = None  # --ray: worker actors; None: one per GPU, or per worker_cpus
-    worker_cpus: int | None = None  # --ray: CPUs per CPU worker; None: 4 (or CPUs / workers)
+    # --ray: long videos are cut at keyframes about this far apart
+    chunk_seconds: float = setting(60.0, Range(0, 86400, above=True))
+    # --ray: frames stylised, not written, before each chunk
+    warmup_seconds: float = setting(1.0, Range(0, 600))
+    # --ray: worker actors; None: one per GPU, or per worker_cpus
+    workers: int | None = setting(None, Range(1, 1024, integer=True))
+    # --ray: CPUs per CPU worker; None: 4 (or CPUs / workers)
+    worker_cpus: int | None = setting(None, Range(1, 1024, integer=True))
 
     def __post_init__(self) -> None:
+        check_numbers(self)  # every number against the range on its field
         if self.ray is not None:
             # YAML reads `ray: true` / `ray: off` as booleans, which _coerce turns to on/off
             ray = str(self.ray).strip()
             object.__setattr__(self, "ray", None if ray in ("off", "false", "no") else
                                "local" if ray in ("", "on", "true", "yes") else ray)
-        if self.chunk_seconds <= 0:
-            raise ConfigError(f"chunk-seconds must be above 0, got {self.chunk_seconds}")
-        if self.warmup_seconds < 0:
-            raise ConfigError(f"warmup-seconds must be 0 or more, got {self.warmup_seconds}")
-        if (self.workers is not None and self.workers < 1) or (
-                self.worker_cpus is not None and self.worker_cpus < 1):
-            raise ConfigError("workers and worker-cpus must be at least 1")
-        if self.size < 16:
-            raise ConfigError(f"size must be at least 16 pixels, got {self.size}")
-        if self.batch < 0:
-            raise ConfigError(f"batch must be at least 1 (or 0 for the engine's choice), "
-                              f"got {self.batch}")
-        if self.queue < 1:
-            raise ConfigError(f"queue must be at least 1, got {self.queue}")
-        _check_engine_options(self.device, self.precision, self.threads)
+        _check_engine_options(self.device, self.precision)
         _check_net(self.net)
-        if self.crf is not None and not 0 <= self.crf <= 63:
-            raise ConfigError(f"crf must be 0..63, got {self.crf}")
         self._check_faces()
         self._check_background()
         self._check_temporal()
@@ -275,6 +267,8 @@ def load_preset(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _coerce(cls_field: dataclasses.Field, value: Any, where: str) -> Any:
     """Check a preset value against the field's type (YAML already parsed numbers)."""
+    if is_number_field(cls_field):  # None too: a number setting without a None default
+        return coerce_number(cls_field, value, where)
     if value is None:
         return None
     kind = str(cls_field.type)
@@ -282,14 +276,6 @@ def _coerce(cls_field: dataclasses.Field, value: Any, where: str) -> Any:
     if kind.startswith("bool"):
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: {name} must be true or false, got {value!r}")
-        return value
-    if kind.startswith("float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: {name} must be a number, got {value!r}")
-        return float(value)
-    if kind.startswith("int"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: {name} must be a whole number, got {value!r}")
         return value
     if kind.startswith("str"):
         if isinstance(value, bool):
@@ -313,9 +299,10 @@ def build_settings(cls: type[S], preset: str | None = None,
         data = load_preset(path)
         unknown = sorted(set(data) - set(names))
         if unknown:
-            raise ConfigError(f"preset {path.name}: unknown setting(s) {', '.join(unknown)}; "
+            raise ConfigError(f"preset {path.name}: unknown setting(s) "
+                              f"{', '.join(n.replace('_', '-') for n in unknown)}; "
                               f"known: {', '.join(n.replace('_', '-') for n in names)}")
-        values.update({k: _coerce(names[k], v, path.name) for k, v in data.items()})
+        values.update({k: _coerce(names[k], v, f"preset {path.name}") for k, v in data.items()})
     for k, v in (overrides or {}).items():
         if k not in names:
             raise ConfigError(f"unknown setting {k!r}")
@@ -328,12 +315,16 @@ def build_settings(cls: type[S], preset: str | None = None,
 
 # --- live (run_stream.py) ----------------------------------------------------------------
 
+_SIZE = re.compile(r"([0-9]{1,5})x([0-9]{1,5})")
+
+
 def parse_size(text: str, what: str) -> tuple[int, int]:
-    """'1280x720' -> (1280, 720)."""
-    m = str(text).lower().replace(" ", "").split("x")
-    if len(m) != 2 or not all(p.isdigit() for p in m) or min(int(p) for p in m) < 16:
-        raise ConfigError(f"{what} must be WIDTHxHEIGHT (e.g. 1280x720), got {text!r}")
-    return int(m[0]), int(m[1])
+    """'1280x720' -> (1280, 720); each side MIN_SIDE..MAX_SIDE."""
+    m = _SIZE.fullmatch(str(text).lower().replace(" ", ""))
+    if m is None or not all(MIN_SIDE <= int(p) <= MAX_SIDE for p in m.groups()):
+        raise ConfigError(f"{what} must be WIDTHxHEIGHT, each side from {MIN_SIDE} to "
+                          f"{MAX_SIDE} (e.g. 1280x720), got {text!r}")
+    return int(m[1]), int(m[2])
 
 
 @dataclass(frozen=True)
@@ -351,10 +342,12 @@ def parse_work(text: str) -> WorkSize:
     text = str(text).strip().lower()
     if text == "auto":
         return WorkSize(min(AUTO_SIZES), auto=True)
-    if text.isdigit():
-        if int(text) < 16:
-            raise ConfigError(f"work must be at least 16 pixels, got {text}")
-        return WorkSize(int(text))
+    if re.fullmatch(r"[0-9]+", text):
+        side = SHORT_SIDE.value(text)
+        if side is None:
+            raise ConfigError(f"work must be a short side from {MIN_SIDE} to {MAX_SIDE}, "
+                              f"WIDTHxHEIGHT or auto, got {text!r}")
+        return WorkSize(side)
     return WorkSize(parse_size(text, "work"))
 
 
@@ -364,40 +357,48 @@ class LiveSettings(FaceSettings, BackgroundSettings, TemporalOptions):
 
     source: str = "0"  # camera index or device path, "synthetic", a video file, or a URL
     camera_size: str = "1280x720"  # the mode asked of the camera (or the synthetic size)
-    camera_fps: float = 30.0
+    camera_fps: float = setting(30.0, FPS)
     camera_fourcc: str = "MJPG"
     camera_exact: bool = False  # a camera that gives another mode is an error, not a note
-    reconnect: float = 5.0  # seconds to wait for a camera that stopped delivering
+    # seconds to wait for a camera that stopped delivering
+    reconnect: float = setting(5.0, Range(0, 3600))
     loop: bool = False  # replay a video file source
     style: str = "anime"
     models: str | None = None
     device: str = "auto"
     precision: str = "fast"
     net: str = "official"  # official | mobile: the light network (NETS)
-    threads: int | None = None
+    threads: int | None = setting(None, THREADS)
     work: str = "360"  # working size: a short side ("144"), WIDTHxHEIGHT ("256x144") or auto
     schedule: str = "face-first"  # face-first: the background yields size, then rate; off
     output_size: str | None = None  # WIDTHxHEIGHT of every sink; None: the source's size
-    fps: float | None = None  # output rate (virtual camera); None: the source's rate
+    fps: float | None = setting(None, FPS)  # output rate (vcam); None: the source's rate
     sinks: tuple = ("vcam",)  # vcam, preview, null, udp://..., rtmp://..., FILE.mp4/.mkv/.ts
     preview: bool = False  # also show the preview window
     overlay: bool = True  # fps, latency and style drawn on the preview
     vcam_device: str | None = None
     vcam_backend: str | None = None
-    bitrate: int = 2500  # kbit/s for network streams (recordings use x264 crf 20)
-    gop: float = 1.0  # seconds between key frames in network streams
-    queue: int = 1  # frames each live queue holds (1-2: the toon stage takes the newest)
-    status_every: float = 5.0  # seconds between status lines; 0: none
+    # kbit/s for network streams (recordings use x264 crf 20)
+    bitrate: int = setting(2500, Range(100, 100_000, integer=True))
+    gop: float = setting(1.0, Range(0, 60, above=True))  # seconds between key frames (streams)
+    # frames each live queue holds (1-2: the toon stage takes the newest)
+    queue: int = setting(1, Range(1, 2, integer=True))
+    # seconds between status lines; 0: none
+    status_every: float = setting(5.0, Range(0, 86400, note="0: none"))
     stats_json: str | None = None
-    seconds: float | None = None  # stop after this long; None: until q or Ctrl+C
+    # stop after this long; None: until q or Ctrl+C
+    seconds: float | None = setting(None, Range(0, None, above=True))
     commands: bool = True  # read style commands from standard input
     overwrite: bool = False  # recordings may replace an existing file
 
     def __post_init__(self) -> None:
+        check_numbers(self)  # every number against the range on its field
         if isinstance(self.sinks, str):
             object.__setattr__(self, "sinks", (self.sinks,))
-        elif isinstance(self.sinks, list):
+        elif isinstance(self.sinks, (list, tuple)):
             object.__setattr__(self, "sinks", tuple(str(s) for s in self.sinks))
+        else:
+            raise ConfigError(f"sinks must be a list of sinks, got {self.sinks!r}")
         if not self.sinks and not self.preview:
             raise ConfigError("no sink: give at least one --sink (vcam, preview, null, "
                               "udp://..., rtmp://..., FILE) or --preview")
@@ -410,16 +411,8 @@ class LiveSettings(FaceSettings, BackgroundSettings, TemporalOptions):
         object.__setattr__(self, "_work", parse_work(self.work))
         if self.schedule not in ("face-first", "off"):
             raise ConfigError(f"schedule must be face-first or off, got {self.schedule!r}")
-        if self.camera_fps <= 0 or (self.fps is not None and self.fps <= 0):
-            raise ConfigError("frame rates must be positive")
-        if not 1 <= self.queue <= 2:
-            raise ConfigError(f"queue must be 1 or 2 for live use, got {self.queue}")
-        _check_engine_options(self.device, self.precision, self.threads)
+        _check_engine_options(self.device, self.precision)
         _check_net(self.net)
-        if self.bitrate < 100:
-            raise ConfigError(f"bitrate is in kbit/s and at least 100, got {self.bitrate}")
-        if self.reconnect < 0:
-            raise ConfigError("reconnect must be 0 or more seconds")
         self._check_faces()
         self._check_background()
         self._check_temporal()
@@ -441,14 +434,13 @@ class LiveSettings(FaceSettings, BackgroundSettings, TemporalOptions):
         return self._work.start
 
 
-def _check_engine_options(device: str, precision: str, threads: int | None) -> None:
-    """The engine settings both the offline and the live path take from the user."""
+def _check_engine_options(device: str, precision: str) -> None:
+    """The engine settings both the offline and the live path take from the user (threads
+    is a number: its range is on the field)."""
     if device not in DEVICES:
         raise ConfigError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; choose exact, fast or int8")
-    if threads is not None and threads < 1:
-        raise ConfigError(f"threads must be at least 1, got {threads}")
 
 
 def _check_net(net: str) -> None:
@@ -493,23 +485,23 @@ def add_face_options(parser: argparse.ArgumentParser, *, mode: bool = True) -> N
     if mode:
         g.add_argument("--faces", choices=FACE_MODES,
                        help=f"auto: on when the face detector is installed {d('faces')}")
-    g.add_argument("--max-faces", type=int, metavar="N",
+    g.add_argument("--max-faces", type=arg_type(FaceSettings, "max_faces"), metavar="N",
                    help=f"faces per frame, largest first {d('max_faces')}")
-    g.add_argument("--min-face", type=int, metavar="PX",
+    g.add_argument("--min-face", type=arg_type(FaceSettings, "min_face"), metavar="PX",
                    help=f"skip faces this small or smaller, in pixels of the 720 working "
                         f"size, as the official code; 0: all {d('min_face')}")
     g.add_argument("--no-tracking", dest="tracking", action="store_false",
                    help="detect every frame with no smoothing or fades (the official "
                         "behaviour; faces jitter)")
-    g.add_argument("--detect-every", type=int, metavar="N",
+    g.add_argument("--detect-every", type=arg_type(FaceSettings, "detect_every"), metavar="N",
                    help=f"frames between detections while tracking {d('detect_every')}")
-    g.add_argument("--smooth-cutoff", type=float, metavar="HZ",
+    g.add_argument("--smooth-cutoff", type=arg_type(FaceSettings, "smooth_cutoff"), metavar="HZ",
                    help=f"One-Euro minimum cutoff: lower is steadier, higher reacts sooner "
                         f"{d('smooth_cutoff')}")
-    g.add_argument("--smooth-beta", type=float, metavar="B",
+    g.add_argument("--smooth-beta", type=arg_type(FaceSettings, "smooth_beta"), metavar="B",
                    help=f"One-Euro speed gain: higher follows fast motion more closely "
                         f"{d('smooth_beta')}")
-    g.add_argument("--fade", type=float, metavar="S",
+    g.add_argument("--fade", type=arg_type(FaceSettings, "fade"), metavar="S",
                    help=f"seconds a face takes to fade in or out {d('fade')}")
 
 
@@ -547,6 +539,7 @@ def add_temporal_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--temporal", choices=TEMPORAL_MODES,
                    help=f"off: every frame stylised on its own, as the official code "
                         f"{d('temporal')}")
-    g.add_argument("--temporal-strength", type=float, metavar="S",
+    g.add_argument("--temporal-strength",
+                   type=arg_type(TemporalOptions, "temporal_strength"), metavar="S",
                    help=f"0..1, the weight of the previous output where the motion is "
                         f"reliable: higher is steadier {d('temporal_strength')}")

@@ -1,22 +1,27 @@
 """The command-line frame every entry point shares: one-line messages on stderr, the exit
 codes, and the one place that turns an exception into what the user reads.
 
-run_video, run_stream, run_web and `python -m streamer.models` all end through `fail()`
-(or `run_main()`), so a failure looks the same everywhere: `error: <one line>` and exit 1,
-never a traceback (set TOONSTREAM_DEBUG=1 to see one for an unexpected error).
+run_video, run_stream, run_web and `python -m streamer.models` all parse their command line
+with `CommandParser` and end through `fail()` (or `run_main()`), so a failure looks the same
+everywhere: `error: <one line>`, never a traceback (set TOONSTREAM_DEBUG=1 to see one for an
+unexpected error), and one rule for the exit status (README, "Errors, warnings and exit
+codes"): 2 when the command as written is wrong (argparse refuses it, or a UsageError: a
+setting out of range, a bad preset, an unknown style), 1 when the run failed, 128 + the
+signal when it was stopped.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import traceback
 from typing import Callable, TextIO
 
-from streamer.errors import UserError
+from streamer.errors import UsageError, UserError
 
 EXIT_OK = 0
-EXIT_ERROR = 1  # the run failed (run_video, run_stream, run_web)
-EXIT_USAGE = 2  # a bad command line, as argparse exits; the model CLI uses it for every error
+EXIT_ERROR = 1  # the run failed: an input, an output, the model store, the network, a device
+EXIT_USAGE = 2  # the command as written is wrong (as argparse exits): a UsageError
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl+C (143 SIGTERM, 129 SIGHUP)
 
 
@@ -47,9 +52,32 @@ def describe_error(exc: BaseException, stage: str | None = None) -> str:
     return f"{where}{type(exc).__name__}: {one_line(exc)}"
 
 
+class CommandLineError(UsageError):
+    """argparse refused the command line; the message names the option and --help."""
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse with the one-line error contract: a refused command line raises
+    CommandLineError, which the entry point reports like every other failure (`error: ...
+    (see PROG --help)`, exit 2) instead of argparse's usage block and exit. Subcommands'
+    parsers are this class too (argparse makes them with the parent's class)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise CommandLineError(f"{one_line(message)} (see {self.prog} --help)")
+
+
+def failure_status(exc: BaseException) -> int:
+    """The exit status for a failure: 2 for a command that is wrong as written
+    (UsageError), 1 for everything else."""
+    return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR
+
+
 def fail(exc: BaseException, log: Log, stage: str | None = None,
-         status: int = EXIT_ERROR) -> int:
-    """Report `exc` in one line and return the exit status for it."""
+         status: int | None = None) -> int:
+    """Report `exc` in one line and return the exit status for it (`status`, else
+    failure_status(exc))."""
+    if status is None:
+        status = failure_status(exc)
     if isinstance(exc, OSError) and not isinstance(exc, UserError) and exc.strerror:
         # Disk full, permission denied and the like: the user's environment, not a bug.
         where = f" ({exc.filename})" if exc.filename else ""

@@ -163,15 +163,15 @@ def test_tracking_settings_reach_the_tracker():
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--detect-every", "0"], "detect-every must be at least 1"),
-    (["--max-faces", "0"], "max-faces must be at least 1"),
-    (["--min-face", "-1"], "min-face must be 0 or more"),
-    (["--smooth-cutoff", "0"], "smooth-cutoff must be above 0"),
+    (["--detect-every", "0"], "--detect-every: must be a whole number from 1"),
+    (["--max-faces", "0"], "--max-faces: must be a whole number from 1"),
+    (["--min-face", "-1"], "--min-face: must be a whole number from 0"),
+    (["--smooth-cutoff", "0"], "--smooth-cutoff: must be a number above 0"),
 ])
 def test_bad_face_options_are_one_line_errors(golden_dir, tmp_path, capfd, argv, words):
     dst = tmp_path / "o.png"
     rc, err = _convert(golden_dir / "flow" / "luciano.png", dst, capfd, *argv)
-    assert rc == 1 and err.count("\n") == 1 and words in err, err
+    assert rc == 2 and err.count("\n") == 1 and words in err, err  # usage: exit 2
     assert not dst.exists()
 
 

@@ -58,18 +58,18 @@ def test_live_presets_load_and_the_cpu_one_is_scheduled_and_int8():
     assert app.auto_preset("cuda")[0] == "live-720p"
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--work", "8"], "work must be at least 16"),
-    (["--work", "wide"], "work must be WIDTHxHEIGHT"),
-    (["--output-size", "321x180"], "output-size must be even"),
-    (["--sink", "carrier-pigeon"], "unknown sink 'carrier-pigeon'"),
-    (["--style", "cubist"], "unknown style 'cubist'; styles: anime"),
-    (["--source", "/nonexistent/clip.mp4"], "not a camera index"),
+@pytest.mark.parametrize("argv, words, status", [  # 2: usage, 1: the run failed
+    (["--work", "8"], "work must be a short side from 16 to 8192", 2),
+    (["--work", "wide"], "work must be WIDTHxHEIGHT", 2),
+    (["--output-size", "321x180"], "output-size must be even", 2),
+    (["--sink", "carrier-pigeon"], "unknown sink 'carrier-pigeon'", 2),
+    (["--style", "cubist"], "unknown style 'cubist'; styles: anime", 2),
+    (["--source", "/nonexistent/clip.mp4"], "not a camera index", 1),
 ])
-def test_bad_settings_are_one_line_errors(models_dir, argv, words):
+def test_bad_settings_are_one_line_errors(models_dir, argv, words, status):
     rc, lines = _run(["--models", str(models_dir), "--config", "live-cpu", "--no-commands",
                       "--sink", "null", *argv])
-    assert rc == 1
+    assert rc == status
     assert lines[-1].startswith("error: ") and words in lines[-1], lines
 
 
@@ -318,7 +318,7 @@ def test_a_working_size_above_the_camera_is_capped_with_a_note(models_dir, tmp_p
 ])
 def test_a_bad_stream_url_is_refused_before_anything_starts(models_dir, sink, words):
     rc, lines = _run(_tiny_live(models_dir, "--sink", sink, "--seconds", "2"))
-    assert rc == 1
+    assert rc == 2  # the command is wrong as written
     assert lines[-1].startswith("error: ") and words in lines[-1], lines
     assert not [ln for ln in lines if ln.startswith(("source:", "sinks:", "toon:"))], lines
 
@@ -327,7 +327,7 @@ def test_the_same_file_twice_as_a_sink_is_refused_at_start(models_dir, tmp_path)
     out = tmp_path / "rec.mkv"
     rc, lines = _run(_tiny_live(models_dir, "--sink", str(out), "--sink",
                                 str(tmp_path / "." / "rec.mkv"), "--seconds", "2"))
-    assert rc == 1
+    assert rc == 2
     assert lines[-1].startswith("error: ") and "given twice" in lines[-1], lines
     assert not [ln for ln in lines if ln.startswith("source:")], lines
     assert list(tmp_path.iterdir()) == []

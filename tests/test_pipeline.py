@@ -260,7 +260,7 @@ def test_presets_in_configs_load_by_name():
 @pytest.mark.parametrize("text, words", [
     ("sise: 512\n", "unknown setting"),
     ("size: big\n", "whole number"),
-    ("batch: -1\n", "at least 1"),
+    ("batch: -1\n", "batch must be a whole number from 0 to 64"),
     ("- a\n- b\n", "mapping"),
     ("size: [\n", "not valid YAML"),
 ])

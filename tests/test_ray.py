@@ -275,7 +275,7 @@ def test_an_input_taken_as_the_ray_address_is_a_one_line_error(tmp_path, capfd):
     src = make_clip(tmp_path / "in.mp4", n=6, audio=False)
     rc = main(["--ray", str(src), str(src), "-o", str(tmp_path / "out"), *COMMON])
     err = capfd.readouterr().err
-    assert rc == 1 and len(err.strip().splitlines()) == 1
+    assert rc == 2 and len(err.strip().splitlines()) == 1  # usage (issue 23.14)
     assert "is not a Ray address" in err and "put --ray after the inputs" in err
 
 
@@ -441,7 +441,7 @@ def test_an_unknown_style_is_one_line_before_ray_starts(tmp_path, capfd, monkeyp
     src = make_clip(tmp_path / "in.mp4", n=6, audio=False)
     rc = main([str(src), "-o", str(tmp_path / "o.mp4"), "--ray", "--style", "nope", *COMMON])
     err = capfd.readouterr().err
-    assert rc == 1 and len(err.strip().splitlines()) == 1 and "nope" in err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "nope" in err
 
 
 def test_the_driver_names_outputs_as_a_single_machine_run_does(tmp_path):

@@ -186,7 +186,7 @@ def test_missing_file_404_is_a_one_line_error(server, tmp_path, capsys):
     rc = main(["fetch", "anime", "--models", str(tmp_path / "store"), "--mirror", server.url,
                "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2
+    assert rc == 1  # the run failed (issue 23.14)
     assert len(err) == 1 and err[0].startswith("error: ") and "HTTP 404" in err[0]
     assert len(server.requests) == 1  # a 404 is final: no retries
 
@@ -257,7 +257,7 @@ def test_cli_reports_a_stalled_server_in_one_error_line(server, pb_bytes, tmp_pa
     rc = main(["fetch", "3d", "--models", str(tmp_path / "store"), "--mirror", server.url,
                "--timeout", "0.5", "--retries", "1", "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2
+    assert rc == 1
     assert err[0].startswith("warning: cartoon_3d_bg.pb: no data for 0.5 s")  # the retry
     assert err[-1].startswith("error: cartoon_3d_bg.pb: no data for 0.5 s (server stalled)")
     assert "Traceback" not in "\n".join(err)
@@ -278,7 +278,7 @@ def test_fetch_downloads_again_an_installed_file_that_changed_since(server, pb_b
     data = bytearray(pb_bytes)
     data[len(data) // 2] ^= 0x01  # inside the weights: a lowest bit, plausible values
     installed.write_bytes(bytes(data))
-    assert main(["path", "3d", "--models", str(root)]) == 2
+    assert main(["path", "3d", "--models", str(root)]) == 1
     assert f"fetch 3d --models {root}" in capsys.readouterr().err
     server.requests.clear()
     assert main(args) == 0, capsys.readouterr().err

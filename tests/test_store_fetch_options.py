@@ -67,13 +67,13 @@ def test_a_mirror_without_host_or_with_another_scheme_is_refused_without_retries
 
 
 @pytest.mark.parametrize("flag, value, words", [
-    ("--timeout", "0", "must be a positive number of seconds"),
-    ("--timeout", "-1", "must be a positive number of seconds"),
-    ("--timeout", "nan", "must be a positive number of seconds"),
-    ("--timeout", "inf", "must be a positive number of seconds"),
-    ("--timeout", "soon", "must be a positive number of seconds"),
-    ("--retries", "-1", "must be 0 or more"),
-    ("--retries", "two", "must be 0 or more"),
+    ("--timeout", "0", "must be a number above 0"),
+    ("--timeout", "-1", "must be a number above 0"),
+    ("--timeout", "nan", "must be a number above 0"),
+    ("--timeout", "inf", "must be a number above 0"),
+    ("--timeout", "soon", "must be a number above 0"),
+    ("--retries", "-1", "must be a whole number from 0"),
+    ("--retries", "two", "must be a whole number from 0"),
 ])
 def test_invalid_timeout_or_retries_are_refused_at_once(tmp_path, capsys, flag, value, words):
     root = tmp_path / "store"

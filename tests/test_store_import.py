@@ -106,7 +106,7 @@ def test_bad_files_are_refused_with_one_line(store, models_dir, tmp_path, capsys
     bad = tmp_path / "download.pb"
     bad.write_bytes(content)
     rc = main(["import", str(bad), "--style", "3d", "--models", str(store.root)])
-    assert rc == 2
+    assert rc == 1  # a refused import: the run failed (issue 23.14)
     assert reason in _one_error_line(capsys)
     assert not (store.root / "dctnet").exists()
 
@@ -120,7 +120,7 @@ def test_unknown_style_lists_the_styles(store, models_dir, capsys):
 
 
 def test_missing_file_is_a_one_line_error(store, tmp_path, capsys):
-    assert main(["import", str(tmp_path / "nope.pb"), "--style", "3d", "--models", str(store.root)]) == 2
+    assert main(["import", str(tmp_path / "nope.pb"), "--style", "3d", "--models", str(store.root)]) == 1
     assert "no such file" in _one_error_line(capsys)
 
 

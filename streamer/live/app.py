@@ -28,7 +28,8 @@ from streamer.config import (LiveSettings, add_background_options, add_face_opti
                              default_help, parse_size)
 from streamer.frame import StreamInfo
 from streamer.models.ensure import add_fetch_option, ensure_models
-from streamer.report import EXIT_ERROR, EXIT_OK, Log, run_main
+from streamer.options import arg_type
+from streamer.report import EXIT_ERROR, EXIT_OK, CommandParser, Log, run_main
 from streamer.signals import exit_status
 from streamer.stages import Sink, Source
 from streamer.toon.engine import DEVICES, PRECISIONS
@@ -46,6 +47,12 @@ GPU_DEVICES = ("cuda", "tensorrt", "coreml", "directml", "torch-cuda")
 
 # --- settings ------------------------------------------------------------------------------
 
+def _num(name: str):
+    """The argparse type of a number option: the setting's own range (config.py), so the
+    command line and a preset refuse the same values."""
+    return arg_type(LiveSettings, name)
+
+
 def _source_options(p: argparse.ArgumentParser, d) -> None:
     src = p.add_argument_group("source")
     src.add_argument("--source", "--camera", dest="source", metavar="SRC",
@@ -55,12 +62,12 @@ def _source_options(p: argparse.ArgumentParser, d) -> None:
                      help="a paced synthetic camera instead of a real one")
     src.add_argument("--camera-size", metavar="WxH",
                      help=f"mode asked of the camera {d('camera_size')}")
-    src.add_argument("--camera-fps", type=float, metavar="FPS", help=d("camera_fps"))
+    src.add_argument("--camera-fps", type=_num("camera_fps"), metavar="FPS", help=d("camera_fps"))
     src.add_argument("--camera-fourcc", metavar="CODE",
                      help=f"pixel format asked {d('camera_fourcc')}")
     src.add_argument("--camera-exact", action="store_true",
                      help="fail when the camera gives another mode instead of using it")
-    src.add_argument("--reconnect", type=float, metavar="S",
+    src.add_argument("--reconnect", type=_num("reconnect"), metavar="S",
                      help=f"seconds to wait for a camera that stopped {d('reconnect')}")
     src.add_argument("--loop", action="store_true", help="replay a video file source")
 
@@ -85,7 +92,7 @@ def _toon_options(p: argparse.ArgumentParser, d) -> None:
                       help=f"fast: bf16/fp16 where available; exact: fp32; int8: quantized "
                            f"(OpenVINO, built once) {d('precision')}")
     add_net_option(toon)
-    toon.add_argument("--threads", type=int, help="engine threads")
+    toon.add_argument("--threads", type=_num("threads"), help="engine threads")
     add_fetch_option(toon)
 
 
@@ -100,12 +107,12 @@ def _output_options(p: argparse.ArgumentParser, d) -> None:
                      help="no fps/latency/style text on the preview")
     out.add_argument("--output-size", metavar="WxH",
                      help="size of every sink (default: the source's)")
-    out.add_argument("--fps", type=float, help="output rate (default: the source's)")
+    out.add_argument("--fps", type=_num("fps"), help="output rate (default: the source's)")
     out.add_argument("--vcam-device", metavar="NAME", help="virtual camera device (/dev/video10)")
     out.add_argument("--vcam-backend", metavar="NAME", help="pyvirtualcam backend")
-    out.add_argument("--bitrate", type=int, metavar="KBPS",
+    out.add_argument("--bitrate", type=_num("bitrate"), metavar="KBPS",
                      help=f"network stream bitrate {d('bitrate')}")
-    out.add_argument("--gop", type=float, metavar="S",
+    out.add_argument("--gop", type=_num("gop"), metavar="S",
                      help=f"seconds between key frames {d('gop')}")
     out.add_argument("-y", "--overwrite", action="store_true",
                      help="a recording may replace a file")
@@ -113,18 +120,19 @@ def _output_options(p: argparse.ArgumentParser, d) -> None:
 
 def _run_options(p: argparse.ArgumentParser, d) -> None:
     run = p.add_argument_group("running")
-    run.add_argument("--queue", type=int, choices=(1, 2),
+    run.add_argument("--queue", type=_num("queue"), metavar="N",
                      help=f"frames per live queue {d('queue')}")
-    run.add_argument("--status-every", type=float, metavar="S",
+    run.add_argument("--status-every", type=_num("status_every"), metavar="S",
                      help=f"seconds between status lines; 0: none {d('status_every')}")
     run.add_argument("--stats-json", metavar="PATH", help="write run statistics at exit")
-    run.add_argument("--seconds", type=float, help="stop after this many seconds")
+    run.add_argument("--seconds", type=_num("seconds"), metavar="S",
+                     help="stop after this many seconds (default: at q or Ctrl+C)")
     run.add_argument("--no-commands", dest="commands", action="store_false",
                      help="do not read commands from standard input")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog=prog("run_stream.py"),
         description="Cartoonize a camera live with DCT-Net and send it to a virtual camera "
                     "(Zoom, Meet, Teams, OBS), a preview window, a network stream or a file.",
@@ -342,9 +350,9 @@ def main(argv: list[str] | None = None, log: Log | None = None,
          stdin: TextIO | None = None) -> int:
     """The run_stream.py command; returns the exit status."""
     log = log or Log()
-    args = build_parser().parse_args(argv)
 
     def body() -> int:
+        args = build_parser().parse_args(argv)  # a refused option: exit 2, via run_main
         s = settings_from_args(args, log)
         flows = StyleFlows.from_settings(s, log)
         flows.check_style(s.style)  # an unknown style fails before the camera opens

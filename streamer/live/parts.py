@@ -10,13 +10,18 @@ from pathlib import Path
 from typing import Callable
 
 from streamer.config import LiveSettings, parse_size
-from streamer.errors import UserError
+from streamer.errors import UsageError, UserError
 from streamer.frame import StreamInfo
 from streamer.stages import Sink, Source
 
 
 class LiveError(UserError):
     """A live-setup problem, in one line for the user."""
+
+
+class SinkSpecError(LiveError, UsageError):
+    """A --sink that names no sink (unknown, a malformed URL, given twice): the command is
+    wrong as written, exit 2."""
 
 
 def open_source(s: LiveSettings) -> Source:
@@ -52,12 +57,13 @@ def sink_kind(spec: str) -> str:
         try:
             check_stream_url(key)
         except StreamError as exc:
-            raise LiveError(f"sink {exc}") from None
+            raise SinkSpecError(f"sink {exc}") from None
         return "stream"
     if Path(key).suffix.lower() in FORMATS:
         return "record"
-    raise LiveError(f"unknown sink {spec!r}: use vcam, preview, null, ndi:NAME, udp://HOST:PORT, "
-                    f"rtmp://HOST/APP/KEY, or a file name ending in {', '.join(sorted(FORMATS))}")
+    raise SinkSpecError(f"unknown sink {spec!r}: use vcam, preview, null, ndi:NAME, "
+                        f"udp://HOST:PORT, rtmp://HOST/APP/KEY, or a file name ending in "
+                        f"{', '.join(sorted(FORMATS))}")
 
 
 def sink_specs(s: LiveSettings) -> list[str]:
@@ -71,7 +77,7 @@ def sink_specs(s: LiveSettings) -> list[str]:
         # would run to the end and then fail (or interleave packets). Refuse it now.
         key = str(Path(spec).expanduser().resolve()) if kind == "record" else spec
         if kind in ("record", "stream") and key in seen:
-            raise LiveError(f"sink {spec!r} is given twice (as {seen[key]!r} too); give each "
+            raise SinkSpecError(f"sink {spec!r} is given twice (as {seen[key]!r} too); give each "
                             f"file or address once")
         seen[key] = spec
     return specs

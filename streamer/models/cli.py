@@ -1,21 +1,23 @@
 """`python -m streamer.models`: fetch, import, list and verify model files, and install,
 remove and export personal styles (one .safetensors file each, see personal.py).
 
-Every user-facing failure is one `error: ...` line on stderr and exit status 2 (see
-streamer.report); progress
+Every user-facing failure is one `error: ...` line on stderr, with the exit status every
+command uses (streamer.report): 2 for a command that is wrong as written (an unknown style,
+an option out of range, a bad --mirror), 1 for a run that failed (no network, a refused
+import, a bad calibration folder, a failed verification), 130/143 when stopped. Progress
 bars and notes go to stderr too, so stdout carries only results.
 """
 from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from pathlib import Path
 
 from streamer.commands import prog
 from streamer.errors import UserError
-from streamer.report import EXIT_INTERRUPTED, EXIT_USAGE, Log, fail
+from streamer.options import Range
+from streamer.report import CommandParser, Log, fail, run_main
 
 from .calibration import check_material
 from .catalog import PARTS
@@ -26,14 +28,10 @@ from .paths import describe_root_origin
 from .personal import SUFFIX
 from .store import PRECISIONS, Store
 
-EXIT_ERROR = EXIT_USAGE
 log = logging.getLogger("streamer.models")
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        # argparse prints the whole usage block; keep the one-line error contract.
-        self.exit(EXIT_ERROR, f"error: {message} (see --help)\n")
+TIMEOUT = Range(0, 3600, above=True)  # seconds without data before a try is given up
+RETRIES = Range(0, 100, integer=True)  # extra tries after a network failure
 
 
 class _LineFormatter(logging.Formatter):
@@ -42,36 +40,15 @@ class _LineFormatter(logging.Formatter):
         return f"{level}: {record.getMessage()}"
 
 
-def _seconds(text: str) -> float:
-    """argparse type: a positive, finite number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
-    return value
-
-
-def _count(text: str) -> int:
-    """argparse type: a whole number, 0 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more (a whole number)")
-    return value
-
-
 def _build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--models", metavar="DIR", default=None,
                         help="model store folder (default: $TOONSTREAM_MODELS, else the "
                              "per-user cache, e.g. ~/.cache/toonstream/models)")
-    p = _Parser(prog=prog("python -m streamer.models"),
-                description="Manage Toonstream's model store: the official DCT-Net weights, "
-                            "the face detector, the head mask and the ONNX models built from them.")
+    p = CommandParser(prog=prog("python -m streamer.models"),
+                      description="Manage Toonstream's model store: the official DCT-Net "
+                                  "weights, the face detector, the head mask and the ONNX "
+                                  "models built from them.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("list", parents=[common],
@@ -86,9 +63,9 @@ def _build_parser() -> argparse.ArgumentParser:
     f.add_argument("--mirror", metavar="URL", default=None,
                    help="fetch from URL/<model_id>/<path> instead of the official hosts "
                         "(default: $TOONSTREAM_MODEL_MIRROR)")
-    f.add_argument("--timeout", type=_seconds, default=30.0, metavar="S",
+    f.add_argument("--timeout", type=TIMEOUT.arg(), default=30.0, metavar="S",
                    help="give up a try after S seconds without data (default 30)")
-    f.add_argument("--retries", type=_count, default=3, metavar="N",
+    f.add_argument("--retries", type=RETRIES.arg(), default=3, metavar="N",
                    help="extra tries after a network failure, with backoff (default 3)")
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
     f.add_argument("--no-build", action="store_true", help="do not build the ONNX models")
@@ -309,15 +286,19 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status instead of exiting (tests call it directly)."""
     try:
         args = _build_parser().parse_args(argv)
-    except SystemExit as exc:
+    except UserError as exc:  # a refused option (CommandLineError): exit 2
+        return fail(exc, Log())
+    except SystemExit as exc:  # --help
         return int(exc.code or 0)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_LineFormatter())
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
+
     phase = ["work"]  # a fetch says when it downloads: what Ctrl+C leaves depends on it
-    try:
+
+    def body() -> int:
         _check_options(args)
         store = Store.open(args.models)
         if getattr(args, "calibration", None) is not None:
@@ -325,14 +306,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fetch":
             return _cmd_fetch(store, args, phase)
         return _COMMANDS[args.command](store, args)
-    except (UserError, OSError) as exc:
-        return fail(exc, Log(), status=EXIT_ERROR)
-    except KeyboardInterrupt:
+
+    def after_interrupt() -> str:
         if phase[0] == "download":
-            Log()("interrupted: a partial download is kept and resumed next time")
-        else:  # models are written under a temporary name and renamed when whole
-            Log()("interrupted: nothing was left half-written (a model being built is built "
-                  "on next use)")
-        return EXIT_INTERRUPTED
+            return ": a partial download is kept and resumed next time"
+        # models are written under a temporary name and renamed when whole
+        return ": nothing was left half-written (a model being built is built on next use)"
+    try:
+        return run_main(body, Log(), after_interrupt=after_interrupt)
     finally:
         log.removeHandler(handler)

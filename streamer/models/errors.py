@@ -1,15 +1,15 @@
 """Errors the model store raises for the user; each message is one line."""
 from __future__ import annotations
 
-from streamer.errors import UserError
+from streamer.errors import UsageError, UserError
 
 
 class StoreError(UserError):
     """A user-facing model store failure; str(exc) is one line, shown as `error: ...`."""
 
 
-class UnknownModel(StoreError, ValueError):
-    """A style or asset name that the catalog does not know."""
+class UnknownModel(StoreError, UsageError, ValueError):
+    """A style or asset name that the catalog does not know (a usage error: exit 2)."""
 
 
 class ModelNotInstalled(StoreError, FileNotFoundError):
@@ -28,9 +28,9 @@ class VerificationError(StoreError):
     """A file's size, checksum or structure is wrong; the bad file has been removed."""
 
 
-class BadSetting(StoreError, ValueError):
+class BadSetting(StoreError, UsageError, ValueError):
     """A setting (an option or an environment variable) that cannot work, refused before
-    any network or disk work."""
+    any network or disk work (a usage error: exit 2)."""
 
 
 class StoreNotWritable(StoreError):

@@ -22,7 +22,8 @@ from streamer.config import (ConfigError, VideoSettings, add_background_options,
                              build_settings, default_help)
 from streamer.models.download import DownloadOptions
 from streamer.models.ensure import add_fetch_option, ensure_models
-from streamer.report import EXIT_ERROR, EXIT_OK, Log, run_main
+from streamer.options import arg_type
+from streamer.report import EXIT_ERROR, EXIT_OK, CommandParser, Log, run_main
 from streamer.signals import exit_status
 from streamer.sinks.audio_out import AUDIO_MODES
 from streamer.sinks.video_file import CODECS, OutputError
@@ -36,7 +37,10 @@ from .targets import input_targets, make_output_folder
 def build_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS  # settings not given keep the preset's (or the default) value
     d = default_help(VideoSettings)
-    p = argparse.ArgumentParser(
+
+    def num(name: str):  # the setting's own range, so the preset and the option agree
+        return arg_type(VideoSettings, name)
+    p = CommandParser(
         prog=prog("run_video.py"),
         description="Cartoonize a video file, a still image (JPEG, PNG, WebP), or a folder of "
                     "them with DCT-Net. Audio, timestamps and metadata are kept.",
@@ -54,21 +58,24 @@ def build_parser() -> argparse.ArgumentParser:
                                    f"sd-illustration {d('style')}")
     p.add_argument("--models", metavar="DIR",
                    help="model store (default: $TOONSTREAM_MODELS, else the user cache)")
-    p.add_argument("--size", type=int, metavar="PX",
+    p.add_argument("--size", type=num("size"), metavar="PX",
                    help=f"working short side; larger frames are reduced, as the official "
                         f"code does {d('size')}")
-    p.add_argument("--batch", type=int, help="frames per engine call (default: the engine's "
-                                             "choice, 8 with torch-cuda, else 1)")
+    p.add_argument("--batch", type=num("batch"),
+                   help="frames per engine call (default: the engine's choice, 8 with "
+                        "torch-cuda, else 1)")
     p.add_argument("--device", choices=DEVICES, help=f"inference device {d('device')}")
     p.add_argument("--precision", choices=PRECISIONS,
                    help=f"exact: fp32, golden parity; fast: bf16/fp16 where available "
                         f"{d('precision')}")
     add_net_option(p)
-    p.add_argument("--threads", type=int, help="engine threads (default: the runtime's choice)")
+    p.add_argument("--threads", type=num("threads"),
+                   help="engine threads (default: the runtime's choice)")
     p.add_argument("--codec", help=f"video encoder: {', '.join(CODECS)} "
                                    f"(default libx264; libvpx-vp9 for .webm)")
-    p.add_argument("--crf", type=int, help="quality, lower is better (default: the encoder's "
-                                           "own in streamer/sinks/video_file.py)")
+    p.add_argument("--crf", type=num("crf"),
+                   help="quality, lower is better (default: the encoder's own in "
+                        "streamer/sinks/video_file.py)")
     p.add_argument("--preset", help="encoder speed preset (default: medium; p5 for NVENC)")
     p.add_argument("--audio", choices=AUDIO_MODES,
                    help=f"auto: copy each audio stream the container holds and re-encode the "
@@ -82,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-format", metavar="EXT",
                    help="the same for stills: png, jpg, webp, tif ... (default: each input's "
                         "own; .png where it cannot carry alpha)")
-    p.add_argument("--queue", type=int, help=f"frames per pipeline queue {d('queue')}")
+    p.add_argument("--queue", type=num("queue"), help=f"frames per pipeline queue {d('queue')}")
     add_face_options(p)
     add_fetch_option(p)
     add_background_options(p, key_color=False)
@@ -95,15 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="convert on Ray: no ADDRESS starts a local Ray on this machine; auto "
                         "or ray://HOST:PORT joins a running cluster")
-    r.add_argument("--chunk-seconds", type=float,
+    r.add_argument("--chunk-seconds", type=num("chunk_seconds"),
                    help=f"cut videos longer than 1.5 chunks at keyframes about this far apart "
                         f"{d('chunk_seconds')}")
-    r.add_argument("--warmup-seconds", type=float,
+    r.add_argument("--warmup-seconds", type=num("warmup_seconds"),
                    help=f"frames before each chunk that are stylised but not written, so face "
                         f"tracks settle {d('warmup_seconds')}")
-    r.add_argument("--workers", type=int, help="worker actors (default: one per GPU, else one "
-                                               "per --worker-cpus CPUs)")
-    r.add_argument("--worker-cpus", type=int, help="CPUs per CPU worker (default: 4)")
+    r.add_argument("--workers", type=num("workers"),
+                   help="worker actors (default: one per GPU, else one per --worker-cpus CPUs)")
+    r.add_argument("--worker-cpus", type=num("worker_cpus"),
+                   help="CPUs per CPU worker (default: 4)")
     return p
 
 
@@ -207,9 +215,9 @@ def run_on_ray(inputs: list[Path], output: Path | None, settings: VideoSettings,
 def main(argv: list[str] | None = None, log: Log | None = None) -> int:
     """The run_video.py command; returns the exit status."""
     log = log or Log()
-    args = build_parser().parse_args(argv)
 
     def body() -> int:
+        args = build_parser().parse_args(argv)  # a refused option: exit 2, via run_main
         settings = settings_from_args(args)
         inputs = [Path(x) for x in args.input]
         output = Path(args.output) if args.output else None

@@ -12,7 +12,7 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from streamer.config import ConfigError, VideoSettings
+from streamer.config import VideoSettings
 from streamer.errors import UserError
 from streamer.report import describe_error
 
@@ -25,12 +25,17 @@ DEFAULT_WORKER_CPUS = 4
 _GPU_DEVICES = {"auto", "cuda", "tensorrt"}
 
 
+class RayUnavailable(UserError):
+    """Ray is not installed, or cannot be started or joined: the run failed (exit 1), the
+    command itself was fine."""
+
+
 def import_ray() -> Any:
     """The ray module, or a one-line error that names the extra to install."""
     try:
         import ray
     except ImportError:
-        raise ConfigError("--ray needs Ray, which is not installed: "
+        raise RayUnavailable("--ray needs Ray, which is not installed: "
                           "pip install 'toonstream[ray]'") from None
     return ray
 
@@ -51,7 +56,7 @@ def connect_ray(ray: Any, address: str | None) -> bool:
         else:
             ray.init(address=address, **kwargs)
     except Exception as exc:  # noqa: BLE001 - ConnectionError, ValueError, RuntimeError
-        raise ConfigError(f"cannot start or join Ray at {address or 'this machine'}: "
+        raise RayUnavailable(f"cannot start or join Ray at {address or 'this machine'}: "
                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                           ) from None
     return True

@@ -13,11 +13,12 @@ import re
 import sys
 
 from streamer.commands import prog
-from streamer.config import (FaceSettings, TemporalOptions, add_background_options,
-                             add_face_options, add_temporal_options)
+from streamer.config import (SHORT_SIDE, THREADS, FaceSettings, TemporalOptions,
+                             add_background_options, add_face_options, add_temporal_options)
 from streamer.config import add_net_option
 from streamer.errors import UserError
-from streamer.report import EXIT_ERROR, EXIT_OK, Log, fail, one_line
+from streamer.options import Range
+from streamer.report import EXIT_ERROR, EXIT_OK, CommandParser, Log, fail, one_line
 from streamer.signals import Terminated, exit_status, signal_name, stop_signals
 from streamer.toon.engine import DEVICES
 
@@ -25,6 +26,10 @@ DEFAULT_HOST = "127.0.0.1"
 FACE_FIELDS = ({f.name for f in dataclasses.fields(FaceSettings)} - {"faces"}) | {
     f.name for f in dataclasses.fields(TemporalOptions)}
 DEFAULT_PORT = 7860
+# The number options that are not settings of run_video (those are in config.py).
+PORT = Range(1, 65535, integer=True)
+STREAM_EVERY = Range(0.01, 60)  # seconds between webcam frames the browser sends
+MAX_VIDEO_SECONDS = Range(0, 86400, above=True)
 
 
 def _is_loopback(host: str) -> bool:
@@ -41,28 +46,6 @@ def _auth(value: str) -> tuple[str, str]:
     if not sep or not user or not password:
         raise argparse.ArgumentTypeError("give --auth as USER:PASSWORD")
     return user, password
-
-
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 1..65535, got {port}")
-    return port
-
-
-def _positive(kind):
-    def parse(value: str):
-        try:
-            v = kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-        return v
-    return parse
 
 
 _FILE_SIZE = re.compile(r"([0-9]+)\s*(b|kb|mb|gb|tb)?", re.IGNORECASE)
@@ -82,14 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .service import LIVE_SHORT_SIDE, Limits
 
     lim = Limits()
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog=prog("run_web.py"),
         description="A web page that cartoonizes photos, video files and your webcam with "
                     "DCT-Net (Gradio). Open the address it prints in a browser.")
     p.add_argument("--host", default=DEFAULT_HOST,
                    help="address to serve on (default 127.0.0.1: this machine only; "
                         "0.0.0.0 serves every network interface and prints a warning)")
-    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port (default 7860)")
+    p.add_argument("--port", type=PORT.arg(), default=DEFAULT_PORT,
+                   help="port (default 7860)")
     p.add_argument("--auth", type=_auth, metavar="USER:PASSWORD",
                    help="ask for this user name and password")
     p.add_argument("--models", metavar="DIR",
@@ -99,12 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("exact", "fast"), default="exact",
                    help="exact: fp32, what run_video writes by default; fast: bf16/fp16")
     add_net_option(p, default="official")
-    p.add_argument("--threads", type=_positive(int), help="engine threads")
-    p.add_argument("--live-size", type=_positive(int), default=LIVE_SHORT_SIDE, metavar="PX",
+    p.add_argument("--threads", type=THREADS.arg(), help="engine threads")
+    p.add_argument("--live-size", type=SHORT_SIDE.arg(), default=LIVE_SHORT_SIDE, metavar="PX",
                    help=f"working short side of webcam frames (default {LIVE_SHORT_SIDE})")
-    p.add_argument("--stream-every", type=_positive(float), default=0.2, metavar="S",
+    p.add_argument("--stream-every", type=STREAM_EVERY.arg(), default=0.2, metavar="S",
                    help="seconds between webcam frames sent by the browser (default 0.2)")
-    p.add_argument("--max-video-seconds", type=_positive(float),
+    p.add_argument("--max-video-seconds", type=MAX_VIDEO_SECONDS.arg(),
                    default=lim.max_video_seconds, metavar="S",
                    help=f"longest video accepted (default {lim.max_video_seconds:g})")
     p.add_argument("--max-file-size", type=file_size, default=lim.max_file_size, metavar="SIZE",
@@ -117,7 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, log: Log | None = None) -> int:
     log = log or Log()
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UserError as exc:  # a refused option (CommandLineError): exit 2
+        return fail(exc, log)
     try:
         from . import app as web_app
     except ImportError as exc:
