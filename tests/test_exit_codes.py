@@ -210,3 +210,13 @@ def test_a_process_exits_with_the_rule_and_one_line(tmp_path, name, args, status
     err = error_lines(p.stderr)
     assert p.returncode == status, p.stderr
     assert len(err) == 1 and err[0].startswith("error: "), p.stderr
+
+
+@pytest.mark.parametrize("name, sub", [("run_video", []), ("run_stream", []), ("run_web", []),
+                                       ("models", []), ("models", ["fetch"])])
+def test_help_still_exits_0(capsys, name, sub):
+    try:
+        rc = COMMANDS[name].main([*sub, "--help"])
+    except SystemExit as exc:  # argparse's own exit after printing the help
+        rc = exc.code
+    assert rc == 0 and capsys.readouterr().out.startswith("usage: ")
