@@ -403,6 +403,11 @@ class LiveSettings(FaceSettings, BackgroundSettings, TemporalOptions):
             raise ConfigError("no sink: give at least one --sink (vcam, preview, null, "
                               "udp://..., rtmp://..., FILE) or --preview")
         parse_size(self.camera_size, "camera-size")
+        # OpenCV takes exactly four characters (a TypeError from cv2 otherwise); empty: the
+        # camera's own format
+        if self.camera_fourcc and not re.fullmatch(r"[ -~]{4}", str(self.camera_fourcc)):
+            raise ConfigError(f"camera-fourcc must be four characters such as MJPG or YUYV, "
+                              f"got {self.camera_fourcc!r}")
         if self.output_size is not None:
             w, h = parse_size(self.output_size, "output-size")
             if w % 2 or h % 2:

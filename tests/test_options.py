@@ -243,3 +243,14 @@ def test_live_sizes_out_of_range_are_usage_errors(capfd, argv):
     rc = COMMANDS["run_stream"].main(["--config", "live-cpu", "--sink", "null", *argv])
     err = error_lines(capfd.readouterr().err)
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: "), err
+
+
+@pytest.mark.parametrize("fourcc", ["toolong", "MJP", "\u00e9\u00e9\u00e9\u00e9"])
+def test_a_camera_fourcc_is_four_characters(capfd, fourcc):
+    rc = COMMANDS["run_stream"].main(["--config", "live-cpu", "--sink", "null",
+                                      "--camera-fourcc", fourcc])
+    err = error_lines(capfd.readouterr().err)
+    assert rc == 2 and err == [f"error: camera-fourcc must be four characters such as MJPG or "
+                               f"YUYV, got {fourcc!r}"], err
+    assert LiveSettings(camera_fourcc="YUYV").camera_fourcc == "YUYV"
+    assert LiveSettings(camera_fourcc="").camera_fourcc == ""
