@@ -14,7 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from streamer.errors import UserError
+from streamer.errors import UsageError, UserError
+from streamer.options import Range
 from streamer.report import EXIT_OK, CommandParser, Log, run_main
 
 from .losses import LossWeights
@@ -35,11 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="10-200 cartoon images in the style you want (unpaired)")
     p.add_argument("--photos", required=True, nargs="+", metavar="PATH",
                    help="folders, images or videos of the people and rooms to stylise")
-    p.add_argument("--steps", type=int, default=300, help="training steps (300)")
-    p.add_argument("--rank", type=int, default=8, help="the adapters' rank (8)")
-    p.add_argument("--size", type=int, default=128, help="training crop size in px (128)")
-    p.add_argument("--batch", type=int, default=2, help="crops per step (2)")
-    p.add_argument("--lr", type=float, default=2e-3, help="the adapters' learning rate")
+    p.add_argument("--steps", type=Range(1, 10_000_000, integer=True).arg(), default=300,
+                   help="training steps (300)")
+    p.add_argument("--rank", type=Range(1, 64, integer=True).arg(), default=8,
+                   help="the adapters' rank (8)")
+    p.add_argument("--size", type=Range(32, 512, integer=True).arg(), default=128,
+                   help="training crop size in px, a multiple of 4 (128)")
+    p.add_argument("--batch", type=Range(1, 64, integer=True).arg(), default=2,
+                   help="crops per step (2)")
+    p.add_argument("--lr", type=Range(0, 1, above=True).arg(), default=2e-3,
+                   help="the adapters' learning rate (0.002)")
     p.add_argument("--device", default="torch-cpu", choices=("torch-cpu", "torch-cuda"))
     p.add_argument("--autocast", default="auto", choices=("auto", "on", "off"),
                    help="bf16 autocast: auto measures fp32 against bf16 here (default)")
@@ -47,17 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_ in (("adv", "adversarial"), ("cycle", "cycle consistency"),
                         ("perceptual", "perceptual (content)"),
                         ("calibration", "domain calibration"), ("identity", "identity (heads)")):
-        p.add_argument(f"--{name}", type=float, default=getattr(d, name), metavar="W",
+        p.add_argument(f"--{name}", type=Range(0, 1000, note="0: off").arg(),
+                       default=getattr(d, name), metavar="W",
                        help=f"{help_} loss weight, 0 turns it off ({getattr(d, name):g})")
     p.add_argument("--parts", default="auto", choices=("auto", "bg", "h", "both"),
                    help="which models get an adapter: auto = both, the head when faces are found")
-    p.add_argument("--video-frames", type=int, default=60, help="frames sampled per video (60)")
-    p.add_argument("--preview-every", type=int, default=50, help="a preview sheet every N steps")
+    p.add_argument("--video-frames", type=Range(1, 100_000, integer=True).arg(), default=60,
+                   help="frames sampled per video (60)")
+    p.add_argument("--preview-every", type=Range(0, 10_000_000, integer=True, note="0: none").arg(),
+                   default=50, help="a preview sheet every N steps (50)")
     p.add_argument("--workdir", default=None, help="checkpoint, previews and loss curve "
                    "(default ./toonstream-train/NAME)")
     p.add_argument("--models", default=None, help="the model store (default $TOONSTREAM_MODELS)")
     p.add_argument("--resume", action="store_true", help="continue from the workdir's checkpoint")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=Range(0, 2**31 - 1, integer=True).arg(), default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-y", "--yes", action="store_true", help="replace a personal style of that name")
     return p
@@ -65,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, log: Log | None = None) -> int:
     log = log or Log()
-    args = build_parser().parse_args(argv)
-    return run_main(lambda: train(args, log), log)
+    # Parsed inside run_main: a refused option is one `error:` line and exit 2.
+    return run_main(lambda: train(build_parser().parse_args(argv), log), log)
 
 
 def train(args: argparse.Namespace, log) -> int:
@@ -81,8 +90,9 @@ def train(args: argparse.Namespace, log) -> int:
 
     name = args.name
     store = open_store(args.models)
-    if args.steps < 1 or args.video_frames < 1 or args.preview_every < 0:
-        raise TrainError("--steps and --video-frames must be at least 1, --preview-every 0 or more")
+    if args.size % 4:
+        raise UsageError(f"--size must be a multiple of 4 (the network halves it twice), got "
+                         f"{args.size}")
     request = TrainRequest(
         name=name, base=args.base, exemplars=Path(args.exemplars),
         photos=[Path(p) for p in args.photos], steps=args.steps, rank=args.rank,
