@@ -580,6 +580,23 @@ def test_chunks_with_a_transparent_background_keep_the_alpha(ray_local, tmp_path
         ["in.mp4", made.name, f"one{suffix}", "s.json"])  # no work folder, no pieces
 
 
+def test_a_png_sequence_on_ray_is_written_whole_with_its_alpha(ray_local, tmp_path, capfd):
+    # -o FOLDER/%05d.png: the sequence's folder is the sink's to make (the worker took its
+    # absence for a folder it cannot see), and it has no one file to checksum for a resume
+    src = make_clip(tmp_path / "in.mp4", n=24, audio=False)
+    rc, log = ray_run(capfd, src, "-o", tmp_path / "seq" / "%05d.png", "--ray", *COMMON,
+                      "--background", "transparent", "--chunk-seconds", "0.4",
+                      "--worker-cpus", "1")
+    assert rc == 0, log
+    assert "a PNG sequence output is converted whole" in log
+    frames = sorted((tmp_path / "seq").iterdir())
+    assert len(frames) == 24
+    import cv2
+
+    assert cv2.imread(str(frames[0]), cv2.IMREAD_UNCHANGED).shape == (64, 96, 4)  # BGRA
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "seq"]
+
+
 def test_a_transparent_background_into_mp4_is_refused_before_ray_starts(tmp_path, capfd,
                                                                         monkeypatch):
     # issue 23.2: the .mp4 output got the chunk crash; now the single-machine refusal

@@ -9,8 +9,8 @@ joins chunked videos; workers do the decoding, the model and the encoding.
 - Tasks: one per file (the single-machine convert_video / convert_still, unchanged), and a
   video longer than about 1.5 chunks is cut into chunks at keyframes (chunks.py), each a
   task (chunk_encode.py); when a file's chunks are all done the driver joins them
-  (join.py) without re-encoding and copies the audio once. Outputs are named as without
-  Ray (targets.py); the plan is cluster_plan.py.
+  (join.py) without re-encoding the video and writes the audio once, as the sink would
+  (--audio). Outputs are named as without Ray (targets.py); the plan is cluster_plan.py.
 - Workers are actors (cluster_worker.py) that build their StyleFlows (the composition
   layer) once and keep the engines: one actor per GPU (`num_gpus=1`) where the cluster has
   GPUs and the device allows, else CPU actors of `worker_cpus` CPUs each (default 4), whose
@@ -47,6 +47,7 @@ from streamer.config import VideoSettings
 from streamer.errors import UserError
 from streamer.models.catalog import load_catalog
 from streamer.report import Log, describe_error
+from streamer.sinks.png_sequence import is_sequence_pattern
 
 from .cluster_messages import Outcome
 from .cluster_plan import FileWork, JobPlan, Task, folder_labels, plan_job
@@ -218,7 +219,8 @@ class ClusterJob:
         it.seconds += out.seconds
         if t.kind == "file":
             it.done = True
-            manifest.record_output(it.key, it.fingerprint, it.dst.resolve())
+            if not is_sequence_pattern(it.dst):  # a folder of frames has no one checksum:
+                manifest.record_output(it.key, it.fingerprint, it.dst.resolve())  # redone
         else:
             it.pieces[t.chunk.index] = out.result
             manifest.record_chunk(it.key, it.fingerprint, t.chunk.to_dict(), out.result)

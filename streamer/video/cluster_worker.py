@@ -17,6 +17,7 @@ from typing import Any
 from streamer.config import VideoSettings
 from streamer.models.store import check_structure
 from streamer.report import describe_error
+from streamer.sinks.png_sequence import is_sequence_pattern
 from streamer.sinks.video_file import OutputError
 from streamer.sources.image import is_image_path
 from streamer.sources.video_file import MediaError
@@ -109,8 +110,10 @@ class ToonWorker:
         if not src.exists():
             raise MediaError(f"{src}: this worker ({node}) cannot see the input; --ray needs "
                              f"paths every node sees the same way")
-        if not dst.parent.is_dir():
-            raise OutputError(f"{dst.parent}: this worker ({node}) cannot see the output "
+        # a PNG sequence's folder is the sink's to make: its parent must be there
+        folder = dst.parent.parent if is_sequence_pattern(dst) else dst.parent
+        if not folder.is_dir():
+            raise OutputError(f"{folder}: this worker ({node}) cannot see the output "
                               f"folder; --ray needs paths every node sees the same way")
         if task.kind == "chunk":
             r = encode_chunk(src, task.chunk, dst, self.job, codec=task.codec,
