@@ -1,4 +1,4 @@
-"""The four commands as the option and exit-code tests drive them: each one's main (called
+"""The five commands as the option and exit-code tests drive them: each one's main (called
 in-process: it returns the exit status) and its parsers, and a walk over every number
 option they declare."""
 from __future__ import annotations
@@ -56,6 +56,16 @@ def _web_parser() -> argparse.ArgumentParser:
     return build_parser()
 
 
+def _train_main(argv: list[str]) -> int:
+    from streamer.train.cli import main
+    return main(argv)
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    from streamer.train.cli import build_parser
+    return build_parser()
+
+
 def _models_parser() -> argparse.ArgumentParser:
     from streamer.models.cli import _build_parser
     return _build_parser()
@@ -66,6 +76,7 @@ COMMANDS = {
     "run_stream": Command("run_stream", _live_main, _live_parser, ("run_stream.py",)),
     "run_web": Command("run_web", _web_main, _web_parser, ("run_web.py",)),
     "models": Command("models", _models_main, _models_parser, ("-m", "streamer.models")),
+    "run_train": Command("run_train", _train_main, _train_parser, ("run_train.py",)),
 }
 
 
