@@ -257,7 +257,6 @@ class Store(PersonalStyleMethods):
             if rec.part in SEG_VARIANTS and rec.local.startswith(SEG_DIR + "/"):
                 self.seg_model_path(rec.part)
 
-
     # --- list / verify -------------------------------------------------------------------
 
     def entries(self) -> list[Entry]:
