@@ -334,3 +334,140 @@ def test_preview_copies_frames_for_the_main_thread(monkeypatch):
     assert p.pump() == ord("3")
     assert len(shown) == 1 and shown[0][100:, 150:].max() == 0  # overlay only top-left
     assert shown[0][:40, :100].max() > 0
+
+
+# --- NDI names (issue 23 item 1) ------------------------------------------------------------
+# NDI keeps one source per name on a machine; cyndilib 0.1.3 crashed the process (exit 139)
+# when NDI refused a second sender of a name. These run in child processes, so a crash is a
+# failed test rather than a dead test run, and use names of their own (other runs on this
+# machine may hold NDI names meanwhile).
+
+_ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _ndi_name(tag: str) -> str:
+    import uuid
+    return f"toonstream-{tag}-{uuid.uuid4().hex[:8]}"
+
+
+def _run_stream(models_dir, *sinks: str) -> tuple[int, str]:
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, TOONSTREAM_MODELS=str(models_dir))
+    args = [a for s in sinks for a in ("--sink", s)]
+    res = subprocess.run([sys.executable, str(_ROOT / "run_stream.py"), "--config", "live-cpu",
+                          "--synthetic", "--camera-size", "320x180", "--work", "64",
+                          "--status-every", "0", "--no-commands", "--seconds", "1", *args],
+                         cwd=_ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                         text=True, timeout=300)
+    return res.returncode, res.stderr
+
+
+@pytest.mark.parametrize("first, second", [
+    ("ndi:{n}", "ndi:{n}"),
+    ("ndi:{n}", " NDI: {n} "),            # the same name, written differently
+    ("ndi:{n}:cam", "ndi:{n}/cam"),       # NDI turns both into "{n} cam"
+])
+def test_the_same_ndi_sink_twice_gets_the_given_twice_error_that_files_get(
+        models_dir, tmp_path, first, second):
+    pytest.importorskip("cyndilib")
+    name = _ndi_name("twice")
+    rc, err = _run_stream(models_dir, first.format(n=name), second.format(n=name))
+    file_rc, file_err = _run_stream(models_dir, str(tmp_path / "a.mkv"),
+                                    str(tmp_path / "." / "a.mkv"))
+    last = err.strip().splitlines()[-1]
+    assert rc == file_rc and rc not in (0, -11, 139), err  # refused as the file is, no crash
+    assert last.startswith("error: sink") and "is given twice" in last, err
+    assert "given twice" in file_err.strip().splitlines()[-1]
+    assert "Traceback" not in err and "source:" not in err  # refused before anything starts
+    assert list(tmp_path.iterdir()) == []
+
+
+NDI_TWICE = """
+import sys
+from fractions import Fraction
+import numpy as np
+from streamer.frame import Frame
+from streamer.sinks.ndi import NdiError, NdiSink
+name = sys.argv[1]
+first = NdiSink(name, 64, 48, 24.0)
+for other in (name, "y" * 300):
+    try:
+        NdiSink(other, 64, 48, 24.0)
+        print("opened")
+    except NdiError as exc:
+        print("refused:", exc)
+first.write(Frame(0, 0, Fraction(1, 24), 0.0, np.zeros((48, 64, 3), np.uint8)))
+print("first sent", first.frames)
+first.close()
+"""
+
+
+def test_an_ndi_name_ndi_refuses_is_one_error_and_the_open_source_keeps_sending(tmp_path):
+    """In one process: a name already open, then one too long for NDI."""
+    import subprocess
+    import sys
+    pytest.importorskip("cyndilib")
+    res = subprocess.run([sys.executable, "-c", NDI_TWICE, _ndi_name("held")], cwd=_ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, (res.returncode, res.stdout, res.stderr)
+    lines = res.stdout.splitlines()
+    assert len(lines) == 3 and "caught exc" not in res.stdout, lines  # cyndilib's own print
+    assert lines[0].startswith("refused: NDI refused the source name") and \
+        "already running on this machine" in lines[0], lines
+    assert lines[1].startswith("refused: NDI refused the source name") and \
+        "at most 253" in lines[1], lines
+    assert lines[2] == "first sent 1"
+
+
+NDI_HOLD = """
+import sys
+from streamer.sinks.ndi import NdiSink
+sink = NdiSink(sys.argv[1], 64, 48, 24.0)
+print("holding", flush=True)
+sys.stdin.read()
+sink.close()
+"""
+
+
+def test_run_stream_on_an_ndi_name_another_program_holds_is_one_error_line(models_dir,
+                                                                          tmp_path):
+    """The other order: the name is taken by another process, and a recording opened
+    before the NDI sink is closed again and leaves nothing."""
+    import subprocess
+    import sys
+    pytest.importorskip("cyndilib")
+    name = _ndi_name("other")
+    holder = subprocess.Popen([sys.executable, "-c", NDI_HOLD, name], cwd=_ROOT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        rc, err = _run_stream(models_dir, str(tmp_path / "rec.mkv"), f"ndi:{name}")
+    finally:
+        holder.communicate("", timeout=60)
+    lines = err.strip().splitlines()
+    assert rc == 1, err
+    assert lines[-1].startswith(f"error: NDI refused the source name '{name}'"), err
+    assert "already running on this machine" in lines[-1] and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # the recording's temporary file is gone
+
+
+@pytest.mark.parametrize("sinks, words", [
+    (("ndi:a\tb",), "control character"),
+    (("ndi:",), "needs a name"),
+    (("ndi:  ", "null"), "needs a name"),
+])
+def test_an_ndi_name_ndi_cannot_publish_is_refused_with_the_sinks(sinks, words):
+    from streamer.config import LiveSettings
+    from streamer.live.parts import LiveError, sink_specs
+    with pytest.raises(LiveError, match=words):
+        sink_specs(LiveSettings(sinks=sinks))
+
+
+def test_ndi_names_that_differ_in_case_are_two_sources():
+    from streamer.config import LiveSettings
+    from streamer.live.parts import sink_specs
+    from streamer.sinks.ndi import ndi_key
+    assert sink_specs(LiveSettings(sinks=("ndi:cam", "ndi:Cam"))) == ["ndi:cam", "ndi:Cam"]
+    assert ndi_key('a:b<c>d\\e/f|g?h*i"j') == "a b c d e f g h i j"

@@ -75,12 +75,28 @@ def sink_specs(s: LiveSettings) -> list[str]:
         kind = sink_kind(spec)
         # The same file or address twice would be two writers on one target: the session
         # would run to the end and then fail (or interleave packets). Refuse it now.
-        key = str(Path(spec).expanduser().resolve()) if kind == "record" else spec
-        if kind in ("record", "stream") and key in seen:
+        key = _target(spec, kind)
+        if kind in ("record", "stream", "ndi") and key in seen:
             raise SinkSpecError(f"sink {spec!r} is given twice (as {seen[key]!r} too); give each "
-                            f"file or address once")
+                            f"file, address or NDI name once")
         seen[key] = spec
     return specs
+
+
+def _target(spec: str, kind: str) -> str:
+    """What a sink writes to, as sameness goes: a file's resolved path, an NDI name as NDI
+    compares names (two sinks on one NDI name: the second cannot start), else the spec."""
+    if kind == "record":
+        return str(Path(spec).expanduser().resolve())
+    if kind == "ndi":
+        from streamer.sinks.ndi import NdiError, check_ndi_name, ndi_key, ndi_name
+        name = ndi_name(spec) or ""
+        try:
+            check_ndi_name(name)  # before anything slow starts
+        except NdiError as exc:
+            raise SinkSpecError(f"sink {spec!r}: {exc}") from None
+        return "ndi:" + ndi_key(name)
+    return spec
 
 
 def alpha_recording(path: str) -> bool:
