@@ -93,21 +93,27 @@ def run_main(body: Callable[[], int], log: Log,
              after_interrupt: str | Callable[[], str] = "") -> int:
     """Run an entry point's body and turn whatever escapes it into one line and an exit
     status: Ctrl+C, SIGTERM or SIGHUP -> "interrupted[ by SIGTERM]" + `after_interrupt` (or
-    what it returns, when it says only then what was under way) and
+    what it returns, when it says only then what was under way) + the outputs' notes ("the
+    unfinished output X was removed", "X was already complete and is kept") and
     128 + the signal (see streamer.signals); a failed pipeline stage -> the stage's own
     error; anything else -> `fail()`."""
     from streamer.pipeline.core import PipelineError
-    from streamer.signals import Terminated, exit_status, signal_name, stop_signals
+    from streamer.signals import (Terminated, exit_status, interrupt_notes, signal_name,
+                                  stop_once)
 
-    try:
-        with stop_signals():  # SIGTERM/SIGHUP unwind like Ctrl+C
+    # SIGTERM/SIGHUP unwind like Ctrl+C; a second signal cannot cut that unwinding short
+    # (threads left in a model call abort the process at exit, a partial file stays).
+    with stop_once():
+        try:
             return body()
-    except KeyboardInterrupt as exc:
-        by = f" by {signal_name(exc.signum)}" if isinstance(exc, Terminated) else ""
-        tail = after_interrupt() if callable(after_interrupt) else after_interrupt
-        log(f"interrupted{by}{tail}")
-        return exit_status(exc)
-    except PipelineError as exc:
-        return fail(exc.error, log, exc.stage)
-    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
-        return fail(exc, log)
+        except KeyboardInterrupt as exc:
+            by = f" by {signal_name(exc.signum)}" if isinstance(exc, Terminated) else ""
+            tail = after_interrupt() if callable(after_interrupt) else after_interrupt
+            # what the outputs under way became (removed, or complete and kept)
+            notes = "".join(f"; {note}" for note in interrupt_notes(exc))
+            log(f"interrupted{by}{tail}{notes}")
+            return exit_status(exc)
+        except PipelineError as exc:
+            return fail(exc.error, log, exc.stage)
+        except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+            return fail(exc, log)

@@ -14,7 +14,8 @@ without knowing their types.
     sink.close()               # releases; without finish() the output is discarded
 
 `close()` may be called any number of times from any thread (an app's `finally`, a second
-Ctrl+C); the release runs once. Both are context managers that close on exit.
+Ctrl+C); the release runs once. Both are context managers that close on exit; a sink left
+by an interrupt says on it what became of its output (`interrupt_note`).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from abc import ABC, abstractmethod
 from typing import Iterator
 
 from streamer.frame import AudioTrack, Frame, StreamInfo
+from streamer.signals import add_interrupt_note
 
 
 class _ClosesOnce:
@@ -92,6 +94,19 @@ class Sink(_ClosesOnce, ABC):
 
     def finish(self) -> None:
         """The stream ended normally: flush and commit (not called after an error)."""
+
+    def interrupt_note(self) -> str | None:
+        """After close(): what became of the output, for the line an interrupt prints
+        ("the unfinished output X was removed", "X was already complete and is kept");
+        None when there is nothing to say (a device, a stream)."""
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()
+        if isinstance(exc, KeyboardInterrupt):
+            note = self.interrupt_note()
+            if note:
+                add_interrupt_note(exc, note)
 
     def describe(self) -> str:
         return self.name

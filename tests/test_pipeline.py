@@ -275,3 +275,133 @@ def test_bad_presets_are_one_line_errors(tmp_path: Path, text, words):
 def test_an_unknown_preset_name_lists_the_presets():
     with pytest.raises(ConfigError, match="presets: .*cpu"):
         build_settings(VideoSettings, "nope")
+
+
+# --- stopping in order (issue 23 items 3 and 15) --------------------------------------------
+
+
+class Gate:
+    """A stand-in stylise callable whose third call waits for `release` (a model call that
+    takes a while), so a test can act while a stage thread is inside it."""
+
+    def __init__(self):
+        self.inside = threading.Event()
+        self.release = threading.Event()
+        self.returned = threading.Event()
+        self.calls = 0
+
+    def __call__(self, images, times=None):
+        self.calls += 1
+        if self.calls == 3:
+            self.inside.set()
+            self.release.wait(10)
+            self.returned.set()
+        return [255 - img for img in images]
+
+
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt in this thread (Python's default), whatever the test
+    runner installed; restored afterwards."""
+    import signal
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def test_a_second_ctrl_c_while_stopping_waits_for_the_threads(sigint_raises):
+    """The first interrupt aborts; a second one lands while the toon thread is still inside
+    its model call. run() must not give up on that thread (at exit Python would tear it
+    down mid-call: "terminate called without an active exception"): it waits, then raises."""
+    import os
+    import signal
+    gate = Gate()
+    pipe = Pipeline(ListSource(10_000), ToonStage(gate, 1), ListSink(), queue_size=2)
+
+    def first(stats):
+        if gate.inside.is_set():
+            raise KeyboardInterrupt
+
+    def second():
+        gate.inside.wait(10)
+        time.sleep(0.3)  # the first interrupt has been raised and the stop is waiting
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.5)
+        gate.release.set()  # the model call ends only after the second Ctrl+C
+
+    helper = threading.Thread(target=second)
+    helper.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pipe.run(on_tick=first, tick_s=0.01)
+        alive = [t.name for t in pipe._threads if t.is_alive()]
+        assert gate.returned.is_set() and alive == []  # nothing left inside a call
+    finally:
+        gate.release.set()
+        helper.join(10)
+
+
+def test_an_on_tick_that_fails_stops_the_threads_before_the_error_goes_up():
+    sink = ListSink()
+    pipe = Pipeline(ListSource(10_000, delay=0.001), ToonStage(Invert(), 1), sink)
+
+    def broken(stats):
+        if stats.frames_out >= 3:
+            raise ValueError("progress callback broke")
+
+    with pytest.raises(ValueError, match="progress callback broke"):
+        pipe.run(on_tick=broken, tick_s=0.01)
+    assert not any(t.is_alive() for t in pipe._threads)
+    assert sink.finished == 0 and len(sink.frames) < 10_000
+
+
+class DeviceSource(ListSource):
+    """A camera-like source: after one frame it waits for the device until stop() wakes it
+    (a reconnect loop, a blocking read)."""
+
+    def __init__(self):
+        super().__init__(1)
+        self.woken = threading.Event()
+
+    def frames(self):
+        yield from super().frames()
+        self.woken.wait(10)
+
+    def stop(self):
+        super().stop()
+        self.woken.set()
+
+
+def test_an_abort_wakes_a_source_that_waits_on_its_device():
+    source = DeviceSource()
+    pipe = Pipeline(source, ToonStage(Invert(), 1), ListSink(fail_at=0))
+    with pytest.raises(PipelineError):
+        pipe.run()
+    assert source.stop_requested and source.woken.is_set()
+    assert not any(t.is_alive() for t in pipe._threads)
+
+
+def test_an_interrupt_while_the_sink_finishes_lets_the_output_complete():
+    """The end of the stream reached the sink and it is committing when Ctrl+C comes: the
+    commit is not cut in two, and the pipeline says it happened (the app then keeps the
+    output and says so rather than "removed")."""
+    entered, release = threading.Event(), threading.Event()
+
+    class Committing(ListSink):
+        def finish(self):
+            entered.set()
+            release.wait(10)
+            super().finish()
+
+    sink = Committing()
+    pipe = Pipeline(ListSource(5), ToonStage(Invert(), 1), sink)
+
+    def interrupt(stats):
+        if entered.is_set():
+            release.set()
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pipe.run(on_tick=interrupt, tick_s=0.01)
+    assert sink.finished == 1 and len(sink.frames) == 5
+    assert pipe.sink_finished

@@ -138,3 +138,95 @@ def test_run_main_reports_one_line_and_the_exit_status():
 def test_log_writes_to_the_stderr_of_the_moment(capsys):
     Log()("hello")
     assert capsys.readouterr().err == "hello\n"
+
+
+# --- stop signals: held back, once, and what an interrupt did to the output -----------------
+# (issue 23 items 3 and 15; real signals to this process, so the handlers are put back)
+
+
+@pytest.fixture
+def stop_handlers():
+    """Whatever the tests do to SIGINT, SIGTERM and SIGHUP is undone afterwards."""
+    import signal
+    signums = [s for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s)]
+    old = {s: signal.getsignal(getattr(signal, s)) for s in signums}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    for s, handler in old.items():
+        signal.signal(getattr(signal, s), handler)
+
+
+def test_deferred_holds_a_signal_back_until_the_block_ends(stop_handlers):
+    import os
+    import signal
+
+    from streamer.signals import Terminated, deferred, stop_signals
+    reached = []
+    with stop_signals(), pytest.raises(Terminated):
+        with deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)  # a signal that were not held would be raised in here
+            reached.append("end of block")
+    assert reached == ["end of block"]
+
+
+def test_a_second_signal_while_stopping_cannot_cut_the_stop_short(stop_handlers):
+    """SIGTERM stops the body; Ctrl+C during its cleanup is ignored, so the cleanup ends
+    (threads joined, files removed), and the status is the first signal's."""
+    import os
+    import signal
+    lines: list[str] = []
+    cleaned = []
+
+    def body():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)
+        finally:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+            cleaned.append(True)
+
+    assert run_main(body, lines.append, after_interrupt=": stopped") == 143
+    assert cleaned and lines == ["interrupted by SIGTERM: stopped"]
+    # the command is exiting: one more signal must not cut that short either
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_a_signal_the_process_was_started_ignoring_stays_ignored(stop_handlers):
+    """`nohup run_video.py ...` ignores SIGHUP: closing the terminal must not stop it."""
+    import signal
+
+    from streamer.signals import stop_once, stop_signals
+    if not hasattr(signal, "SIGHUP"):
+        pytest.skip("no SIGHUP here")
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    with stop_signals():
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    with stop_once():
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_IGN, signal.SIG_DFL)
+
+
+def test_an_interrupt_says_what_became_of_the_output_being_written(tmp_path):
+    from streamer.sinks.png_sequence import PngSequenceSink
+    lines: list[str] = []
+    frame = Frame(0, 0, TB, 0.0, np.zeros((8, 8, 3), np.uint8))
+
+    def stopped_while_writing():
+        with PngSequenceSink(tmp_path / "a" / "%05d.png") as sink:
+            sink.write(frame)
+            raise KeyboardInterrupt
+
+    def stopped_after_the_rename():
+        with PngSequenceSink(tmp_path / "b" / "%05d.png") as sink:
+            sink.write(frame)
+            sink.finish()
+            raise KeyboardInterrupt
+
+    assert run_main(stopped_while_writing, lines.append, ": stopped") == EXIT_INTERRUPTED
+    assert lines[-1] == f"interrupted: stopped; the unfinished output {tmp_path / 'a'} was removed"
+    assert run_main(stopped_after_the_rename, lines.append, ": stopped") == EXIT_INTERRUPTED
+    assert lines[-1] == f"interrupted: stopped; {tmp_path / 'b'} was already complete and is kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["00001.png"]

@@ -16,7 +16,7 @@ import pytest
 from streamer.video.app import main
 
 from plain_user import as_plain_user
-from stopped_runs import stop_while_writing
+from stopped_runs import stop_at_the_last_moment, stop_while_writing
 from awkward_media import clip, decoded, picture, with_audio
 from video_cli import one_error_line
 
@@ -928,3 +928,57 @@ def test_damaged_audio_is_re_encoded_past_with_a_warning_and_stays_in_sync(tmp_p
     assert len(warnings) == 1 and "2 damaged packet(s)" in warnings[0], log
     b = _decoded_audio(tmp_path / "out.webm")
     assert b["onset"] == pytest.approx(0.8, abs=0.005)
+
+
+# --- stopped over and over, and at the last moment (issue 23 items 3 and 15) ----------------
+
+#: (signal, seconds after the temporary output appeared, output, faces)
+_STOPS = [(signal.SIGINT, 0.0, "result.mp4", "off"),
+          (signal.SIGTERM, 0.3, "result.mp4", "auto"),
+          (signal.SIGINT, 0.6, "frames/%05d.png", "off"),
+          (signal.SIGTERM, 1.0, "frames/%05d.png", "off"),
+          (signal.SIGINT, 1.5, "result.mp4", "off")]
+
+
+def test_run_video_stopped_again_and_again_exits_130_or_143_and_leaves_nothing(tmp_path,
+                                                                             models_dir):
+    """Each run gets its signal twice, 0.1 s apart, as a user presses Ctrl+C again while the
+    stop waits for the model call in flight: the second must not abandon the stage threads
+    (a thread torn down inside ONNX Runtime at exit aborts the process, exit 134)."""
+    src = clip(tmp_path / "long.mp4", n=300, size=(320, 240))
+    for i, (sig, wait_s, output, faces) in enumerate(_STOPS):
+        out = tmp_path / f"out{i}"
+        out.mkdir()
+        rc, log = stop_while_writing(src, out, models_dir, sig, "--faces", faces,
+                                     output=output, wait_s=wait_s, again_after_s=0.1)
+        assert rc == 128 + sig, (i, rc, log)  # 130 for Ctrl+C, 143 for SIGTERM
+        assert "terminate called" not in log and "Traceback" not in log, (i, log)
+        lines = [ln for ln in log.splitlines() if ln.startswith("interrupted")]
+        assert len(lines) == 1 and "was removed" in lines[0], (i, log)
+        assert list(out.iterdir()) == [], i  # no partial file or folder, no output
+
+
+@pytest.mark.parametrize("moment", ["finishing", "renamed"])
+def test_a_sigterm_at_the_last_moment_of_a_transparent_webm_keeps_it_and_says_so(
+        tmp_path, models_dir, moment):
+    """The signal comes while the sink flushes and renames the output, or just after: the
+    output is complete, so it stays, and the line says it stayed (not "removed")."""
+    src = clip(tmp_path / "in.mp4", n=12)
+    out = tmp_path / "out"
+    out.mkdir()
+    dst = out / "toon.webm"
+    rc, log = stop_at_the_last_moment(moment, [src, "-o", dst, "--size", SIZE, "--faces",
+                                               "off", "--background", "transparent"],
+                                      models_dir)
+    assert rc == 143, log
+    assert "Traceback" not in log
+    assert log.strip().splitlines()[-1] == (f"interrupted by SIGTERM: stopped; {dst} was "
+                                            f"already complete and is kept"), log
+    assert [p.name for p in out.iterdir()] == ["toon.webm"]
+    with av.open(str(dst)) as c:  # complete: every frame, with its alpha plane
+        st = c.streams.video[0]
+        assert st.codec_context.name == "vp9"
+        dec = av.CodecContext.create("libvpx-vp9", "r")  # the decoder that reads VP9 alpha
+        frames = [f for p in c.demux(st) for f in dec.decode(p if p.size else None)]
+    assert len(frames) == 12 and all(f.format.name == "yuva420p" for f in frames)
+

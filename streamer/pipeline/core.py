@@ -14,6 +14,15 @@ raises one PipelineError naming the stage. KeyboardInterrupt in the caller's thr
 one inside `run()`) aborts the same way and is re-raised once the threads have stopped, so
 the caller can clean up (e.g. remove a partial output file). No lock is held while a stage
 works: the queues lock only around their own bookkeeping.
+
+`run()` never returns or raises with a stage thread still running: a thread left inside a
+model call when Python exits is torn down mid-call and the process aborts ("terminate
+called without an active exception"). So the threads start and are joined with stop
+signals held back (streamer.signals.deferred): a second Ctrl+C while they wind down waits
+until they have, and is then delivered. An aborted stage stops at its next queue operation;
+`abort()` also asks the source to stop, so a source waiting on a device wakes up. The sink's
+`finish()` (flush and commit) is not cut short: a stream whose end reached the sink is
+written completely even if an interrupt comes meanwhile (`sink_finished` says so).
 """
 from __future__ import annotations
 
@@ -26,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from streamer.frame import Frame
+from streamer.signals import deferred
 from streamer.stages import Sink, Source
 
 
@@ -166,6 +176,7 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._running = 0
         self._all_done = threading.Event()
+        self.sink_finished = False  # the sink's finish() returned: the output is complete
 
     # --- control ---------------------------------------------------------------------
 
@@ -176,10 +187,11 @@ class Pipeline:
         self.source.stop()
 
     def abort(self) -> None:
-        """Stop all three stages now; in-flight frames are discarded."""
+        """Stop all three stages now; in-flight frames are discarded. Any thread."""
         self._stop_requested.set()
         self.q_in.abort()
         self.q_out.abort()
+        self.source.stop()  # a source blocked on a device read wakes up and ends
 
     def _fail(self, stage: str, exc: BaseException) -> None:
         with self._error_lock:
@@ -252,6 +264,7 @@ class Pipeline:
             st.frames_out += 1
         t0 = time.perf_counter()
         sink.finish()
+        self.sink_finished = True
         busy["sink"] += time.perf_counter() - t0
 
     def _lower_priority(self) -> None:
@@ -294,20 +307,33 @@ class Pipeline:
                                           name=f"toonstream-{name}", daemon=True)
                          for name, body in bodies]
         self._running = len(self._threads)
-        for t in self._threads:
-            t.start()
         try:
+            with deferred():  # an interrupt between two starts would strand the first
+                self._start_all()
             self._wait(on_tick, tick_s)
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl+C, or on_tick failed: the threads must not go on
             self.abort()
-            self._join_all()
-            self._finish_stats()
             raise
-        self._finish_stats()
+        finally:
+            with deferred():  # a second Ctrl+C must not abandon threads still in a model call
+                self._join_all()
+            self._finish_stats()
         if self._error is not None:
             stage, exc = self._error
             raise PipelineError(stage, exc) from exc
         return st
+
+    def _start_all(self) -> None:
+        for i, t in enumerate(self._threads):
+            try:
+                t.start()
+            except BaseException:  # no thread left to start one (RuntimeError)
+                with self._error_lock:  # the ones never started never count down
+                    self._running -= len(self._threads) - i
+                    if self._running == 0:
+                        self._all_done.set()
+                self._threads = self._threads[:i]
+                raise
 
     # Completion is tracked with our own Event, not Thread.join/is_alive: on Python 3.11 a
     # KeyboardInterrupt that lands inside Thread.join() can mark a still-running thread as

@@ -90,6 +90,11 @@ class PngSequenceSink(Sink):
     def describe(self) -> str:
         return f"{self.pattern} (PNG sequence)"
 
+    def interrupt_note(self) -> str:
+        if self._done:
+            return f"{self.folder} was already complete and is kept"
+        return f"the unfinished output {self.folder} was removed"
+
     def _release(self) -> None:
         if not self._done:
             shutil.rmtree(self.temp, ignore_errors=True)

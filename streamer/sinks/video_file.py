@@ -33,6 +33,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from streamer.frame import AudioTrack, Frame, StreamInfo
+from streamer.signals import deferred
 from streamer.stages import Sink
 
 from .audio_out import AudioOut, copy_audio_stream  # noqa: F401 - the Ray join's import
@@ -449,11 +450,17 @@ class VideoFileSink(Sink):
         self._audio_out.finish()
         out, self._out = self._out, None
         out.close()
-        commit(self.temp, self.final, self.overwrite)
-        self._done = True
+        with deferred():  # the rename and its record are one step for an interrupt
+            commit(self.temp, self.final, self.overwrite)
+            self._done = True
 
     def describe(self) -> str:
         return f"{self.final} ({self.codec})"
+
+    def interrupt_note(self) -> str:
+        if self._done:  # the interrupt came after the last-moment rename
+            return f"{self.final} was already complete and is kept"
+        return f"the unfinished output {self.final} was removed"
 
     def _release(self) -> None:
         """Stop writing and remove the temporary file unless finish() renamed it."""

@@ -250,4 +250,5 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
             raise incomplete
         return EXIT_OK
 
-    return run_main(body, log, after_interrupt=": stopped; the unfinished output was removed")
+    # the output under way adds what became of it (removed unfinished, or kept complete)
+    return run_main(body, log, after_interrupt=": stopped")
