@@ -154,6 +154,9 @@ def _cmd_list(store: Store, args: argparse.Namespace) -> int:
             continue
         print(f"  {e.label:<20} {e.local:<40} {e.size:>11,} B  {e.fmt}  {e.catalog}")
         print(f"  {'':<20} sha256 {e.sha256}  from {e.origin}")
+    from .mobile.store import students
+    for line in students(store).list_lines():  # the light networks (issue 26)
+        print(line)
     _list_personal(store)
     built = store.onnx_entries()
     print(f"built ONNX models in {store.onnx_dir}:" + ("" if built else " none yet"))
@@ -182,7 +185,8 @@ def _list_personal(store: Store) -> None:
 
 
 def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
-    checks = store.verify()
+    from .mobile.store import students
+    checks = store.verify() + students(store).verify()  # and the light networks
     if not checks:
         raise StoreError(f"no model files in {store.root}; run `python -m streamer.models fetch "
                          f"{store.catalog.styles[0]} --models {store.root}`")
