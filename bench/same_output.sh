@@ -19,12 +19,15 @@ media, out = sys.argv[1], sys.argv[2]
 def cut(src, dst, start, stop):
     with av.open(src) as i, av.open(dst, "w") as o:
         s = o.add_stream("libx264", rate=24)
+        first = True
         for k, f in enumerate(i.decode(video=0)):
             if k >= stop:
                 break
             if k < start:
                 continue
-            s.width, s.height, s.pix_fmt = f.width, f.height, "yuv420p"
+            if first:
+                s.width, s.height, s.pix_fmt = f.width, f.height, "yuv420p"
+                first = False
             o.mux(s.encode(av.VideoFrame.from_ndarray(f.to_ndarray(format="bgr24"), format="bgr24")))
         o.mux(s.encode())
 cut(f"{media}/tears_640x360.mp4", f"{out}/tears40.mp4", 50, 90)   # a cut and a close-up
