@@ -205,8 +205,8 @@ def test_a_new_face_is_pasted_as_the_model_drew_it(models_dir, media_dir):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--temporal-strength", "2"], "temporal-strength must be 0..1"),
-    (["--temporal-strength", "-0.5"], "temporal-strength must be 0..1"),
+    (["--temporal-strength", "2"], "--temporal-strength: must be a number from 0 to 1"),
+    (["--temporal-strength", "-0.5"], "--temporal-strength: must be a number from 0 to 1"),
 ])
 def test_bad_temporal_options_are_one_line_errors(models_dir, golden_dir, tmp_path, capfd,
                                                   argv, words):
@@ -214,7 +214,8 @@ def test_bad_temporal_options_are_one_line_errors(models_dir, golden_dir, tmp_pa
     rc = run_video([str(golden_dir / "flow" / "luciano.png"), "-o", str(dst), "--models",
                     str(models_dir), *argv])
     err = capfd.readouterr().err
-    assert rc == 1 and err.count("\n") == 1 and words in err, err
+    # a value out of the option's range is a usage error: exit 2 (README, exit codes)
+    assert rc == 2 and err.count("\n") == 1 and words in err, err
     assert not dst.exists()
 
 
