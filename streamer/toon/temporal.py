@@ -17,20 +17,23 @@ change passes. The reliability of a pixel is the product of
   content changed, so the model's new drawing is taken as it is, with no trail),
 - a bounded difference between the warped previous output and the new output (a guard: a
   change that large is no flicker), and being warped from inside the frame;
-- and all of this a few pixels around the pixel too (`margin`): the model's drawing reacts
-  a few pixels around a change, and that halo must not trail a moving edge.
+- and no trust either a few pixels around a pixel that fails a check outright (`margin`):
+  the model's drawing reacts a few pixels around a change, and that halo must not trail a
+  moving edge.
 
 At a scene cut (and on a first frame, a size change, a `reset()`) nothing is blended.
 
 Heads are stabilised in their own aligned 288x288 crop space (`HeadTemporal`): a tracked
-face barely moves there, so the previous stylised head lines up with the new one. The crop
-motion is not measured again: it is the frame's flow (computed once per frame by `Motion`)
-composed with the two crop transforms the face tracker already has. A face that appears (a
-new track) starts fresh.
+face barely moves there, so the previous stylised head lines up with the new one. Their
+motion is measured there too, between the previous and the current input crop (a DIS flow
+on the grey crops): it sees the eyes and the mouth at the head model's own resolution,
+whatever the frame's size, where the frame's flow on its small grey copy gives a close-up's
+eye a handful of pixels. A face that appears (a new track) starts fresh, and so does every
+head where the frame does (a cut, a first frame).
 
-The motion itself (one DIS flow per frame on a small grey copy, the warp of any image along
-it, and scene cuts) is the motion module's (streamer.toon.motion), shared with the face
-tracker and the live path's background reuse.
+The motion itself (the DIS flows, the warp of any image along them, and scene cuts) is the
+motion module's (streamer.toon.motion), shared with the face tracker and the live path's
+background reuse.
 """
 from __future__ import annotations
 
@@ -44,8 +47,8 @@ import numpy as np
 from streamer.buffers import Scratch
 
 from .link import Link, WrappingLink
-from .motion import (CUT_THRESHOLD, DIS_PRESETS, Motion, MotionStep, pixel_grid, remap_maps,
-                     warp)
+from .motion import (CUT_THRESHOLD, DIS_PRESETS, Motion, MotionStep, dis_flow, flow_step,
+                     pixel_grid, remap_maps, warp)
 
 
 @dataclass(frozen=True)
@@ -54,11 +57,13 @@ class TemporalSettings:
 
     `strength`: the weight of the warped previous output where the motion is fully
     reliable (0: off; 1 would freeze a static scene). `flow_side`: the long side, in
-    pixels, of the grey copy the flow runs on. `residual`: levels of photometric residual
-    (warped previous input vs current input, largest over the colour channels) over which
-    the weight falls from full to zero. `change`: the same for the output difference guard (levels, max over
-    channels). `margin`: pixels around a pixel that fails a check that are not trusted
-    either."""
+    pixels, of the grey copy the frame's flow runs on; `flow_preset`: its DIS settings (a
+    name in motion.DIS_PRESETS). `residual`: levels of photometric residual (warped
+    previous input vs current input, largest over the colour channels) over which the
+    weight falls from full to zero. `change`: the same for the output difference guard
+    (levels, max over channels). `margin`: pixels around a pixel that fails a check
+    outright that are not trusted either. `head_flow_side`, `head_flow_preset`: the size
+    of the grey head crops the heads' own flow runs on, and its DIS settings."""
 
     strength: float = 0.7
     flow_side: int = 320
@@ -66,15 +71,17 @@ class TemporalSettings:
     change: tuple[float, float] = (40.0, 80.0)
     margin: int = 3
     cut_threshold: float = CUT_THRESHOLD
-    flow_preset: str = "fast"  # DIS preset: ultrafast, fast or medium
+    flow_preset: str = "fine"
+    head_flow_side: int = 288
+    head_flow_preset: str = "fine"
     smooth_residual: bool = True  # compare the inputs after a 3x3 blur (see _motion_or_still)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 1.0:
             raise ValueError("temporal strength must be in 0..1")
-        if self.flow_preset not in DIS_PRESETS:
+        if self.flow_preset not in DIS_PRESETS or self.head_flow_preset not in DIS_PRESETS:
             raise ValueError(f"flow preset must be one of {', '.join(DIS_PRESETS)}")
-        if self.flow_side < 16:
+        if self.flow_side < 16 or self.head_flow_side < 16:
             raise ValueError("the flow's side must be at least 16 pixels")
         for lo, hi in (self.residual, self.change):
             if not 0 <= lo < hi:
@@ -136,9 +143,16 @@ def _reliability(step_ok: np.ndarray, res: np.ndarray, prev_out_w: np.ndarray,
     if st.margin > 0:
         # The model's output reacts to the input a few pixels around a change (its
         # receptive field), so pixels near a failed check are not trusted either: without
-        # this margin a faint halo of the old content trails a moving edge.
+        # this margin a faint halo of the old content trails a moving edge. Only outright
+        # failures (no weight left) grow the margin: a partial weight (a residual between
+        # the ramp's ends: sensor noise, a codec's blocks, an enlarged picture's blur)
+        # stays where it is; spreading its minimum over the margin's square gave up a
+        # fifth of the steadying on the close-up clip (bench/closeup.py) for no halo the
+        # trails test finds.
         k = 2 * st.margin + 1
-        w = cv2.erode(w, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+        sound = cv2.compare(w, 0.0, cv2.CMP_GT)  # 255 where some weight is left
+        sound = cv2.erode(sound, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+        w[sound == 0] = 0.0
     change = _max_channels(cv2.absdiff(prev_out_w, cur_out))
     w *= _ramp(change.astype(np.float32), *st.change)
     w *= np.float32(st.strength)
@@ -160,7 +174,7 @@ class FrameTemporal:
                  motion: Motion | None = None):
         self.settings = settings
         self.motion = motion if motion is not None else Motion(
-            settings.flow_side, settings.cut_threshold, DIS_PRESETS[settings.flow_preset])
+            settings.flow_side, settings.cut_threshold, settings.flow_preset)
         self.steps: list[MotionStep | None] = []  # per frame of the latest call
         self._prev_in: np.ndarray | None = None  # compare_view of the previous input
         self._spare_in: np.ndarray | None = None  # the other compare_view buffer (swapped)
@@ -211,20 +225,29 @@ class FrameTemporal:
 class _HeadState:
     head: np.ndarray   # the stabilised 288x288 head output of the previous frame
     crop: np.ndarray   # compare_view of the previous frame's input crop
-    m: np.ndarray      # its image -> crop transform (in that frame's pixels)
-    hw: tuple[int, int]
+    grey: np.ndarray   # the previous input crop, grey, at the head flow's size
 
 
 class HeadTemporal:
     """The temporal step on head crops, per face track, in the aligned crop space.
 
-    `__call__(track_ids, crops, heads, ms, steps_per_face, frame_hw)`: for each face, its
-    track id, input crop, stylised head (stabilised in place), image -> crop transform and
-    the frame's MotionStep (None: start again). Tracks not seen in a call are forgotten."""
+    `__call__(track_ids, crops, heads, carry)`: for each face, its track id, input crop and
+    stylised head (stabilised in place), and whether anything may be carried over from the
+    previous frame (False: a first frame, a scene cut, a size change: start again). Tracks
+    not seen in a call are forgotten, so a new face (a new track) starts fresh.
+
+    The motion is measured in the crop itself, between the previous and the current input
+    crop (`head_flow_side`, `head_flow_preset`): a tracked face barely moves there, and the
+    flow sees the eyes and the mouth at about the head model's own resolution. Composing
+    the frame's flow (a few pixels of a small grey copy per eye) with the two crop
+    transforms, as this step did first, left the eyes and the mouth of a close-up face
+    unsteadied wherever that coarse flow missed them by more than the photometric check
+    allows (docs/ARCHITECTURE.md section 5.5)."""
 
     def __init__(self, settings: TemporalSettings = TemporalSettings()):
         self.settings = settings
         self._state: dict[int, _HeadState] = {}
+        self._dis = dis_flow(settings.head_flow_preset)
         self.blended = 0.0
         self.heads = 0
         self.seconds = 0.0
@@ -233,42 +256,33 @@ class HeadTemporal:
         self._state = {}
 
     def __call__(self, track_ids: Sequence[int], crops: Sequence[np.ndarray],
-                 heads: Sequence[np.ndarray], ms: Sequence[np.ndarray],
-                 steps: Sequence[MotionStep | None], frame_hw: Sequence[tuple[int, int]]) -> None:
+                 heads: Sequence[np.ndarray], carry: Sequence[bool]) -> None:
         t0 = time.perf_counter()
         new: dict[int, _HeadState] = {}
-        for tid, crop, head, m, step, hw in zip(track_ids, crops, heads, ms, steps, frame_hw):
+        for tid, crop, head, go_on in zip(track_ids, crops, heads, carry):
             cur_in = compare_view(crop, self.settings.smooth_residual)
-            old = self._state.get(tid) if step is not None else None
+            grey = self._grey(crop)
+            old = self._state.get(tid) if go_on else None
             self.heads += 1
-            if old is not None and old.hw == hw and self.settings.strength > 0:
-                maps, ok = self._maps(step, m, old.m, hw, head.shape[:2])
+            if old is not None and old.head.shape == head.shape and self.settings.strength > 0:
+                step = flow_step(self._dis, grey, old.grey, crop.shape[:2])
+                maps, ok = remap_maps(step, head.shape[:2])
                 res = _motion_or_still(maps, ok, old.crop, cur_in)
                 prev_w = warp(old.head, maps)
                 weight = _reliability(ok, res, prev_w, head, self.settings)
                 _blend(prev_w, head, weight)
                 self.blended += float(weight.mean())
-            new[tid] = _HeadState(head.copy(), cur_in, np.asarray(m, np.float64), hw)
+            new[tid] = _HeadState(head.copy(), cur_in, grey)
         self._state = new
         self.seconds += time.perf_counter() - t0
 
-    @staticmethod
-    def _maps(step: MotionStep, m: np.ndarray, m_prev: np.ndarray, hw: tuple[int, int],
-              crop_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """Crop pixel c -> frame point p = M_t^-1 c -> where p was at t-1 (the frame's
-        flow) -> its place in the previous crop, M_t-1 p'. Reliability 0 outside it."""
-        grid = pixel_grid(crop_hw)
-        gx, gy = grid[..., 0], grid[..., 1]
-        inv = cv2.invertAffineTransform(np.asarray(m, np.float64)).astype(np.float32)
-        px = inv[0, 0] * gx + inv[0, 1] * gy + inv[0, 2]
-        py = inv[1, 0] * gx + inv[1, 1] * gy + inv[1, 2]
-        qx, qy, ok = step.sample(px, py, hw)
-        a = np.asarray(m_prev, np.float32)
-        cx = a[0, 0] * qx + a[0, 1] * qy + a[0, 2]
-        cy = a[1, 0] * qx + a[1, 1] * qy + a[1, 2]
-        h, w = crop_hw
-        ok *= ((cx >= 0) & (cy >= 0) & (cx <= w - 1) & (cy <= h - 1)).astype(np.float32)
-        return np.dstack([cx, cy]), ok
+    def _grey(self, crop: np.ndarray) -> np.ndarray:
+        """The crop as the head flow sees it: grey, `head_flow_side` pixels square."""
+        grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+        side = self.settings.head_flow_side
+        if grey.shape[:2] != (side, side):
+            grey = cv2.resize(grey, (side, side), interpolation=cv2.INTER_AREA)
+        return grey
 
 
 class TemporalFlow(WrappingLink):

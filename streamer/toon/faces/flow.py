@@ -53,7 +53,7 @@ class FaceAwareFlow(Link):
 
     - `temporal`: the temporal step's settings (streamer.toon.temporal), None for none: the
       whole-frame result is stabilised along the image motion in `background`, and each
-      head in its aligned crop space before it is pasted, reusing that frame's motion.
+      head in its aligned crop space before it is pasted, along the crops' own motion.
 
     Frames must come in order: the flow keeps tracks between calls (`reset()` forgets them,
     e.g. on a seek). Results are views into the full-frame flow's ring of `ring` buffers.
@@ -258,17 +258,16 @@ class FaceAwareFlow(Link):
     def _stabilise_heads(self, frames: Sequence[np.ndarray],
                          picked: list[tuple[int, FaceRender]], heads: np.ndarray) -> None:
         """The temporal step on the heads that ran this call (`picked`: (frame index, face),
-        in the order of `heads`), in crop space, with each frame's motion as the whole-frame
-        step measured it (in `background`, on the same frames, maybe smaller)."""
+        in the order of `heads`), in crop space, with the crops' own motion; a head starts
+        fresh wherever the whole-frame step did (in `background`, on the same frames, maybe
+        smaller: a first frame, a scene cut, a size change)."""
         steps = self.frame_temporal.steps
         if len(steps) != len(frames):  # background() was not run on these frames
             steps = [None] * len(frames)
         ids = [face.track_id for _, face in picked]
         crops = [self._crops[k] for k in range(len(picked))]
-        ms = [face.m for _, face in picked]
-        fsteps = [steps[i] for i, _ in picked]
-        hws = [frames[i].shape[:2] for i, _ in picked]
-        self.head_temporal(ids, crops, [heads[k] for k in range(len(picked))], ms, fsteps, hws)
+        carry = [steps[i] is not None for i, _ in picked]
+        self.head_temporal(ids, crops, [heads[k] for k in range(len(picked))], carry)
 
 
 def describe_detection(official: bool, detect_side: int | None = 640) -> str:
