@@ -21,6 +21,7 @@ import numpy as np
 
 from streamer.models.mobile.graph import STYLE_INPUT, build_student_onnx
 from streamer.models.mobile.net import Arch, init_weights, macs_per_pixel
+from streamer.signals import keep_signal_stack
 
 SIZES = ((288, 288), (368, 656))
 OFFICIAL_MACS = 124_608
@@ -47,9 +48,10 @@ def _ov(path: Path, shape, hint: str):
     core = ov.Core()
     m = core.read_model(str(path))
     m.reshape({0: list(shape)})
-    req = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": hint,
-                                        "PERFORMANCE_HINT": "LATENCY",
-                                        "NUM_STREAMS": "1"}).create_infer_request()
+    with keep_signal_stack():  # else a Ctrl+C after two Cores may segfault
+        req = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": hint,
+                                            "PERFORMANCE_HINT": "LATENCY",
+                                            "NUM_STREAMS": "1"}).create_infer_request()
 
     def run(x, code):
         feed = {0: x} if code is None else {0: x, 1: code}
@@ -85,8 +87,9 @@ def speed(args) -> None:
         p = work / f"student_{tag}.onnx"
         onnx.save(build_student_onnx(init_weights(arch, 4), arch, 4), str(p))
         students[tag] = p
-    hints = ["f32"] + (["bf16"] if "BF16" in ov.Core().get_property(
-        "CPU", "OPTIMIZATION_CAPABILITIES") else [])
+    with keep_signal_stack():
+        caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    hints = ["f32"] + (["bf16"] if "BF16" in caps else [])
     print(f"official: {OFFICIAL_MACS} MACs/px; " + ", ".join(
         f"{t}: {macs_per_pixel(Arch.parse(t)):.0f} MACs/px ({macs_per_pixel(Arch.parse(t)) / OFFICIAL_MACS:.3f}x)"
         for t in args.arch))

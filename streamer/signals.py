@@ -177,3 +177,55 @@ def deferred() -> Iterator[None]:
         _restore(old)
         for signum in held:
             signal.raise_signal(signum)  # the restored handler runs now
+
+
+class _SignalStack:
+    """sigaltstack(2) through ctypes (Linux and macOS only)."""
+
+    def __init__(self) -> None:
+        import ctypes
+
+        class StackT(ctypes.Structure):
+            _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int),
+                        ("ss_size", ctypes.c_size_t)]
+
+        self._ctypes, self._type = ctypes, StackT
+        self._libc = ctypes.CDLL(None, use_errno=True)
+
+    def get(self):
+        current = self._type()
+        self._libc.sigaltstack(None, self._ctypes.byref(current))
+        return current
+
+    def set(self, stack) -> None:
+        self._libc.sigaltstack(self._ctypes.byref(stack), None)
+
+
+_signal_stack: list[_SignalStack | None] = []
+
+
+@contextmanager
+def keep_signal_stack() -> Iterator[None]:
+    """Leave this thread's alternate signal stack as it was before the block.
+
+    OpenVINO's CPU plugin (2026.4), loaded by a Core's first call on "CPU", gives the
+    calling thread an alternate signal stack of its own, and puts back the one it found
+    when that Core is freed. Two Cores (a style switch) freed in the order they were made
+    put back a stack already unmapped, and the next signal the thread takes (Ctrl+C,
+    SIGTERM) finds no stack to run on: the kernel ends the process with SIGSEGV (exit 139).
+    Calls that may load the plugin or compile made inside this block leave the thread's
+    own stack in place, so what OpenVINO puts back is always a live one."""
+    if not _signal_stack:
+        try:
+            _signal_stack.append(_SignalStack() if hasattr(signal, "SIGALRM") else None)
+        except (OSError, AttributeError):
+            _signal_stack.append(None)
+    stack = _signal_stack[0]
+    if stack is None:
+        yield
+        return
+    before = stack.get()
+    try:
+        yield
+    finally:
+        stack.set(before)

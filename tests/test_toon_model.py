@@ -179,3 +179,40 @@ def test_a_pb_with_a_changed_layer_shape_is_rejected(tmp_path):
     tampered.write_bytes(data.replace(b"generator/Conv_9/biases", b"generator/Conv_X/biases"))
     with pytest.raises(ModelFormatError, match="different network"):
         load_weights(tampered)
+
+
+_SIGNAL_AFTER_FREEING = """
+import gc, signal, sys
+import numpy as np
+from pathlib import Path
+from streamer.models.store import Store
+from streamer.toon.engine import EngineSettings, create_engine
+store = Store(Path(sys.argv[1]))
+store.import_file(Path(sys.argv[2]), "anime")
+engines = [create_engine(lambda p: store.onnx_model_path("anime", "bg", p),
+                         EngineSettings(device="openvino", precision="exact")) for _ in range(2)]
+for engine in engines:  # a style switch: a second engine compiled while the first lives
+    engine.run(np.zeros((1, 64, 64, 3), np.uint8))
+del engine
+engines.pop(0)  # the first one freed first
+gc.collect()
+engines.pop(0)
+gc.collect()
+signal.signal(signal.SIGINT, signal.default_int_handler)
+try:
+    signal.raise_signal(signal.SIGINT)
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_ctrl_c_after_openvino_models_are_freed_is_an_interrupt_not_a_crash(tmp_path):
+    """OpenVINO's CPU plugin swaps the compiling thread's signal stack and puts an unmapped
+    one back when models are freed out of order: the next Ctrl+C was a SIGSEGV (exit 139)."""
+    import subprocess
+    import sys
+    pytest.importorskip("openvino")
+    run = subprocess.run([sys.executable, "-c", _SIGNAL_AFTER_FREEING, str(tmp_path),
+                          str(_models() / "dctnet" / "cartoon_anime_bg.pb")],
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert (run.returncode, run.stdout.strip()) == (0, "interrupted"), run.stderr[-2000:]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from streamer.signals import keep_signal_stack
 from .engine_api import (DEVICES, PRECISIONS, Engine, EngineSettings,  # noqa: F401 (the API)
                          EngineUnavailable, ModelLoadError, check_batch, describe_engine)
 
@@ -135,7 +136,8 @@ class OpenVinoEngine(Engine):
         except ImportError:
             raise EngineUnavailable("device 'openvino' needs OpenVINO: pip install openvino") from None
         core = ov.Core()
-        caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        with keep_signal_stack():  # loading the CPU plugin swaps it: see keep_signal_stack
+            caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         want = "bf16" if settings.precision in ("fast", "int8") and "BF16" in caps else "f32"
         config = {"INFERENCE_PRECISION_HINT": want, "PERFORMANCE_HINT": "LATENCY",
                   "NUM_STREAMS": "1"}
@@ -164,7 +166,8 @@ class OpenVinoEngine(Engine):
             # sizes are few (one per stream), so the compiled models are cached.
             model = self._model.clone()
             model.reshape({0: list(shape)})
-            req = self._core.compile_model(model, "CPU", self._config).create_infer_request()
+            with keep_signal_stack():
+                req = self._core.compile_model(model, "CPU", self._config).create_infer_request()
             self._compiled[shape] = req
         return req
 
