@@ -253,3 +253,13 @@ def test_in_a_clip_the_mask_stays_close_to_mediapipes_own(runners, golden_dir, m
     iou = {k: float((m >= 0.5)[sure].sum() / ((m >= 0.5) | sure).sum()) for k, m in masks.items()}
     assert iou[True] >= iou[False] - 0.015, iou
     assert iou[True] >= 0.93, iou
+
+
+def test_a_torch_engine_runs_the_mask_on_onnx_runtime(store, runners):
+    """--device torch-cpu with a background: the mask model is ONNX, so it runs on ONNX
+    Runtime's CPU provider beside the torch engine (it was a KeyError: 'torch-cpu')."""
+    v = VARIANTS[sorted(VARIANTS)[0]]
+    h, w = SIZES[v]
+    runner = SegRunner(store.seg_model_path(v), h, w, EngineSettings(device="torch-cpu"))
+    frame = np.random.default_rng(0).integers(0, 256, (1, h, w, 3), dtype=np.uint8)
+    np.testing.assert_allclose(runner.run(frame), runners[v].run(frame), atol=1e-4)

@@ -72,6 +72,11 @@ class SegRunner:
             device = "cpu"  # see the module docstring
         import onnxruntime as ort
 
+        if device.startswith("torch-"):
+            # The mask model is an ONNX graph, run by ONNX Runtime beside a torch engine: on
+            # its CUDA provider where this ONNX Runtime has one, else on the CPU (it is small).
+            gpu = device == "torch-cuda" and "CUDAExecutionProvider" in ort.get_available_providers()
+            device = "cuda" if gpu else "cpu"
         provider, install = _ORT_PROVIDERS[device]
         if provider not in ort.get_available_providers():
             raise EngineUnavailable(f"device {device!r} needs ONNX Runtime's {provider}: {install}")
