@@ -378,7 +378,7 @@ class LiveSettings(FaceSettings, BackgroundSettings, TemporalOptions):
     overlay: bool = True  # fps, latency and style drawn on the preview
     vcam_device: str | None = None
     vcam_backend: str | None = None
-    # kbit/s for network streams (recordings use x264 crf 20)
+    # kbit/s for network streams (recordings are quality-based: video_file.py _LIVE_PRESET)
     bitrate: int = setting(2500, Range(100, 100_000, integer=True))
     gop: float = setting(1.0, Range(0, 60, above=True))  # seconds between key frames (streams)
     # frames each live queue holds (1-2: the toon stage takes the newest)

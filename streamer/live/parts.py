@@ -107,14 +107,14 @@ def alpha_recording(path: str) -> bool:
 
 def open_recording(path: str, info: StreamInfo, overwrite: bool, alpha: bool = False) -> Sink:
     """A live recording: the offline file sink (temporary name, renamed when the stream
-    ends cleanly, removed otherwise) with a fast preset, so it keeps up."""
+    ends cleanly, removed otherwise) with the live encoder settings, so it keeps up (x264
+    veryfast; VP9, alpha or not, in libvpx's real-time mode: choose_encoder)."""
     from streamer.sinks.video_file import VideoFileSink, check_output_folder
     final = Path(path)
     check_output_folder(final)
     if final.exists() and not overwrite:
         raise LiveError(f"{final} exists; add -y to overwrite it")
-    return VideoFileSink(final, info, None, crf=20, preset="veryfast", overwrite=overwrite,
-                         alpha=alpha)
+    return VideoFileSink(final, info, None, overwrite=overwrite, alpha=alpha, live=True)
 
 
 def open_sink(spec: str, s: LiveSettings, info: StreamInfo,

@@ -55,11 +55,25 @@ DEFAULT_CODEC = "libx264"
 # Quality defaults per encoder: visually transparent for cartoon output at moderate size.
 _DEFAULT_QUALITY = {"libx264": 18, "libx265": 20, "h264_nvenc": 19, "hevc_nvenc": 21,
                     "libvpx-vp9": 24}
+# VP9's default is libvpx's real-time mode: deadline good at cpu-used 3 (`--preset good`, the
+# default until issue 24) encoded a 720p transparent WebM at about 6 fps on 2 cores, the
+# real-time mode at cpu-used 8 about 5x that, at the same PSNR in a file about a quarter
+# larger (python -m bench.encode, README "Outputs with alpha").
 _DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "h264_nvenc": "p5",
-                   "hevc_nvenc": "p5", "libvpx-vp9": "good", "prores_ks": "4444"}
-# x264-style preset names -> libvpx cpu-used (speed); libvpx has no presets of its own.
-_VPX_SPEED = {"ultrafast": 8, "superfast": 7, "veryfast": 6, "faster": 5, "fast": 4,
-              "medium": 3, "good": 3, "slow": 2, "slower": 1, "veryslow": 0}
+                   "hevc_nvenc": "p5", "libvpx-vp9": "realtime", "prores_ks": "4444"}
+# Preset names -> libvpx (deadline, cpu-used); libvpx has no presets of its own, so the
+# x264 names stand in, beside libvpx's own deadline names. Deadline good stops at cpu-used 5
+# (libvpx encodes 6-8 exactly as 5), so the fastest x264 names take the real-time deadline.
+_VPX_SPEED = {"realtime": ("realtime", 8), "ultrafast": ("realtime", 8),
+              "superfast": ("realtime", 7), "veryfast": ("realtime", 6), "faster": ("good", 5),
+              "fast": ("good", 4), "medium": ("good", 3), "good": ("good", 3),
+              "slow": ("good", 2), "slower": ("good", 1), "veryslow": ("good", 0)}
+# A live recording keeps up with the camera: x264 veryfast at crf 20 (visually transparent
+# for cartoon output), VP9 in real-time mode at its own default quality.
+_LIVE_PRESET = {"libx264": "veryfast", "libx265": "veryfast", "libvpx-vp9": "realtime"}
+_LIVE_QUALITY = {"libx264": 20, "libx265": 20}
+# VP9 levels allow at most 16 tile columns (level 6, 8K); a tile is at least 256 pixels wide.
+_VPX_MAX_LOG2_TILES = 4
 _NVENC_PRESETS = {"p1", "p2", "p3", "p4", "p5", "p6", "p7", "default", "slow", "medium", "fast",
                   "hp", "hq", "bd", "ll", "llhq", "llhp", "lossless", "losslesshp"}
 _X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
@@ -113,7 +127,30 @@ def output_encoder(path: Path, codec: str | None = None, *, alpha: bool = False)
     return codec or default_codec_for(path)
 
 
-def _encoder_options(codec: str, crf: int | None, preset: str | None) -> dict[str, str]:
+def vpx_tile_columns(width: int) -> int:
+    """log2 of the tile columns libvpx-vp9 gets at `width`: as many 256-pixel columns as fit
+    (each column is a share of the work row-mt can give a thread), capped at VP9's 16."""
+    if width <= 0:
+        raise ValueError(f"width must be positive, not {width}")
+    return max(0, min(_VPX_MAX_LOG2_TILES, (width // 256).bit_length() - 1))
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _encoder_options(codec: str, crf: int | None, preset: str | None, *, width: int = 0,
+                     live: bool = False) -> dict[str, str]:
+    """FFmpeg encoder options for `codec` from `crf` and `preset` (None: the codec's
+    defaults, a live recording's with `live`); `width` sets VP9's tile columns."""
+    if crf is None:
+        crf = _LIVE_QUALITY.get(codec) if live else None
+    if preset is None and live:
+        preset = _LIVE_PRESET.get(codec)
     q = _DEFAULT_QUALITY.get(codec, 20) if crf is None else int(crf)
     p = _DEFAULT_PRESET.get(codec, "medium") if preset is None else preset
     if codec in ("libx264", "libx265"):
@@ -134,8 +171,18 @@ def _encoder_options(codec: str, crf: int | None, preset: str | None) -> dict[st
     if codec == "libvpx-vp9":
         if p not in _VPX_SPEED:
             raise OutputError(f"unknown preset {p!r} for {codec}; choose {', '.join(_VPX_SPEED)}")
-        return {"crf": str(q), "b": "0", "deadline": "good", "cpu-used": str(_VPX_SPEED[p]),
+        deadline, speed = _VPX_SPEED[p]
+        opts = {"crf": str(q), "b": "0", "deadline": deadline, "cpu-used": str(speed),
                 "row-mt": "1"}
+        if deadline == "realtime":
+            # The real-time mode looks at no later frames (libvpx ignores a lag there: the
+            # output is the same byte for byte); a lag of 0 says so and holds no frames back.
+            opts["lag-in-frames"] = "0"
+            if width > 0:
+                # Tile columns are what libvpx's threads share a frame by, beside row-mt's
+                # rows; libvpx's own default (6, cut to the width) agrees at 16:9 sizes.
+                opts["tile-columns"] = str(vpx_tile_columns(width))
+        return opts
     return {}
 
 
@@ -179,14 +226,18 @@ class EncoderChoice:
     codec: str
     pix_fmt: str
     options: dict[str, str]
+    threads: int = 0  # encoder threads; 0: the encoder's choice
 
 
 def choose_encoder(path: Path, codec: str | None = None, *, alpha: bool = False,
-                   crf: int | None = None, preset: str | None = None) -> EncoderChoice:
+                   crf: int | None = None, preset: str | None = None, width: int = 0,
+                   live: bool = False) -> EncoderChoice:
     """Every check a video output's container and encoder need, in one place: the
     container from `path`'s suffix, `codec` or the container's default (with `alpha`, one
-    that keeps the alpha channel), the encoder options from `crf` and `preset`, and a
-    trial open of the encoder on this machine. OutputError, one line, for whatever fails."""
+    that keeps the alpha channel), the encoder options from `crf` and `preset` (with
+    `live`, a live recording's defaults: VP9 in libvpx's real-time mode on every CPU; the
+    frame `width` sets VP9's tile columns), and a trial open of the encoder on this
+    machine. OutputError, one line, for whatever fails."""
     fmt = container_format(path)
     if alpha:
         chosen = _alpha_encoder(path, codec)
@@ -194,9 +245,12 @@ def choose_encoder(path: Path, codec: str | None = None, *, alpha: bool = False,
     else:
         chosen = codec or default_codec_for(path)
         pix_fmt = "yuv420p"
-    options = _encoder_options(chosen, crf, preset)
+    options = _encoder_options(chosen, crf, preset, width=width, live=live)
     _check_encoder_starts(chosen, pix_fmt)
-    return EncoderChoice(fmt, chosen, pix_fmt, options)
+    # libvpx's rows and tiles go to its threads; a live recording asks for every CPU
+    # rather than leave the count to the FFmpeg build.
+    threads = usable_cpus() if live and chosen == "libvpx-vp9" else 0
+    return EncoderChoice(fmt, chosen, pix_fmt, options, threads)
 
 
 def temp_path_for(final: Path) -> Path:
@@ -249,17 +303,21 @@ class VideoFileSink(Sink):
                  audio: AudioTrack | None = None, *, codec: str | None = None,
                  crf: int | None = None, preset: str | None = None, overwrite: bool = False,
                  threads: int = 0, open_in_writer: bool = False, alpha: bool = False,
-                 audio_mode: str = "auto"):
-        """`threads`: encoder threads, 0 for the encoder's choice. `open_in_writer`: open
-        the encoder on the first write instead of here, so its worker threads are created by
-        (and inherit the priority of) the thread that writes; the trial open (choose_encoder)
-        still reports an encoder that cannot start before any work. `audio_mode`: auto,
-        copy, encode or none (audio_out.py)."""
+                 audio_mode: str = "auto", live: bool = False):
+        """`threads`: encoder threads, 0 for the encoder's choice (a live VP9 recording's:
+        every CPU). `open_in_writer`: open the encoder on the first write instead of here,
+        so its worker threads are created by (and inherit the priority of) the thread that
+        writes; the trial open (choose_encoder) still reports an encoder that cannot start
+        before any work. `audio_mode`: auto, copy, encode or none (audio_out.py). `live`: a
+        recording that must keep up with a camera (choose_encoder's live defaults where
+        `crf` / `preset` are None)."""
         self.final = Path(final)
-        self._threads = threads
         self._open_in_writer = open_in_writer
         self.overwrite = overwrite
-        encoder = choose_encoder(self.final, codec, alpha=alpha, crf=crf, preset=preset)
+        encoder = choose_encoder(self.final, codec, alpha=alpha, crf=crf, preset=preset,
+                                 width=info.width + (info.width & 1), live=live)
+        self._threads = threads or encoder.threads
+        self.options = encoder.options  # what the encoder was asked for, for the record
         fmt, options = encoder.format, encoder.options
         # alpha: frames are BGRA and the encoder keeps the A (VP9 yuva420p, ProRes 4444);
         # the opaque path below is untouched by it.
