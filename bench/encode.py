@@ -127,7 +127,7 @@ def encode(path: Path, frames: list[np.ndarray], rate: int, **sink_kw
             sink.write(Frame(i, i, Fraction(1, rate), 0.0, img))
         sink.finish()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    opts = dict(sink.options, threads=str(sink._threads or "auto"))
+    opts = dict(sink.options, threads=str(sink.threads or "auto"))
     return len(frames) / wall, cpu * 1000 / len(frames), opts
 
 

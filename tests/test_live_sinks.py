@@ -471,3 +471,71 @@ def test_ndi_names_that_differ_in_case_are_two_sources():
     from streamer.sinks.ndi import ndi_key
     assert sink_specs(LiveSettings(sinks=("ndi:cam", "ndi:Cam"))) == ["ndi:cam", "ndi:Cam"]
     assert ndi_key('a:b<c>d\\e/f|g?h*i"j') == "a b c d e f g h i j"
+
+
+# --- recordings -----------------------------------------------------------------------------
+
+def _bgra(i: int, w: int, h: int) -> np.ndarray:
+    """A picture with detail (libvpx's real-time mode skips flat blocks) and a soft-edged
+    person-like mask that moves, as alpha."""
+    rng = np.random.default_rng(i)
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.empty((h, w, 4), np.uint8)
+    img[..., 0] = (x * 255 // (w - 1)).astype(np.uint8)
+    img[..., 1] = (y * 255 // (h - 1)).astype(np.uint8)
+    blobs = rng.integers(0, 256, (h // 8, w // 8), dtype=np.uint8)  # finer than 4:2:0 keeps
+    img[..., 2] = cv2.resize(blobs, (w, h), interpolation=cv2.INTER_CUBIC)
+    a = np.zeros((h, w), np.uint8)
+    cv2.ellipse(a, (w // 2 + 4 * i, h // 2), (w // 6, h // 3), 0, 0, 360, 255, -1)
+    img[..., 3] = cv2.GaussianBlur(a, (0, 0), 2)
+    return img
+
+
+@pytest.mark.parametrize("width, tiles", [(1280, "2"), (640, "1"), (320, "0")])
+def test_a_live_vp9_recording_gets_libvpx_real_time_settings(tmp_path, width, tiles):
+    from streamer.frame import StreamInfo
+    from streamer.live.parts import open_recording
+    from streamer.sinks.video_file import usable_cpus
+    info = StreamInfo(width, width * 9 // 16, Fraction(1, 1000), Fraction(30))
+    for name, alpha in (("rec.webm", True), ("plain.webm", False), ("rec.mkv", True)):
+        sink = open_recording(str(tmp_path / name), info, overwrite=False, alpha=alpha)
+        try:
+            assert sink.codec == "libvpx-vp9" and sink.alpha == alpha
+            assert sink.options == {"crf": "24", "b": "0", "deadline": "realtime",
+                                    "cpu-used": "8", "row-mt": "1", "lag-in-frames": "0",
+                                    "tile-columns": tiles}
+            assert sink.threads == usable_cpus()
+        finally:
+            sink.close()
+    # x264 recordings keep their own live settings
+    sink = open_recording(str(tmp_path / "rec.mp4"), info, overwrite=False)
+    try:
+        assert sink.codec == "libx264"
+        assert sink.options == {"crf": "20", "preset": "veryfast"} and sink.threads == 0
+    finally:
+        sink.close()
+    assert list(tmp_path.iterdir()) == []  # nothing finished, nothing left
+
+
+def test_an_alpha_webm_recorded_live_keeps_its_alpha(tmp_path):
+    from streamer.frame import StreamInfo
+    from streamer.live.parts import open_recording
+    from test_background import read_alpha_frames
+    w, h = 640, 360
+    frames = [_bgra(i, w, h) for i in range(12)]
+    out = tmp_path / "rec.webm"
+    sink = open_recording(str(out), StreamInfo(w, h, Fraction(1, 1000), Fraction(30)),
+                          overwrite=False, alpha=True)
+    with sink:
+        assert sink.threads >= 1 and sink.options["deadline"] == "realtime"
+        for i, img in enumerate(frames):
+            sink.write(Frame(i, i * 33, Fraction(1, 1000), time.monotonic(), img))
+        sink.finish()
+    back = read_alpha_frames(out)
+    assert len(back) == len(frames)
+    for want, got in zip(frames, back):
+        d = np.abs(got[..., 3].astype(int) - want[..., 3])
+        assert d.mean() <= 1.0
+        inside = want[..., 3] == 255
+        assert got[..., 3][inside].min() >= 240 and got[..., 3][want[..., 3] == 0].max() <= 15
+        assert np.abs(got[..., :3][inside].astype(int) - want[..., :3][inside]).mean() < 12

@@ -982,3 +982,60 @@ def test_a_sigterm_at_the_last_moment_of_a_transparent_webm_keeps_it_and_says_so
         frames = [f for p in c.demux(st) for f in dec.decode(p if p.size else None)]
     assert len(frames) == 12 and all(f.format.name == "yuva420p" for f in frames)
 
+
+
+# --- VP9 speed presets ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("preset, deadline, speed", [
+    (None, "realtime", "8"), ("realtime", "realtime", "8"), ("ultrafast", "realtime", "8"),
+    ("veryfast", "realtime", "6"), ("faster", "good", "5"), ("good", "good", "3"),
+    ("medium", "good", "3"), ("slow", "good", "2"), ("veryslow", "good", "0")])
+def test_vp9_presets_are_libvpx_deadlines_and_speeds(preset, deadline, speed):
+    from streamer.sinks.video_file import choose_encoder
+    for alpha in (True, False):
+        enc = choose_encoder(Path("out.webm"), alpha=alpha, preset=preset, width=1280)
+        assert enc.codec == "libvpx-vp9" and enc.threads == 0  # offline: the encoder's choice
+        assert (enc.options["deadline"], enc.options["cpu-used"]) == (deadline, speed)
+        assert enc.options["crf"] == "24" and enc.options["row-mt"] == "1"
+        # the real-time mode says it looks at no later frames; deadline good keeps libvpx's own
+        extra = {k: enc.options.get(k) for k in ("lag-in-frames", "tile-columns")}
+        assert extra == ({"lag-in-frames": "0", "tile-columns": "2"} if deadline == "realtime"
+                         else {"lag-in-frames": None, "tile-columns": None})
+
+
+def test_run_video_writes_vp9_alpha_at_the_fast_default_and_preset_good_at_deadline_good(
+        tmp_path, capfd, monkeypatch):
+    import streamer.sinks.video_file as video_file
+    chosen = []
+
+    def spy(*args, **kw):
+        chosen.append(real(*args, **kw))
+        return chosen[-1]
+
+    real = video_file.choose_encoder
+    monkeypatch.setattr(video_file, "choose_encoder", spy)
+    src = make_clip(tmp_path / "in.mp4", n=6)
+    for name, args in (("fast.webm", []), ("good.webm", ["--preset", "good"]),
+                       ("slow.mkv", ["--preset", "slow", "--crf", "20"])):
+        rc, log = run(capfd, src, "-o", tmp_path / name, "--background", "transparent",
+                      "--size", SIZE, "--faces", "off", "--device", "cpu", *args)
+        assert rc == 0, log
+        with av.open(str(tmp_path / name)) as c:
+            st = c.streams.video[0]
+            assert st.codec_context.name == "vp9" and st.metadata.get("alpha_mode") == "1"
+            dec = av.CodecContext.create("libvpx-vp9", "r")  # the decoder that reads VP9 alpha
+            frames = [f for p in c.demux(st) for f in dec.decode(p if p.size else None)]
+        assert len(frames) == 6 and all(f.format.name == "yuva420p" for f in frames)
+    fast, good, slow = (c.options for c in chosen)
+    assert (fast["deadline"], fast["cpu-used"], fast["crf"]) == ("realtime", "8", "24")
+    assert (good["deadline"], good["cpu-used"], good["crf"]) == ("good", "3", "24")
+    assert (slow["deadline"], slow["cpu-used"], slow["crf"]) == ("good", "2", "20")
+
+
+def test_an_unknown_vp9_preset_is_one_line_naming_the_presets(tmp_path, capfd):
+    src = make_clip(tmp_path / "in.mp4", n=2)
+    rc, log = run(capfd, src, "-o", tmp_path / "out.webm", "--size", SIZE, "--faces", "off",
+                  "--device", "cpu", "--preset", "fastest")
+    assert rc != 0
+    one_error_line(log, "unknown preset 'fastest' for libvpx-vp9; choose realtime, ultrafast")
+    assert not (tmp_path / "out.webm").exists()

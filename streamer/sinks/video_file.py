@@ -316,7 +316,7 @@ class VideoFileSink(Sink):
         self.overwrite = overwrite
         encoder = choose_encoder(self.final, codec, alpha=alpha, crf=crf, preset=preset,
                                  width=info.width + (info.width & 1), live=live)
-        self._threads = threads or encoder.threads
+        self.threads = threads or encoder.threads  # 0: the encoder's choice
         self.options = encoder.options  # what the encoder was asked for, for the record
         fmt, options = encoder.format, encoder.options
         # alpha: frames are BGRA and the encoder keeps the A (VP9 yuva420p, ProRes 4444);
@@ -388,7 +388,7 @@ class VideoFileSink(Sink):
         cc = v.codec_context
         cc.time_base = self.time_base
         cc.framerate = rate
-        cc.thread_count = self._threads
+        cc.thread_count = self.threads
         sar = info.sample_aspect_ratio
         if sar and sar != 1:
             cc.sample_aspect_ratio = sar
