@@ -101,9 +101,6 @@ def _trained_like(store: Store, tmp: Path) -> Path:
     for k in w:
         if ".gamma." in k or ".beta." in k:
             w[k] = rng.normal(0, 1.0, w[k].shape).astype(np.float32)
-        elif k.endswith(".weight"):
-            w[k] *= 0.5  # He-uniform without normalisation saturates the output
-    w["out.weight"] *= 0.1
     path = tmp / "0mix.safetensors"
     save_student(path, Student("0mix", arch, ("3d", "handdrawn"), ("bg",), w))
     return students(store).install(path, "0mix", overwrite=True)
@@ -408,3 +405,48 @@ def test_list_and_verify_show_the_students(distilled, capsys):
     finally:
         dest.unlink()
         store.records.remove(students(store).local("zbroken"))
+
+
+def test_a_fresh_student_starts_inside_the_clip(media_dir):
+    """The initial output must not sit on the graph's final clip: there its gradient is
+    zero, and distillation never moved a student that started at a spread of ~300 (issue 26)."""
+    torch = pytest.importorskip("torch")
+    from streamer.train.lora_net import to_tensor
+    from streamer.train.mobile_net import MobileNet
+
+    x = to_tensor(cv2.resize(cv2.imread(str(media_dir / "luciano.png")), (64, 64))[None])
+    with torch.no_grad():
+        y = MobileNet(Arch(), 2).render(x, torch.tensor([1.0, 0.0]), clip=False)
+    # the old init: a spread of ~300 and 99.5% of the values past the clip
+    assert float(y.std()) < 1.5
+    assert float((y.abs() >= 0.999999).float().mean()) < 0.3
+
+
+def test_distilling_brings_the_student_to_its_teacher(tmp_path, models_dir, media_dir):
+    """Forty steps on tiny crops take the student most of the way from its start to the
+    teacher, and not to a constant image (the broken init ended on a blank white one)."""
+    torch = pytest.importorskip("torch")
+    from streamer.train.lora_net import LoraGenerator, to_images, to_tensor
+    from streamer.train.mobile_net import MobileNet
+
+    store = make_store(tmp_path / "store", models_dir)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    img = cv2.imread(str(media_dir / "luciano.png"))
+    cv2.imwrite(str(photos / "a.png"), cv2.resize(img, (96, 96), interpolation=cv2.INTER_AREA))
+    cv2.imwrite(str(photos / "b.png"), cv2.resize(img[:, ::-1], (80, 96)))
+    cv2.imwrite(str(photos / "c.png"), cv2.resize(img[::-1], (96, 72)))
+    req = DistillRequest(["3d"], [photos], steps=40, size=32, batch=2, preview_every=0,
+                         workdir=tmp_path / "work", heads=False, install=False)
+    out = run_distill(store, req, lambda line: None)
+
+    x = torch.from_numpy(cv2.resize(img, (64, 64), interpolation=cv2.INTER_AREA)[None].copy())
+    code = torch.tensor([1.0])
+    with torch.no_grad():
+        teacher = LoraGenerator(store.weights("3d", "bg"), None).eval()
+        want = to_images(teacher.render(to_tensor(x.numpy()))).astype(int)
+        start = MobileNet(Arch(), 1, seed=req.seed)(x, code).numpy().astype(int)
+        end = MobileNet(out.student.arch, 1, out.student.weights)(x, code).numpy().astype(int)
+    before, after = np.abs(start - want).mean(), np.abs(end - want).mean()
+    assert after < 0.4 * before and after < 30, (before, after)
+    assert end.std() > 0.5 * want.std(), (end.std(), want.std())

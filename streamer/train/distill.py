@@ -5,8 +5,9 @@ The teachers are the official generators (`store.weights(style, part)`, frozen):
 model on random crops of the photos' frames, the head model on face crops aligned by the
 project's face pipeline (data.align_faces). One student holds every requested style: each
 (part, style) has its own style code (models/mobile/student.py), and the steps cycle over
-them. Loss: L1 between the student's and the teacher's rendered outputs, plus the feature
-loss of personal styles (losses.perceptual) on the frozen teacher encoder's maps of both.
+them. Loss: L1 between the student's (before the final clip, which has no gradient
+outside [-1, 1]) and the teacher's rendered outputs, plus the feature loss of personal
+styles (losses.perceptual) on the frozen teacher encoder's maps of both.
 """
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ class DistillTask:
         x = to_tensor(self.crops[part].batch(self.req.batch))
         with torch.no_grad():
             target = teacher.render(x)
-        out = self.net.render(x, self.code(part, style))
+        out = self.net.render(x, self.code(part, style), clip=False)
         terms = {"l1": torch.nn.functional.l1_loss(out, target)}
         if self.weights.on("perceptual"):
             with torch.no_grad():

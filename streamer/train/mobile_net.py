@@ -64,10 +64,14 @@ class MobileNet(nn.Module):
                 x = x * (1 + gamma)[:, :, None, None] + beta[:, :, None, None]
         return x
 
-    def render(self, images: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        """Float BGR `[N, 3, H, W]` in [-1, 1] -> the stylised images in [-1, 1]."""
+    def render(self, images: torch.Tensor, code: torch.Tensor, clip: bool = True
+               ) -> torch.Tensor:
+        """Float BGR `[N, 3, H, W]` in [-1, 1] -> the stylised images in [-1, 1]; with
+        `clip=False` the values before the graph's clip, for the training losses: the clip
+        has no gradient outside [-1, 1], so a pixel the student pushed past it on the wrong
+        side would never be pulled back."""
         y = guided_filter(images, self.generator(images, code).float())
-        return torch.clamp(y, -0.999999, 0.999999)
+        return torch.clamp(y, -0.999999, 0.999999) if clip else y
 
     def forward(self, images: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         """uint8 BGR `[N, H, W, 3]` -> uint8 BGR, the whole graph (as graph.py)."""

@@ -123,17 +123,33 @@ def macs_per_pixel(arch: Arch) -> float:
 
 
 def init_weights(arch: Arch, styles: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Fresh weights (He-uniform convolutions, zero biases, zero modulation: every style
-    starts as the same network, gamma 0.5 and beta 0)."""
+    """Fresh weights that start the whole network near unit gain: He-uniform convolutions
+    (the LeakyReLU gain where one follows, gain 1 where none does), zero biases, zero
+    modulation (every style starts as the same network, gamma 0.5 and beta 0), each
+    residual block's last convolution zero, and the output convolution shrunk by the
+    modulations' combined scale."""
     rng = np.random.default_rng(seed)
+    convs = {ly.name: ly for ly in layers(arch) if ly.kind == "conv"}
+    mods = sum(ly.kind == "mod" for ly in layers(arch))
     out: dict[str, np.ndarray] = {}
     for name, shape in shapes(arch, styles).items():
         if name.endswith(".bias") or ".gamma." in name or ".beta." in name:
             out[name] = np.zeros(shape, np.float32)
-        else:
-            fan_in = int(np.prod(shape[1:]))
-            bound = np.sqrt(6.0 / fan_in)
-            out[name] = rng.uniform(-bound, bound, shape).astype(np.float32)
+            continue
+        ly = convs[name.rsplit(".", 1)[0]]
+        fan_in = int(np.prod(shape[1:]))
+        # A gain of 2 on the linear depthwise layers, the residual branches adding to their
+        # input and the x1.5 of every zero-code modulation compounded to an output spread
+        # of ~300 in a [-1, 1] range: every pixel sat on the final clip, whose gradient is
+        # zero, so distillation could not move the student (issue 26).
+        gain = 2.0 / (1.0 + LEAKY_ALPHA ** 2) if ly.act else 1.0
+        bound = np.sqrt(3.0 * gain / fan_in)
+        w = rng.uniform(-bound, bound, shape).astype(np.float32)
+        if ly.name.endswith(".pw2"):
+            w[...] = 0.0  # the block starts as the identity (its branch adds nothing)
+        elif ly.name == "out":
+            w *= np.float32(1.5 ** -mods)  # undo (1 + sigmoid(0)) per modulation
+        out[name] = w
     return out
 
 
