@@ -56,9 +56,9 @@ DEFAULT_CODEC = "libx264"
 _DEFAULT_QUALITY = {"libx264": 18, "libx265": 20, "h264_nvenc": 19, "hevc_nvenc": 21,
                     "libvpx-vp9": 24}
 # VP9's default is libvpx's real-time mode: deadline good at cpu-used 3 (`--preset good`, the
-# default until issue 24) encoded a 720p transparent WebM at about 6 fps on 2 cores, the
-# real-time mode at cpu-used 8 about 5x that, at the same PSNR in a file about a quarter
-# larger (python -m bench.encode, README "Outputs with alpha").
+# default until issue 24) encoded a 720p transparent WebM at about 7 fps on 2 cores, the
+# real-time mode at cpu-used 8 5x that, at the same colour PSNR in a file about a third
+# larger (python -m bench.encode, README "VP9 and ProRes speed").
 _DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "h264_nvenc": "p5",
                    "hevc_nvenc": "p5", "libvpx-vp9": "realtime", "prores_ks": "4444"}
 # Preset names -> libvpx (deadline, cpu-used); libvpx has no presets of its own, so the

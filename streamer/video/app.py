@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crf", type=num("crf"),
                    help="quality, lower is better (default: the encoder's own in "
                         "streamer/sinks/video_file.py)")
-    p.add_argument("--preset", help="encoder speed preset (default: medium; p5 for NVENC)")
+    p.add_argument("--preset", help="encoder speed preset (default: medium; p5 for NVENC; "
+                                     "realtime for VP9, good or slower for smaller VP9 files)")
     p.add_argument("--audio", choices=AUDIO_MODES,
                    help=f"auto: copy each audio stream the container holds and re-encode the "
                         f"others (AAC into .webm becomes Opus), with a note; copy: copy or "
