@@ -216,3 +216,18 @@ def test_ctrl_c_after_openvino_models_are_freed_is_an_interrupt_not_a_crash(tmp_
                           str(_models() / "dctnet" / "cartoon_anime_bg.pb")],
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert (run.returncode, run.stdout.strip()) == (0, "interrupted"), run.stderr[-2000:]
+
+
+def test_openvino_sends_no_telemetry_from_a_toonstream_process():
+    """Imported after streamer, OpenVINO takes its no-op telemetry stub: its real one forks
+    a process per event from a worker thread (a child that hung tearing down PyAV's state,
+    so pytest never exited), and it would send usage to the network."""
+    import subprocess
+    import sys
+    pytest.importorskip("openvino")
+    code = ("import streamer, openvino\n"
+            "from openvino.tools.ovc import telemetry_utils\n"
+            "print(telemetry_utils.tm.__name__)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert run.stdout.strip() == "openvino.tools.ovc.telemetry_stub", run.stderr[-2000:]
