@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -45,20 +44,11 @@ import av
 import cv2
 import numpy as np
 
+from bench.cpu import cpu_name
 from streamer.frame import Frame, StreamInfo
 from streamer.sinks.video_file import VideoFileSink, usable_cpus
 
 START = 80  # tears: the first frames are a title and an empty street
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import threading
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.memory import rss_mb, run_with_memory
+from bench.cpu import cpu_name
 from streamer.config import LiveSettings, parse_size
 from streamer.models.catalog import load_catalog
 from streamer.toon.background import parse_background
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     rss0 = rss_mb()
     camera = f"clip {a.source}" if a.source else "synthetic camera"
     print(f"live benchmark: {camera} {cam_w}x{cam_h} @ {a.fps:g} fps -> null sink, "
-          f"{a.seconds:g} s per working size; {platform.processor() or platform.machine()}, "
+          f"{a.seconds:g} s per working size; {cpu_name()}, "
           f"{os.cpu_count()} cores; process RSS at start {rss0:.0f} MB", flush=True)
     rows = []
     for work in works:
@@ -281,7 +281,7 @@ def _compare(a) -> int:
     print(f"live comparison: {a.source} as a {cam[0]}x{cam[1]} camera at "
           f"{', '.join(f'{r:g}' for r in rates)} fps, {a.seconds:g} s each, variants "
           f"{','.join(variants)}, {a.load} busy processes beside it; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", flush=True)
+          f"{cpu_name()}, {os.cpu_count()} cores", flush=True)
     rows = compare(base, a.source, cam, a.seconds, rates, variants=variants, load=a.load,
                    log=lambda line: print(line, flush=True))
     if a.json:

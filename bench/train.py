@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ import cv2
 import numpy as np
 import torch
 
+from bench.cpu import cpu_name
 from streamer.models import open_store
 from streamer.models.dctnet.lora import merge
 from streamer.models.dctnet.torch_net import DctNet
@@ -38,16 +38,6 @@ from streamer.train.data import align_faces
 from streamer.train.losses import LossWeights
 from streamer.train.run import TrainRequest, run_training
 from streamer.toon.faces.detect import FaceDetector
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def stylise(weights, images: list[np.ndarray]) -> list[np.ndarray]:
