@@ -289,3 +289,21 @@ def test_live_toon_outputs_the_output_size_from_a_ring_of_buffers():
     assert outs[0].shape == (160, 120, 3)[:0] + (120, 160, 3)
     assert outs[0].base is not None and np.shares_memory(outs[0], outs[3])  # ring of 3
     assert not np.shares_memory(outs[0], outs[1])
+
+
+def test_settle_waits_for_a_style_still_loading_when_the_run_ends():
+    """A run that ends (Ctrl+C, q, --seconds) while a style loads in the background waits
+    for the loader: Python exiting with it inside a model build aborts the process."""
+    gate = threading.Event()
+
+    def factory(style):
+        if style != "anime":
+            gate.wait(5)
+        return Sleepy(0)
+
+    toon = LiveToon(factory, "anime", (32, 32), (32, 32), ring=2)
+    toon.switch("3d")
+    _wait_for(lambda: toon.loading == "3d")
+    threading.Timer(0.3, gate.set).start()
+    toon.settle(10)
+    assert toon.loading is None and toon.style == "3d"

@@ -323,7 +323,10 @@ def _stream(s: LiveSettings, flows: StyleFlows, source: Source, log: Log,
             sink.close()
         raise
     session_ref.append(session)
-    result = session.run()  # the session closes the sinks
+    try:
+        result = session.run()  # the session closes the sinks
+    finally:
+        toon.settle()  # a style switch or resize still loading must not outlive the run
     result.update({"source": source.describe(), "sinks": session.sink.describe(),
                    "work_size": [toon.work_w, toon.work_h],
                    "output_size": [out.width, out.height], "fps_target": out.fps,

@@ -242,6 +242,13 @@ class LiveToon:
         """Wait until a working-size change being warmed up is ready (tests)."""
         self._resize.wait(timeout)
 
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait for a style still loading and a working size still warming up, at the end
+        of a run: their threads are daemons, and Python exiting while one of them is inside
+        a model build or call aborts the process (exit 134) instead of exiting cleanly."""
+        self.styles.wait_idle(timeout)
+        self._resize.wait(timeout)
+
     def schedule_text(self) -> str:
         """The scheduler's choice for the status line ('' when it is off)."""
         if self.schedule is None or self.current.face_layer is not self.current:
