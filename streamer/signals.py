@@ -25,6 +25,7 @@ command's one `interrupted` line carries these notes (`interrupt_notes`).
 """
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 from contextlib import contextmanager
@@ -201,7 +202,15 @@ class _SignalStack:
         self._libc.sigaltstack(self._ctypes.byref(stack), None)
 
 
-_signal_stack: list[_SignalStack | None] = []
+@functools.cache
+def _signal_stack() -> _SignalStack | None:
+    """The process's sigaltstack access, made once; None where there is none (Windows)."""
+    if not hasattr(signal, "SIGALRM"):  # no POSIX signals
+        return None
+    try:
+        return _SignalStack()
+    except (OSError, AttributeError):
+        return None
 
 
 @contextmanager
@@ -215,12 +224,7 @@ def keep_signal_stack() -> Iterator[None]:
     SIGTERM) finds no stack to run on: the kernel ends the process with SIGSEGV (exit 139).
     Calls that may load the plugin or compile made inside this block leave the thread's
     own stack in place, so what OpenVINO puts back is always a live one."""
-    if not _signal_stack:
-        try:
-            _signal_stack.append(_SignalStack() if hasattr(signal, "SIGALRM") else None)
-        except (OSError, AttributeError):
-            _signal_stack.append(None)
-    stack = _signal_stack[0]
+    stack = _signal_stack()
     if stack is None:
         yield
         return

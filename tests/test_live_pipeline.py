@@ -261,12 +261,14 @@ def test_next_and_prev_step_through_the_styles_and_a_bad_style_keeps_streaming()
     assert made.count("anime") == 1  # cached: switching back did not rebuild it
 
 
-def test_style_requests_while_loading_are_coalesced_to_the_last():
+def _loading_3d(made: list[str] | None = None) -> tuple[LiveToon, threading.Event]:
+    """A live toon on anime whose switch to 3d is loading, held until the event is set;
+    `made` collects the styles its factory built."""
     gate = threading.Event()
-    made = []
 
     def factory(style):
-        made.append(style)
+        if made is not None:
+            made.append(style)
         if style != "anime":
             gate.wait(5)
         return Sleepy(0)
@@ -274,6 +276,12 @@ def test_style_requests_while_loading_are_coalesced_to_the_last():
     toon = LiveToon(factory, "anime", (32, 32), (32, 32), ring=2)
     toon.switch("3d")
     _wait_for(lambda: toon.loading == "3d")
+    return toon, gate
+
+
+def test_style_requests_while_loading_are_coalesced_to_the_last():
+    made: list[str] = []
+    toon, gate = _loading_3d(made)
     toon.switch("sketch")
     toon.switch("artstyle")
     gate.set()
@@ -294,16 +302,7 @@ def test_live_toon_outputs_the_output_size_from_a_ring_of_buffers():
 def test_settle_waits_for_a_style_still_loading_when_the_run_ends():
     """A run that ends (Ctrl+C, q, --seconds) while a style loads in the background waits
     for the loader: Python exiting with it inside a model build aborts the process."""
-    gate = threading.Event()
-
-    def factory(style):
-        if style != "anime":
-            gate.wait(5)
-        return Sleepy(0)
-
-    toon = LiveToon(factory, "anime", (32, 32), (32, 32), ring=2)
-    toon.switch("3d")
-    _wait_for(lambda: toon.loading == "3d")
+    toon, gate = _loading_3d()
     threading.Timer(0.3, gate.set).start()
     toon.settle(10)
     assert toon.loading is None and toon.style == "3d"
