@@ -416,7 +416,7 @@ class LiveSettings(FaceSettings, BackgroundSettings, TemporalOptions):
         object.__setattr__(self, "_work", parse_work(self.work))
         if self.schedule not in ("face-first", "off"):
             raise ConfigError(f"schedule must be face-first or off, got {self.schedule!r}")
-        _check_engine_options(self.device, self.precision)
+        _check_engine_options(self.device, self.precision, live=True)
         _check_net(self.net)
         self._check_faces()
         self._check_background()
@@ -439,13 +439,22 @@ class LiveSettings(FaceSettings, BackgroundSettings, TemporalOptions):
         return self._work.start
 
 
-def _check_engine_options(device: str, precision: str) -> None:
+LIVE_PRECISIONS = (*PRECISIONS, "auto")  # auto: chosen by measurement (live/precision.py)
+
+
+def _check_engine_options(device: str, precision: str, live: bool = False) -> None:
     """The engine settings both the offline and the live path take from the user (threads
     is a number: its range is on the field)."""
     if device not in DEVICES:
         raise ConfigError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if live and precision == "auto":
+        return
+    if precision == "auto":
+        raise ConfigError("precision auto is for live streams (run_stream, the web page's "
+                          "webcam); offline conversion takes exact, fast or int8")
     if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; choose exact, fast or int8")
+        raise ConfigError(f"unknown precision {precision!r}; choose exact, fast or int8"
+                          + (" or auto" if live else ""))
 
 
 def _check_net(net: str) -> None:

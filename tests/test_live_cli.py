@@ -47,11 +47,11 @@ def _no_video_devices() -> bool:
 
 # --- settings ------------------------------------------------------------------------------
 
-def test_live_presets_load_and_the_cpu_one_is_scheduled_and_int8():
+def test_live_presets_load_and_the_cpu_one_is_scheduled_and_measures_its_precision():
     cpu = build_settings(LiveSettings, "live-cpu")
     gpu = build_settings(LiveSettings, "live-720p")
     assert cpu.work_auto and cpu.work_spec() <= 144  # auto starts small, then measures
-    assert cpu.precision == "int8" and cpu.schedule == "face-first" and cpu.queue == 1
+    assert cpu.precision == "auto" and cpu.schedule == "face-first" and cpu.queue == 1
     assert gpu.work_spec() == 720 and gpu.camera_size == "1280x720"
     assert app.auto_preset("cpu")[0] == "live-cpu"
     assert app.auto_preset("openvino")[0] == "live-cpu"

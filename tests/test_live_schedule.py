@@ -9,6 +9,8 @@ slowly across a 640x360 camera frame, so the real detector and tracker find a re
 """
 from __future__ import annotations
 
+import json
+
 import threading
 import time
 
@@ -247,13 +249,20 @@ def test_live_settings_take_work_auto_and_the_schedule_option():
         LiveSettings(schedule="sometimes", sinks=("null",))
 
 
-def test_the_presets_int8_falls_back_to_bf16_with_a_note_where_it_cannot_run():
+def test_the_presets_auto_precision_on_onnx_runtime_leaves_int8_out_with_a_note(models_dir,
+                                                                                tmp_path):
     from streamer.live import app
     lines: list[str] = []
-    args = app.build_parser().parse_args(["--config", "live-cpu", "--device", "cpu"])
-    s = app.settings_from_args(args, lines.append)
-    assert s.precision == "fast"
-    assert any("instead of the preset's int8" in line and "OpenVINO" in line for line in lines)
+    stats = tmp_path / "stats.json"
+    rc = app.main(["--models", str(models_dir), "--config", "live-cpu", "--synthetic",
+                   "--camera-size", "320x180", "--device", "cpu", "--sink", "null",
+                   "--seconds", "1", "--no-commands", "--status-every", "0",
+                   "--stats-json", str(stats)], log=lines.append)
+    assert rc == 0, lines
+    assert any("int8 left out: int8 needs OpenVINO" in line for line in lines), lines
+    chosen = json.loads(stats.read_text())["precision_auto"]
+    assert chosen["chosen"] == "fast"
+    assert [m["candidate"] for m in chosen["measured"]] == ["fast"]
 
 
 def test_int8_asked_for_on_onnx_runtime_is_a_one_line_error(models_dir):

@@ -174,6 +174,30 @@ def test_webcam_frames_through_the_live_path(service):
     assert service.webcam(None, "anime", False, "x") is None
 
 
+def test_the_webcam_measures_its_precision_at_its_first_frame_and_files_keep_theirs(models_dir):
+    from streamer.web.service import ToonService
+
+    lines: list[str] = []
+    svc = ToonService(models=str(models_dir), log=lines.append)
+    try:
+        assert svc._chooser is None  # nothing measured before a webcam frame
+        frame = np.full((360, 640, 3), 128, np.uint8)
+        assert svc.webcam(frame, "anime", False, "s").shape == frame.shape
+        chooser = svc._chooser
+        assert chooser is not None and chooser.choice.measured
+        assert [m.label for m in chooser.choice.measured][0] == "fast"
+        assert any(line.startswith("precision auto: ") for line in lines), lines
+        assert svc.flows.engine_settings.precision == "exact"  # photos and videos: exact
+    finally:
+        svc.close()
+    fixed = ToonService(models=str(models_dir), webcam_precision="exact")
+    try:
+        fixed.webcam(np.full((360, 640, 3), 128, np.uint8), "anime", False, "s")
+        assert fixed._chooser is None
+    finally:
+        fixed.close()
+
+
 def test_queue_runs_one_model_call_at_a_time(service):
     require_web()
     from streamer.web.app import CONCURRENCY_ID, build_app

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TextIO
 
 from streamer.commands import prog
-from streamer.config import (LiveSettings, add_background_options, add_face_options,
-                             add_net_option, add_temporal_options, build_settings,
+from streamer.config import (LIVE_PRECISIONS, LiveSettings, add_background_options,
+                             add_face_options, add_net_option, add_temporal_options, build_settings,
                              default_help, parse_size)
 from streamer.frame import StreamInfo
 from streamer.models.ensure import add_fetch_option, ensure_models
@@ -32,12 +32,13 @@ from streamer.options import arg_type
 from streamer.report import EXIT_ERROR, EXIT_OK, CommandParser, Log, run_main
 from streamer.signals import exit_status
 from streamer.stages import Sink, Source
-from streamer.toon.engine import DEVICES, PRECISIONS
+from streamer.toon.engine import DEVICES
 from streamer.toon.stage import ring_size
 from streamer.toon.styles import StyleFlows
 
 from .controls import StdinCommands
 from .parts import LiveError, open_sinks, open_source, sink_specs
+from .precision import PrecisionChooser, engine_shapes, int8_unavailable, time_engine
 from .session import LiveSession
 from .schedule import AUTO_SIZES, FaceFirstScheduler, ScheduleSettings
 from .toon import LiveToon, style_factory, work_note, working_size
@@ -88,9 +89,11 @@ def _toon_options(p: argparse.ArgumentParser, d) -> None:
                            f"(reused, warped along the motion) to hold the camera rate "
                            f"{d('schedule')}")
     toon.add_argument("--device", choices=DEVICES, help=f"inference device {d('device')}")
-    toon.add_argument("--precision", choices=PRECISIONS,
+    toon.add_argument("--precision", choices=LIVE_PRECISIONS,
                       help=f"fast: bf16/fp16 where available; exact: fp32; int8: quantized "
-                           f"(OpenVINO, built once) {d('precision')}")
+                           f"(OpenVINO, built once); auto: the fastest of these (and the "
+                           f"light network where installed) that keeps the face, measured "
+                           f"at start and again when the load changes {d('precision')}")
     add_net_option(toon)
     toon.add_argument("--threads", type=_num("threads"), help="engine threads")
     add_fetch_option(toon)
@@ -172,31 +175,7 @@ def settings_from_args(args: argparse.Namespace, log: Log | None = None) -> Live
         preset, why = auto_preset(overrides.get("device", "auto"))
         if log is not None:
             log(f"preset: {preset} ({why}; --config to choose)")
-    s = build_settings(LiveSettings, preset, overrides)
-    if s.precision == "int8" and "precision" not in overrides:
-        # int8 from a preset, not from the user: where it cannot run (no OpenVINO on this
-        # CPU, or NNCF missing) the preset's next best is bf16/fp16, said in one line. An
-        # int8 the user asked for stays an error (toon/engine.py).
-        why_not = int8_unavailable(s.device)
-        if why_not:
-            from dataclasses import replace
-            s = replace(s, precision="fast")
-            if log is not None:
-                log(f"note: precision fast instead of the preset's int8 ({why_not})")
-    return s
-
-
-def int8_unavailable(device: str) -> str | None:
-    """Why int8 cannot run with `device` here, or None."""
-    import importlib.util
-
-    from streamer.toon.engine import auto_device
-    real = auto_device() if device == "auto" else device
-    if real != "openvino":
-        return f"int8 needs OpenVINO, the model runs on {real}"
-    if importlib.util.find_spec("nncf") is None:
-        return "int8 needs NNCF: pip install nncf"
-    return None
+    return build_settings(LiveSettings, preset, overrides)
 
 
 # --- running -------------------------------------------------------------------------------
@@ -217,7 +196,9 @@ def live_toon(s: LiveSettings, flows: StyleFlows, source: Source, out: StreamInf
               log: Log) -> LiveToon:
     """The toon callable at the working size, warmed up so the first frame is not slow.
     With faces on and `schedule: face-first`, a FaceFirstScheduler decides the background's
-    size (with `work: auto`, from model times measured here) and rate."""
+    size (with `work: auto`, from model times measured here) and rate. With `precision:
+    auto` the precision (and network) is chosen here by measurement (live/precision.py);
+    `toon.flows()` is then the chosen candidate's."""
     src = source.info
     frame_w = out.width if s.output_size else src.width
     frame_h = out.height if s.output_size else src.height
@@ -226,14 +207,24 @@ def live_toon(s: LiveSettings, flows: StyleFlows, source: Source, out: StreamInf
     note = work_note(frame_w, frame_h, work.start)
     if note:
         log(f"note: {note}")
+    scheduled = s.schedule == "face-first" and flows.face_files() is not None
+    sides = (min(AUTO_SIZES), 288) if (scheduled and work.auto) else (min(work_wh),)
+    chooser = None
+    if s.precision == "auto":
+        chooser = PrecisionChooser(flows, s.style, lambda: engine_shapes((frame_w, frame_h), sides),
+                                   int8_unavailable(s.device), log,
+                                   faces=flows.face_files() is not None)
+        flows = chooser.current
     sched = None
-    if s.schedule == "face-first" and flows.face_files() is not None:
+    if scheduled:
         sched = FaceFirstScheduler(ScheduleSettings(fps=float(out.fps), auto_size=work.auto),
                                    work_short=min(work_wh))
         sched.set_aspect(frame_w, frame_h)
-        sides = (min(AUTO_SIZES), 288) if work.auto else (min(work_wh),)
-        bg_times, head_s = startup_times(flows.engine(s.style), flows.head_engine(s.style),
-                                         (frame_w, frame_h), sides)
+        if chooser is not None:  # measured already, side by side with the other candidates
+            bg_times, head_s = dict(chooser.chosen.bg_s), chooser.chosen.head_s
+        else:
+            bg_times, head_s = startup_times(flows.engine(s.style), flows.head_engine(s.style),
+                                             (frame_w, frame_h), sides)
         chosen = sched.calibrate(bg_times, head_s)
         if work.auto:
             work_wh = working_size(frame_w, frame_h, chosen)
@@ -241,13 +232,13 @@ def live_toon(s: LiveSettings, flows: StyleFlows, source: Source, out: StreamInf
             f"; measured background {', '.join(f'{k}p {v * 1e3:.0f} ms' for k, v in bg_times.items())}"
             f", head {head_s * 1e3:.0f} ms" if work.auto else ""))
     # With auto the flow may later be given larger frames than it starts with.
-    factory = style_factory(flows, work_wh, out.fps,
+    factory = style_factory(chooser if chooser is not None else flows, work_wh, out.fps,
                             short_side=max(AUTO_SIZES) if work.auto else None)
     background = s.background_spec()
     toon = LiveToon(factory, s.style, work_wh, (out.width, out.height),
                     ring=ring_size(s.queue, 1), on_event=log, background=background,
                     segmenter=flows.segmenter() if background.needs_mask else None,
-                    schedule=sched)
+                    schedule=sched, precision=chooser)
     toon.warm_up()
     if background.needs_mask:
         # Start the segmentation model now (it compiles on first use), not on frame one.
@@ -260,29 +251,11 @@ def startup_times(bg_engine, head_engine, frame_wh: tuple[int, int], sides: tupl
                   repeat: int = 3) -> tuple[dict[int, float], float]:
     """Median seconds of a background run at each working short side in `sides` and of one
     288x288 head run, each after a warm-up run (which also compiles the shape)."""
-    import statistics
-    import time
-
-    import numpy as np
-
     from streamer.toon.faces.align import CROP_SIZE
 
-    def timed(engine, shape: tuple[int, ...]) -> float:
-        x = np.full(shape, 255, np.uint8)
-        out = np.empty_like(x)
-        engine.run(x, out)
-        runs = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            engine.run(x, out)
-            runs.append(time.perf_counter() - t)
-        return statistics.median(runs)
-
-    bg = {}
-    for side in sides:
-        w, h = working_size(*frame_wh, side)
-        bg[side] = timed(bg_engine, (1, h, w, 3))
-    return bg, timed(head_engine, (1, CROP_SIZE, CROP_SIZE, 3))
+    bg = {side: time_engine(bg_engine, shape, repeat)
+          for side, shape in engine_shapes(frame_wh, sides).items()}
+    return bg, time_engine(head_engine, (1, CROP_SIZE, CROP_SIZE, 3), repeat)
 
 
 def _write_json(path: str, data: dict) -> None:
@@ -303,8 +276,13 @@ def _stream(s: LiveSettings, flows: StyleFlows, source: Source, log: Log,
     try:
         log(f"sinks: {'; '.join(k.describe() for k in sinks)}")
         toon = live_toon(s, flows, source, out, log)
+
+        def engine_text() -> str:
+            return (toon.precision or flows).describe(toon.style)
+
         log(f"toon: {s.style} at {toon.work_w}x{toon.work_h} -> {out.width}x{out.height} @ "
-            f"{out.fps:g} fps, {flows.describe(s.style)}, {flows.describe_net()}; "
+            f"{out.fps:g} fps, {engine_text()}, "
+            f"{(toon.precision.current if toon.precision else flows).describe_net()}; "
             f"{flows.describe_faces()}, "
             f"{flows.describe_temporal()}; {flows.describe_background()}")
         commands = None
@@ -316,7 +294,7 @@ def _stream(s: LiveSettings, flows: StyleFlows, source: Source, log: Log,
         session = LiveSession(source, sinks, toon, styles=styles, queue=s.queue,
                               status_every=s.status_every, seconds=s.seconds,
                               describe=lambda: "; ".join(filter(None, (
-                                  flows.describe(toon.style), toon.schedule_text()))),
+                                  engine_text(), toon.schedule_text()))),
                               commands=commands, log=log)
     except BaseException:
         for sink in sinks:
@@ -330,7 +308,9 @@ def _stream(s: LiveSettings, flows: StyleFlows, source: Source, log: Log,
     result.update({"source": source.describe(), "sinks": session.sink.describe(),
                    "work_size": [toon.work_w, toon.work_h],
                    "output_size": [out.width, out.height], "fps_target": out.fps,
-                   "engine": flows.describe(toon.style), "platform": platform.platform()})
+                   "engine": engine_text(), "platform": platform.platform()})
+    if toon.precision is not None:
+        result["precision_auto"] = toon.precision.choice.stats()
     if toon.schedule is not None:
         result["schedule"] = {**toon.schedule.stats(), "bg_reused": toon.bg_reused,
                               "work_size_now": [toon.work_w, toon.work_h]}

@@ -40,6 +40,7 @@ class StyleSwitcher:
         self._wanted: str | None = None
         self._loader: threading.Thread | None = None
         self._loader_running = False  # under _lock: a loader will still look at _wanted
+        self._rebuild = False  # under _lock: the current style is being built again
         self.loading: str | None = None
         self.switches: list[dict] = []
         self.errors: list[str] = []
@@ -60,6 +61,20 @@ class StyleSwitcher:
                                                 daemon=True)
                 self._loader.start()
 
+    def rebuild(self) -> None:
+        """Build the current style again through the factory, whose engines changed (a
+        precision move, live/precision.py), and swap it in when it is warm; the cached
+        chains of the old engines are dropped. Returns at once."""
+        with self._lock:
+            self._cache.clear()
+            self._rebuild = True
+            self._wanted = self.style
+            if not self._loader_running:
+                self._loader_running = True
+                self._loader = threading.Thread(target=self._load, name="toonstream-style",
+                                                daemon=True)
+                self._loader.start()
+
     def _swap(self, style: str, chain: Link, load_s: float) -> None:
         previous = self.style
         self.active = chain
@@ -68,6 +83,10 @@ class StyleSwitcher:
         self._cache.move_to_end(style)
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
+        if previous == style:  # a rebuild, not a switch
+            if self.on_event:
+                self.on_event(f"style: {style} rebuilt on the new engines in {load_s:.1f} s")
+            return
         self.switches.append({"from": previous, "to": style, "load_s": round(load_s, 3),
                               "at_call": self._calls()})
         if self.on_event:
@@ -83,7 +102,7 @@ class StyleSwitcher:
                     self._loader_running = False
                     return
                 self.loading = style
-                cached = self._cache.get(style)
+                cached = None if self._rebuild else self._cache.get(style)
             t0 = time.perf_counter()
             try:
                 chain = cached if cached is not None else self.factory(style)
@@ -99,7 +118,8 @@ class StyleSwitcher:
             with self._lock:
                 if self._wanted is None or self._wanted == style:
                     self._wanted = None
-                    if style != self.style:
+                    if style != self.style or self._rebuild:
+                        self._rebuild = False
                         self._swap(style, chain, time.perf_counter() - t0)
                 else:
                     self._cache[style] = chain  # superseded: keep it for later

@@ -17,9 +17,10 @@ Style switching (live/switch.py) never stops the stream and never blocks the too
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections import deque
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -33,6 +34,9 @@ from .reuse import BackgroundReuse, WorkSizeChange
 from .schedule import FaceFirstScheduler
 from .switch import StyleSwitcher
 from .treatment import LiveTreatment
+
+if TYPE_CHECKING:
+    from .precision import PrecisionChooser
 
 
 def style_factory(flows, work_wh: tuple[int, int], fps: float = 30.0,
@@ -91,10 +95,13 @@ class LiveToon:
                  cache_size: int = 3, on_event: Callable[[str], None] | None = None,
                  initial: Link | None = None, background: Background = Background(),
                  segmenter: PersonSegmenter | None = None,
-                 schedule: FaceFirstScheduler | None = None):
+                 schedule: FaceFirstScheduler | None = None,
+                 precision: PrecisionChooser | None = None):
         """`background`/`segmenter`: the background treatment, applied at the output size
         with the person mask of the camera frame (None: keep). `schedule`: face-first
-        scheduling of the background (live/schedule.py), with a face layer only."""
+        scheduling of the background (live/schedule.py), with a face layer only.
+        `precision`: `--precision auto`'s chooser (live/precision.py), measured again on a
+        working-size change (the load changed), in a thread of its own."""
         self.work_w, self.work_h = work_wh
         self.out_w, self.out_h = out_wh
         self.on_event = on_event
@@ -107,6 +114,8 @@ class LiveToon:
         self.schedule = schedule
         self._reuse = BackgroundReuse(schedule) if schedule is not None else None
         self._resize = WorkSizeChange()
+        self.precision = precision
+        self._remeasure: threading.Thread | None = None
         self.model_s: deque = deque(maxlen=2048)  # seconds per stylise call (work size)
         self.calls = 0
         self.faces_pasted = 0  # head crops pasted, over all styles
@@ -237,6 +246,27 @@ class LiveToon:
         if self.on_event and target != old:
             self.on_event(f"work size: {old[0]}x{old[1]} -> {target[0]}x{target[1]} "
                           f"({self.schedule.describe() if self.schedule else ''})")
+        if self.precision is not None and target != old:
+            self._start_remeasure()
+
+    def _start_remeasure(self) -> None:
+        """The load changed: measure the precision candidates again off the toon thread,
+        and rebuild the style on the new engines if the choice moves."""
+        if self._remeasure is not None and self._remeasure.is_alive():
+            return
+        chooser, style = self.precision, self.style
+
+        def run() -> None:
+            try:
+                if chooser.remeasure(style):
+                    self.styles.rebuild()
+            except Exception as exc:  # noqa: BLE001 - keep streaming on the current engines
+                if self.on_event:
+                    self.on_event(f"precision auto: measuring again failed, keeping "
+                                  f"{chooser.choice.label}: {' '.join(str(exc).split())}")
+
+        self._remeasure = threading.Thread(target=run, name="toonstream-precision", daemon=True)
+        self._remeasure.start()
 
     def wait_resize(self, timeout: float = 30.0) -> None:
         """Wait until a working-size change being warmed up is ready (tests)."""
@@ -246,6 +276,8 @@ class LiveToon:
         """Wait for a style still loading and a working size still warming up, at the end
         of a run: their threads are daemons, and Python exiting while one of them is inside
         a model build or call aborts the process (exit 134) instead of exiting cleanly."""
+        if self._remeasure is not None:
+            self._remeasure.join(timeout)
         self.styles.wait_idle(timeout)
         self._resize.wait(timeout)
 

@@ -20,8 +20,8 @@ from .download import DownloadOptions
 from .errors import BadModelFile, ModelNotInstalled, UnknownModel
 from .install import ImportResult, Installer
 from .inventory import Check, Entry, entries, verify
-from .layout import (ASSET_NAMES, PRECISIONS, SEG_DIR, SEG_VARIANTS, find_tflite, store_command,
-                     style_file)
+from .layout import (ASSET_NAMES, PRECISIONS, SEG_DIR, SEG_VARIANTS, find_tflite, onnx_name,
+                     store_command, style_file)
 from .paths import fallback_cache_dir, is_writable_dir, resolve_store_root
 from .personal import PersonalStyleMethods, personal_onnx, personal_source, personal_weights
 from .records import InstallRecords
@@ -149,6 +149,13 @@ class Store(PersonalStyleMethods):
         say = self.notify or (lambda line: print(line, file=sys.stderr, flush=True))
         return int8_onnx(self.onnx_dir, style, part, src, built, self.calibration_source,
                          self.calibration_frames, say)
+
+    def int8_built(self, style: str, part: str = "bg") -> bool:
+        """Whether the style part's int8 model is already built (nothing is built here: a
+        build takes about a minute, see `onnx_model_path`)."""
+        if part == "h" and style in self.catalog.styles and self.source_for(style, "h") is None:
+            part = "bg"
+        return (self.onnx_dir / onnx_name(style, part, "int8")).is_file()
 
     def weights(self, style: str, part: str = "bg"):
         """The style part's generator weights (a DctNetWeights) for engines that build the

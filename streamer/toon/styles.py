@@ -14,7 +14,7 @@ missing).
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -96,13 +96,29 @@ class StyleFlows:
                       store: Store | None = None) -> StyleFlows:
         """From an app's settings (VideoSettings, LiveSettings: models, device, precision,
         threads, the face and the temporal settings, and the network: official or mobile)."""
+        # precision auto (live): the candidates are variants of this one (live/precision.py)
+        precision = "fast" if settings.precision == "auto" else settings.precision
         return cls(store if store is not None else open_store(settings.models),
-                   EngineSettings(device=settings.device, precision=settings.precision,
+                   EngineSettings(device=settings.device, precision=precision,
                                   threads=settings.threads),
                    faces=settings.faces, tracker=settings.tracker_settings(),
                    temporal=settings.temporal_settings(), log=log,
                    background=settings.background_spec(), seg_model=settings.seg_model,
                    net=getattr(settings, "net", "official"))
+
+    def variant(self, *, precision: str | None = None, net: str | None = None) -> StyleFlows:
+        """The same store, faces, tracker, temporal step and background with another engine
+        precision or network, and engines of its own (none started): the candidates that
+        `--precision auto` measures (streamer/live/precision.py)."""
+        other = StyleFlows(self.store, replace(self.engine_settings,
+                                               precision=precision or self.engine_settings.precision),
+                           faces=self.faces_mode, tracker=self.tracker,
+                           detect_side=self.detect_side, temporal=self.temporal, log=self._log,
+                           background=self.background, seg_model=self.seg_model,
+                           net=net or self.net)
+        other._files, other._files_known = self._files, self._files_known
+        other._seg = self._seg  # the person mask does not depend on the toon precision
+        return other
 
     # --- what is installed --------------------------------------------------------------
 

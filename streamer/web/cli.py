@@ -81,7 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="inference device (default auto)")
     p.add_argument("--precision", choices=("exact", "fast"), default="exact",
-                   help="exact: fp32, what run_video writes by default; fast: bf16/fp16")
+                   help="photos and videos: exact: fp32, what run_video writes by default; "
+                        "fast: bf16/fp16")
+    p.add_argument("--webcam-precision", choices=("auto", "exact", "fast", "int8"),
+                   default="auto",
+                   help="the webcam's: auto (default) measures fast, int8 where built and "
+                        "the light network where installed at the first webcam frame, and "
+                        "takes the fastest that keeps the face")
     add_net_option(p, default="official")
     p.add_argument("--threads", type=THREADS.arg(), help="engine threads")
     p.add_argument("--live-size", type=SHORT_SIDE.arg(), default=LIVE_SHORT_SIDE, metavar="PX",
@@ -120,6 +126,7 @@ def main(argv: list[str] | None = None, log: Log | None = None) -> int:
     try:
         service = ToonService(
             models=args.models, device=args.device, precision=args.precision,
+            webcam_precision=args.webcam_precision,
             threads=args.threads, live_size=args.live_size, net=args.net,
             limits=Limits(max_file_size=args.max_file_size,
                           max_video_seconds=args.max_video_seconds),

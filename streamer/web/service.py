@@ -81,12 +81,15 @@ class ToonService:
     """The model side of the page; see the module docstring."""
 
     def __init__(self, *, models: str | None = None, device: str = "auto",
-                 precision: str = "exact", threads: int | None = None, net: str = "official",
+                 precision: str = "exact", webcam_precision: str = "auto",
+                 threads: int | None = None, net: str = "official",
                  live_size: int = LIVE_SHORT_SIDE, limits: Limits = Limits(),
                  log: Log | None = None, keep_s: float = 900.0,
                  face_options: Mapping[str, Any] | None = None, background: str = "keep"):
         """`face_options`: FaceSettings fields (max_faces, detect_every, smooth_cutoff ...)
-        as run_video takes them; photos, videos and the webcam all follow them."""
+        as run_video takes them; photos, videos and the webcam all follow them.
+        `webcam_precision`: the webcam's own (auto: chosen by measurement at its first
+        frame, live/precision.py); photos and videos keep `precision`."""
         self.log = log or Log()
         self.limits = limits
         self.live_size = live_size
@@ -98,6 +101,13 @@ class ToonService:
             "precision": precision, "threads": threads, "net": net, "overwrite": True,
             "progress": False})
         self.flows = StyleFlows.from_settings(self.base, self.log)
+        if webcam_precision not in ("auto", "exact", "fast", "int8"):
+            raise WebError(f"unknown webcam precision {webcam_precision!r}; choose auto, "
+                           f"exact, fast or int8")
+        self.webcam_precision = webcam_precision
+        self._webcam_flows = (self.flows if webcam_precision in ("auto", precision)
+                              else self.flows.variant(precision=webcam_precision))
+        self._chooser = None  # precision auto's, made at the first webcam frame
         self.store = self.flows.store
         self.styles = self.flows.installed_styles()
         if not self.styles and net == "mobile":
@@ -289,7 +299,8 @@ class ToonService:
         work_wh = working_size(w, h, self.live_size)
         # FaceAwareFlow with faces on, whose heads LiveToon pastes at the frame's own size;
         # the background treatment is LiveToon's own last step.
-        factory = style_factory(self.flows, work_wh, faces=faces, temporal=temporal)
+        factory = style_factory(self._webcam_choice(style, faces, work_wh), work_wh,
+                                faces=faces, temporal=temporal)
         toon = LiveToon(factory, style, work_wh, (w, h), ring=2, cache_size=1,
                         initial=factory(style), background=spec,
                         segmenter=self.flows.segmenter() if spec.needs_mask else None)
@@ -297,6 +308,25 @@ class ToonService:
         while len(self._live) > 8:  # browser sessions that went away
             self._live.popitem(last=False)
         return toon
+
+    def _webcam_choice(self, style: str, faces: bool, work_wh: tuple[int, int]):
+        """What the webcam's styles are built with: the chooser of `--webcam-precision
+        auto` (measured once, at the first webcam frame, at the webcam's working size),
+        else the flows of the precision given."""
+        if self.webcam_precision != "auto" or self.net == "mobile":
+            return self._webcam_flows
+        if self._chooser is None:
+            from streamer.live.precision import PrecisionChooser, int8_unavailable
+
+            w, h = work_wh
+            self._chooser = PrecisionChooser(
+                self.flows.variant(precision="fast"), style, lambda: {min(w, h): (1, h, w, 3)},
+                int8_unavailable(self.base.device), self.log, faces=faces)
+        return self._chooser
+
+    @property
+    def net(self) -> str:
+        return self.flows.net
 
     def webcam(self, rgb: np.ndarray | None, style: str, faces: bool = False,
                session: str = "", background: str | None = None,
