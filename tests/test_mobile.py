@@ -450,3 +450,23 @@ def test_distilling_brings_the_student_to_its_teacher(tmp_path, models_dir, medi
     before, after = np.abs(start - want).mean(), np.abs(end - want).mean()
     assert after < 0.4 * before and after < 30, (before, after)
     assert end.std() > 0.5 * want.std(), (end.std(), want.std())
+
+
+def test_precision_auto_measures_an_installed_light_network_and_keeps_the_face_bound(distilled):
+    """A student that holds the style is a candidate of `--precision auto`; this one, six
+    steps old, cannot draw a face, so it is measured and left for the official model."""
+    from streamer.live.precision import FACE_SSIM, Measured, PrecisionChooser, engine_shapes
+    from streamer.toon.engine import EngineSettings
+    from streamer.toon.styles import StyleFlows
+
+    store, _, _ = distilled
+    lines: list[str] = []
+    flows = StyleFlows(store, EngineSettings(device="openvino", precision="fast"), faces="off")
+    chooser = PrecisionChooser(flows, "3d", lambda: engine_shapes((320, 180), (64,)),
+                               "not here", lines.append, faces=False)
+    measured = {m.label: m for m in chooser.choice.measured}
+    assert set(measured) == {"fast", "mobile"}
+    assert measured["mobile"].face_ssim < FACE_SSIM <= measured["fast"].face_ssim
+    assert chooser.choice.label == "fast" and "mobile below the face bound" in chooser.choice.reason
+    assert chooser.flows_for("3d").net == "official"
+    assert min((m for m in measured.values() if m.ok), key=Measured.frame_s).label == "fast"
