@@ -4,7 +4,8 @@ live settings side by side:
 
   A. faces off, working size 144, bf16            (the old live-cpu preset)
   B. faces on, working size 144, bf16, no scheduler
-  C. faces on, int8, face-first scheduler, work auto (the live-cpu preset now)
+  C. faces on, precision auto, face-first scheduler, work auto (the live-cpu preset now;
+     the chosen precision and every candidate's times are printed)
 
 For each: output fps / camera fps, capture-to-output latency p95 against its goal (1.5 frame
 intervals plus the per-frame model time, the median toon call in the same run), memory at
@@ -43,8 +44,8 @@ STYLES = load_catalog().styles  # the official seven, from the catalog
 VARIANTS = (
     ("A faces off 144 bf16", dict(faces="off", work="144", precision="fast", schedule="off")),
     ("B faces on 144 bf16", dict(faces="on", work="144", precision="fast", schedule="off")),
-    ("C faces on int8 face-first auto", dict(faces="on", work="auto", precision="int8",
-                                             schedule="face-first")),
+    ("C faces on auto-prec face-first auto", dict(faces="on", work="auto",
+                                                  precision="auto", schedule="face-first")),
 )
 
 
@@ -165,7 +166,9 @@ def run_variant(label: str, base: LiveSettings, clip: list[np.ndarray], cam_wh, 
     return {"label": label, "fps": fps, "fps_ratio": round(result["fps_out"] / fps, 3),
             "fps_out": result["fps_out"], "p95_ms": result["latency_ms"]["p95"],
             "goal_p95_ms": round(model_ms + 1.5 * interval, 1), "model_ms": model_ms,
-            "rss_mb": [round(rss_settled) if rss_settled is not None else -1, round(rss_end)], "engine": flows.describe(s.style),
+            "rss_mb": [round(rss_settled) if rss_settled is not None else -1, round(rss_end)],
+            "engine": (toon.precision or flows).describe(s.style),
+            "precision_auto": toon.precision.choice.stats() if toon.precision else None,
             "schedule": sched, "bg_reused": toon.bg_reused, "notes": lines,
             "kept": sink.kept}
 
@@ -268,6 +271,12 @@ def compare(base: LiveSettings, clip_path: str, cam_wh: tuple[int, int], seconds
                 f"{sc['bg_every']} ({sc['bg_runs']} runs, {r['bg_reused']} reused), "
                 f"head {sc['head_ms']} ms/face, bg {sc['bg_ms']} ms, size changes "
                 f"{[(c['from'], c['to']) for c in sc['size_changes']]}; {r['engine']}")
+        if r.get("precision_auto"):
+            pa = r["precision_auto"]
+            log(f"{'':<33} precision auto: {pa['chosen']} ({pa['reason']}); " + "; ".join(
+                f"{m['candidate']} ({m['precision']}) head {m['head_ms']} ms, bg "
+                f"{m['bg_ms']} ms, face SSIM {m['face_ssim']}" for m in pa["measured"])
+                + (f"; moves {[(c['from'], c['to']) for c in pa['changes']]}" if pa["changes"] else ""))
     log("goals (issue 13): out/cam >= 0.95; p95 <= goal (1.5 intervals + the median toon "
         "call in the run); face SSIM >= 0.9 and face |d| <= 6 against the official output; "
         "identity: live within 0.05 of official")
