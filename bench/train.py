@@ -1,7 +1,8 @@
 """Personal styles: does a short training run move an official style towards another one?
 
-    python -m bench.train [--models DIR] [--base anime] [--target sketch] [--steps 300]
-                          [--size 128] [--ablation] [--out DIR]
+    python -m bench.train [--models DIR] [--base anime] [--target 3d] [--steps 300]
+                          [--size 128] [--ablation] [--out DIR] [--parts auto|bg|h]
+                          [--lr 2e-3] [--batch 2] [--loss NAME=WEIGHT ...]
 
 The setup (issue 25's): the exemplars are the TARGET official style's own outputs on frames
 of one shared clip; the content photos are other frames of the clips; the adapters start
@@ -113,11 +114,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=os.environ.get("TOONSTREAM_MODELS"))
     ap.add_argument("--base", default="anime")
-    ap.add_argument("--target", default="sketch")
+    # A colour style: sketch (grey) is the case the cycle loss holds back, see README
+    ap.add_argument("--target", default="3d")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--exemplars", type=int, default=24, help="target-style exemplars made")
+    ap.add_argument("--lr", type=float, default=TrainRequest.lr, help="the adapters' learning rate")
+    ap.add_argument("--batch", type=int, default=TrainRequest.batch)
+    ap.add_argument("--parts", default="auto", choices=("auto", "bg", "h"))
+    ap.add_argument("--loss", action="append", default=[], metavar="NAME=WEIGHT",
+                    help="a loss weight other than the default (repeatable)")
     ap.add_argument("--ablation", action="store_true", help="also each loss off in turn")
     ap.add_argument("--out", type=Path, default=None, help="keep working folders here")
     a = ap.parse_args(argv)
@@ -178,18 +185,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{a.base} -> {a.target}: {a.exemplars} exemplars, {len(list((tmp / 'photos').iterdir()))} "
           f"photos, {len(held)} held-out frames, {len(held_faces)} held-out faces; "
           f"{a.steps} steps at {a.size} px, rank {a.rank}")
-    runs = [("all losses", LossWeights())]
+    base_w = LossWeights(**{k: float(v) for k, v in (x.split("=", 1) for x in a.loss)})
+    runs = [("all losses", base_w)]
     if a.ablation:
         for f in dataclasses.fields(LossWeights):
             if f.name != "l1":
-                runs.append((f"no {f.name}", dataclasses.replace(LossWeights(), **{f.name: 0.0})))
+                runs.append((f"no {f.name}", dataclasses.replace(base_w, **{f.name: 0.0})))
     log = Log()
     rows = []
     for label, weights in runs:
         work = tmp / label.replace(" ", "-")
         req = TrainRequest(name="bench", base=a.base, exemplars=tmp / "exemplars",
                            photos=[tmp / "photos"], steps=a.steps, rank=a.rank, size=a.size,
-                           losses=weights, workdir=work, preview_every=max(1, a.steps // 4),
+                           lr=a.lr, batch=a.batch, parts=a.parts, losses=weights, workdir=work, preview_every=max(1, a.steps // 4),
                            install=False, progress=False)
         t0 = time.perf_counter()
         outcome = run_training(store, req, lambda line: None)
