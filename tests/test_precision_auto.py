@@ -102,6 +102,15 @@ def test_auto_times_fast_and_the_built_int8_and_takes_the_faster_that_keeps_the_
     assert chooser.choice.label == min(ok, key=Measured.frame_s).label
     assert chooser.current.describe("anime") != "not started"  # its engines are kept
     assert any(line.startswith("precision auto: ") and "int8" in line for line in lines)
+    # Measured again on engines of their own while the current ones keep running.
+    before, old = chooser.current, chooser.choice.label
+    before_engine = before.head_engine("anime")
+    moved = chooser.remeasure("anime")
+    assert {m.label for m in chooser.choice.measured} == {"fast", "int8"}
+    if moved:  # the new choice's engines are the ones just measured, not the running ones
+        assert chooser.choice.history[-1]["from"] == old and chooser.current is not before
+    else:
+        assert chooser.current is before and before.head_engine("anime") is before_engine
     # A style whose int8 model is not built runs on fast whatever the choice.
     chooser.choice.label = "int8"
     assert chooser.flows_for("3d") is dict(chooser.pool)["fast"]
@@ -199,3 +208,7 @@ def test_a_working_size_change_measures_again_off_the_toon_thread(models_dir):
     assert moved.wait(10)
     toon.settle()
     assert seen == ["toonstream-precision"] and rebuilt == [True]
+    toon._resize._ready = (64, 36)  # a second change soon after: not measured again
+    toon._apply_resize()
+    toon.settle()
+    assert seen == ["toonstream-precision"]

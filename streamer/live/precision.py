@@ -276,10 +276,13 @@ class PrecisionChooser:
         self.pool = [(k, f if k == label else f.variant()) for k, f in self.pool]
 
     def remeasure(self, style: str) -> bool:
-        """Measure again (the load changed); True when the choice moved."""
+        """Measure again (the load changed); True when the choice moved. Every candidate
+        is measured on engines of its own: the toon thread keeps running the current ones
+        meanwhile (an engine's infer request serves one thread at a time)."""
         if len(self.pool) < 2:
             return False
-        measured = measure(self.pool, style, self._shapes(), self.probe, self.reference,
+        fresh = [(k, f.variant()) for k, f in self.pool]
+        measured = measure(fresh, style, self._shapes(), self.probe, self.reference,
                            rounds=1, faces=self._faces)
         label, reason = pick(measured, current=self.choice.label)
         old = self.choice.label
@@ -287,8 +290,10 @@ class PrecisionChooser:
         if label != old:
             self.choice.history.append({"from": old, "to": label, "at": time.time(),
                                         "reason": reason})
+            # The new choice's measured engines are warm and used by no one yet.
+            self.pool = [(k, dict(fresh)[k] if k == label else f.variant())
+                         for k, f in self.pool]
             self.choice.label = label
-        self._keep_only(label)
         self._log(self.choice.describe())
         return label != old
 

@@ -38,6 +38,10 @@ from .treatment import LiveTreatment
 if TYPE_CHECKING:
     from .precision import PrecisionChooser
 
+# The least time between two measurings of `--precision auto`'s candidates (each compiles
+# and times every candidate once: seconds of CPU).
+REMEASURE_EVERY_S = 30.0
+
 
 def style_factory(flows, work_wh: tuple[int, int], fps: float = 30.0,
                   short_side: int | None = None, *, faces: bool | None = None,
@@ -116,6 +120,7 @@ class LiveToon:
         self._resize = WorkSizeChange()
         self.precision = precision
         self._remeasure: threading.Thread | None = None
+        self._remeasured_at = -REMEASURE_EVERY_S
         self.model_s: deque = deque(maxlen=2048)  # seconds per stylise call (work size)
         self.calls = 0
         self.faces_pasted = 0  # head crops pasted, over all styles
@@ -254,6 +259,9 @@ class LiveToon:
         and rebuild the style on the new engines if the choice moves."""
         if self._remeasure is not None and self._remeasure.is_alive():
             return
+        if time.monotonic() - self._remeasured_at < REMEASURE_EVERY_S:
+            return  # a load that flaps must not make the measuring a load of its own
+        self._remeasured_at = time.monotonic()
         chooser, style = self.precision, self.style
 
         def run() -> None:
