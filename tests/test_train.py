@@ -265,3 +265,24 @@ def test_ctrl_c_on_the_command_saves_and_resume_finishes(store_copy, exemplars, 
     assert done.returncode == 0, done.stderr
     assert "resuming at step" in done.stderr
     assert int(load_adapter(store_copy / "personal" / "mine.safetensors").meta["steps"]) >= 3
+
+
+def test_ctrl_c_before_the_first_step_says_there_is_nothing_to_resume(store_copy, exemplars,
+                                                                      media_dir, tmp_path,
+                                                                      monkeypatch):
+    from streamer.models import Store
+    from streamer.train import run as train_run
+    from streamer.train.personal import PersonalStyleTask
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PersonalStyleTask, "choose_precision", interrupted)
+    lines: list[str] = []
+    req = train_run.TrainRequest(name="mine", base="anime", exemplars=exemplars,
+                                 photos=[media_dir / "luciano.png"], steps=2, size=32,
+                                 batch=1, parts="bg", workdir=tmp_path / "work")
+    with pytest.raises(KeyboardInterrupt):
+        train_run.run_training(Store(store_copy), req, lines.append)
+    assert lines[-1].startswith("stopped before the first step: nothing was trained")
+    assert not (tmp_path / "work" / "checkpoint.pt").exists()

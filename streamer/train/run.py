@@ -88,7 +88,10 @@ def _embedder(device: str):
     return net
 
 
-def run_training(store, req: TrainRequest, log) -> TrainOutcome:
+def _prepare(store, req: TrainRequest, log
+             ) -> tuple[PersonalStyleTask, list[str], list[str], str]:
+    """The task, ready for its first step: media read, faces aligned, networks built, the
+    precision measured."""
     store.catalog.style(req.base)  # an unknown base style lists the styles
     _refuse_existing(store, req)
     notes: list[str] = []
@@ -129,6 +132,19 @@ def run_training(store, req: TrainRequest, log) -> TrainOutcome:
     log(f"train: {req.name} from {req.base}: {len(exemplars)} exemplars, {len(photos)} photos "
         f"and frames; parts {', '.join(parts)}; {req.steps} steps at {req.size} px, rank "
         f"{req.rank}; losses {req.losses.describe()}; {precision}; working folder {req.workdir}")
+    return task, list(parts), notes, precision
+
+
+def run_training(store, req: TrainRequest, log) -> TrainOutcome:
+    try:
+        task, parts, notes, precision = _prepare(store, req, log)
+    except KeyboardInterrupt:
+        # Reading the media, aligning faces and timing the precision come before any step.
+        log(f"stopped before training went on: the checkpoint in {req.workdir} is as it was; "
+            f"continue with --resume" if req.resume else
+            "stopped before the first step: nothing was trained, so there is no checkpoint; "
+            "run the same command again")
+        raise
     trainer = Trainer(task, req.steps, req.workdir, preview_every=req.preview_every,
                       progress=req.progress, log=log)
     try:
