@@ -210,7 +210,8 @@ def live_toon(s: LiveSettings, flows: StyleFlows, source: Source, out: StreamInf
     scheduled = s.schedule == "face-first" and flows.face_files() is not None
     sides = (min(AUTO_SIZES), 288) if (scheduled and work.auto) else (min(work_wh),)
     chooser = None
-    if s.precision == "auto":
+    # --net mobile names its network: auto runs it at the fast precision, nothing to choose
+    if s.precision == "auto" and s.net == "official":
         chooser = PrecisionChooser(flows, s.style, lambda: engine_shapes((frame_w, frame_h), sides),
                                    int8_unavailable(s.device), log,
                                    faces=flows.face_files() is not None)

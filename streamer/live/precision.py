@@ -223,9 +223,9 @@ def pick(measured: list[Measured], current: str | None = None) -> tuple[str, str
 
 
 class PrecisionChooser:
-    """The candidates' flows and the one in use. `current` is what the live factory builds
-    styles with; `remeasure()` runs in the switcher's loader thread, never on the toon
-    thread."""
+    """The candidates' flows and the one in use. `flow()` is what the live factory builds
+    styles with; `remeasure()` runs on a thread of its own (LiveToon starts it), never on
+    the toon thread."""
 
     def __init__(self, flows: StyleFlows, style: str, shapes: Callable[[], dict[int, tuple]],
                  why_not_int8: str | None, log: Callable[[str], None], *, faces: bool = True):
