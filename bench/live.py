@@ -4,6 +4,7 @@ resize, model, upscale to the output size, fan-out sink) to the null sink.
     python -m bench.live [--models DIR] [--seconds 60] [--work 144,224] [--fps 30]
                          [--camera-size 1280x720] [--device auto] [--precision fast]
                          [--faces off|on] [--source CLIP] [--background keep,transparent]
+                         [--net official|mobile]
 
 `--background keep,transparent` runs each working size once per background: with a mask
 the table adds the segmentation cost (model and smoothing, on the camera frame) as a
@@ -111,7 +112,12 @@ def run_one(settings: LiveSettings, cam_w: int, cam_h: int, fps: float, work, se
         threading.Timer(seconds, src.stop).start()
     session = LiveSession(src, [NullSink()], toon, styles=STYLES, status_every=0,
                           log=lambda line: None)
+    calls_before = toon.calls
     result, rss_settled, rss_end = run_with_memory(session, seconds)
+    # The toon thread's busy share: its stylise calls (background model, heads, paste, the
+    # temporal step) over the run's wall time; the frame resizes and a mask are not in it.
+    calls = toon.calls - calls_before
+    busy = sum(list(toon.model_s)[-calls:]) / result["seconds"] if calls else 0.0
     model_after = bare_model_ms(bare,
                                 *work_wh, runs, img)
     if seg is not None:
@@ -137,6 +143,7 @@ def run_one(settings: LiveSettings, cam_w: int, cam_h: int, fps: float, work, se
         "rss_mb_settled": round(rss_settled, 1) if rss_settled is not None else None,
         "rss_mb_end": round(rss_end, 1),
         "seconds": result["seconds"],
+        "toon_busy": round(busy, 3),
         "faces_pasted": result["faces_pasted"],
         "faces": flows.describe_faces(),
         "background": str(bg),
@@ -174,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="fast")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--style", default="anime")
+    p.add_argument("--net", default="official", choices=("official", "mobile"),
+                   help="mobile: the installed light network that holds --style")
     p.add_argument("--runs", type=int, default=30, help="bare model runs before and after")
     p.add_argument("--faces", default="off", choices=("auto", "on", "off"),
                    help="face-aware flow (default off, as the live-cpu preset)")
@@ -205,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         return _compare(a)
     settings = LiveSettings(models=a.models, device=a.device, precision=a.precision,
                             threads=a.threads, style=a.style, sinks=("null",), faces=a.faces,
-                            temporal=a.temporal)
+                            temporal=a.temporal, net=a.net)
     cam_w, cam_h = parse_size(a.camera_size, "camera-size")
     if a.source:
         cam_h, cam_w = _first_frame(a.source).shape[:2]
@@ -225,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {r['work']} {r['background']} done: {r['engine']}; {r['faces']}, "
                   f"{r['faces_pasted']} pasted" + (f"; mask {r['seg_model']}"
                                                    if r["seg_model"] else "")
+                  + f"; toon thread {100 * r['toon_busy']:.0f}% busy"
                   + f"; {r['temporal']}"
                   + (f": {r['temporal_ms']} ms/frame = "
                      f"{100 * r['temporal_ms'] / r['model_ms']:.1f}% of the bare stylise "
