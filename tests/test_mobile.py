@@ -40,17 +40,22 @@ def make_store(root: Path, models_dir: Path) -> Store:
     return store
 
 
+def tiny_photos(folder: Path, media_dir: Path) -> Path:
+    """Three tiny photos of one face (flipped and resized): enough for a few steps."""
+    folder.mkdir()
+    img = cv2.imread(str(media_dir / "luciano.png"))
+    cv2.imwrite(str(folder / "a.png"), cv2.resize(img, (96, 96), interpolation=cv2.INTER_AREA))
+    cv2.imwrite(str(folder / "b.png"), cv2.resize(img[:, ::-1], (80, 96)))
+    cv2.imwrite(str(folder / "c.png"), cv2.resize(img[::-1], (96, 72)))
+    return folder
+
+
 @pytest.fixture(scope="module")
 def distilled(tmp_path_factory, models_dir, media_dir):
     """A student of 3d and handdrawn, distilled 6 steps on two tiny photos, installed."""
     tmp = tmp_path_factory.mktemp("mobile")
     store = make_store(tmp / "store", models_dir)
-    photos = tmp / "photos"
-    photos.mkdir()
-    img = cv2.imread(str(media_dir / "luciano.png"))
-    cv2.imwrite(str(photos / "a.png"), cv2.resize(img, (96, 96), interpolation=cv2.INTER_AREA))
-    cv2.imwrite(str(photos / "b.png"), cv2.resize(img[:, ::-1], (80, 96)))
-    cv2.imwrite(str(photos / "c.png"), cv2.resize(img[::-1], (96, 72)))
+    photos = tiny_photos(tmp / "photos", media_dir)
     req = DistillRequest(["3d", "handdrawn"], [photos], steps=6, size=32, batch=2,
                          preview_every=3, workdir=tmp / "work", heads=False)
     out = run_distill(store, req, lambda line: None)
@@ -430,16 +435,12 @@ def test_distilling_brings_the_student_to_its_teacher(tmp_path, models_dir, medi
     from streamer.train.mobile_net import MobileNet
 
     store = make_store(tmp_path / "store", models_dir)
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    img = cv2.imread(str(media_dir / "luciano.png"))
-    cv2.imwrite(str(photos / "a.png"), cv2.resize(img, (96, 96), interpolation=cv2.INTER_AREA))
-    cv2.imwrite(str(photos / "b.png"), cv2.resize(img[:, ::-1], (80, 96)))
-    cv2.imwrite(str(photos / "c.png"), cv2.resize(img[::-1], (96, 72)))
+    photos = tiny_photos(tmp_path / "photos", media_dir)
     req = DistillRequest(["3d"], [photos], steps=40, size=32, batch=2, preview_every=0,
                          workdir=tmp_path / "work", heads=False, install=False)
     out = run_distill(store, req, lambda line: None)
 
+    img = cv2.imread(str(media_dir / "luciano.png"))
     x = torch.from_numpy(cv2.resize(img, (64, 64), interpolation=cv2.INTER_AREA)[None].copy())
     code = torch.tensor([1.0])
     with torch.no_grad():

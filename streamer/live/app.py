@@ -207,14 +207,14 @@ def live_toon(s: LiveSettings, flows: StyleFlows, source: Source, out: StreamInf
     note = work_note(frame_w, frame_h, work.start)
     if note:
         log(f"note: {note}")
-    scheduled = s.schedule == "face-first" and flows.face_files() is not None
+    faces = flows.face_files() is not None
+    scheduled = s.schedule == "face-first" and faces
     sides = (min(AUTO_SIZES), 288) if (scheduled and work.auto) else (min(work_wh),)
     chooser = None
     # --net mobile names its network: auto runs it at the fast precision, nothing to choose
     if s.precision == "auto" and s.net == "official":
         chooser = PrecisionChooser(flows, s.style, lambda: engine_shapes((frame_w, frame_h), sides),
-                                   int8_unavailable(s.device), log,
-                                   faces=flows.face_files() is not None)
+                                   int8_unavailable(s.device), log, faces=faces)
         flows = chooser.current
     sched = None
     if scheduled:
