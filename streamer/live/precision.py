@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from streamer.toon.faces.align import CROP_SIZE, similarity_transform, warp_crop
+from streamer.toon.styles import flows_variant
 
 if TYPE_CHECKING:
     from streamer.toon.styles import StyleFlows
@@ -135,7 +136,7 @@ def candidates(flows: StyleFlows, style: str, why_not_int8: str | None) -> tuple
         list[tuple[str, StyleFlows]], list[str]]:
     """(label, flows) for every candidate this machine and store have, and a note for each
     one left out (and why)."""
-    out = [("fast", flows.variant(precision="fast", net="official"))]
+    out = [("fast", flows_variant(flows, precision="fast", net="official"))]
     notes = []
     if why_not_int8:
         notes.append(f"int8 left out: {why_not_int8}")
@@ -144,8 +145,8 @@ def candidates(flows: StyleFlows, style: str, why_not_int8: str | None) -> tuple
                      f"`python -m streamer.models path {style} --precision int8`, "
                      f"and the head with --part h)")
     else:
-        out.append(("int8", flows.variant(precision="int8", net="official")))
-    mobile = flows.variant(precision="fast", net="mobile")
+        out.append(("int8", flows_variant(flows, precision="int8", net="official")))
+    mobile = flows_variant(flows, precision="fast", net="mobile")
     if style in mobile.mobile_styles():
         out.append(("mobile", mobile))
     else:
@@ -231,7 +232,7 @@ class PrecisionChooser:
                  why_not_int8: str | None, log: Callable[[str], None], *, faces: bool = True):
         self._shapes, self._log, self._faces = shapes, log, faces
         self.pool, self.notes = candidates(flows, style, why_not_int8)
-        exact = flows.variant(precision="exact", net="official")
+        exact = flows_variant(flows, precision="exact", net="official")
         self.probe = probe_face(flows)
         self.reference = np.empty_like(self.probe)
         exact.head_engine(style).run(self.probe[None], self.reference[None])
@@ -273,7 +274,7 @@ class PrecisionChooser:
 
     def _keep_only(self, label: str) -> None:
         """Free the other candidates' engines (a re-measure starts them again)."""
-        self.pool = [(k, f if k == label else f.variant()) for k, f in self.pool]
+        self.pool = [(k, f if k == label else flows_variant(f)) for k, f in self.pool]
 
     def remeasure(self, style: str) -> bool:
         """Measure again (the load changed); True when the choice moved. Every candidate
@@ -281,7 +282,7 @@ class PrecisionChooser:
         meanwhile (an engine's infer request serves one thread at a time)."""
         if len(self.pool) < 2:
             return False
-        fresh = [(k, f.variant()) for k, f in self.pool]
+        fresh = [(k, flows_variant(f)) for k, f in self.pool]
         measured = measure(fresh, style, self._shapes(), self.probe, self.reference,
                            rounds=1, faces=self._faces)
         label, reason = pick(measured, current=self.choice.label)
@@ -291,7 +292,7 @@ class PrecisionChooser:
             self.choice.history.append({"from": old, "to": label, "at": time.time(),
                                         "reason": reason})
             # The new choice's measured engines are warm and used by no one yet.
-            self.pool = [(k, dict(fresh)[k] if k == label else f.variant())
+            self.pool = [(k, dict(fresh)[k] if k == label else flows_variant(f))
                          for k, f in self.pool]
             self.choice.label = label
         self._log(self.choice.describe())

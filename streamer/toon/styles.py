@@ -106,20 +106,6 @@ class StyleFlows:
                    background=settings.background_spec(), seg_model=settings.seg_model,
                    net=getattr(settings, "net", "official"))
 
-    def variant(self, *, precision: str | None = None, net: str | None = None) -> StyleFlows:
-        """The same store, faces, tracker, temporal step and background with another engine
-        precision or network, and engines of its own (none started): the candidates that
-        `--precision auto` measures (streamer/live/precision.py)."""
-        other = StyleFlows(self.store, replace(self.engine_settings,
-                                               precision=precision or self.engine_settings.precision),
-                           faces=self.faces_mode, tracker=self.tracker,
-                           detect_side=self.detect_side, temporal=self.temporal, log=self._log,
-                           background=self.background, seg_model=self.seg_model,
-                           net=net or self.net)
-        other._files, other._files_known = self._files, self._files_known
-        other._seg = self._seg  # the person mask does not depend on the toon precision
-        return other
-
     # --- what is installed --------------------------------------------------------------
 
     @property
@@ -333,3 +319,19 @@ class StyleFlows:
             return f"faces on (per-frame detection, official; up to {t.max_faces}), {where}"
         return (f"faces on (detect every {t.detect_every} frames, tracked and smoothed; "
                 f"up to {t.max_faces}), {where}")
+
+
+def flows_variant(flows: StyleFlows, *, precision: str | None = None, net: str | None = None
+                  ) -> StyleFlows:
+    """The same store, faces, tracker, temporal step and background with another engine
+    precision or network, and engines of its own (none started): the candidates that
+    `--precision auto` measures (streamer/live/precision.py)."""
+    other = StyleFlows(flows.store, replace(flows.engine_settings,
+                                            precision=precision or flows.engine_settings.precision),
+                       faces=flows.faces_mode, tracker=flows.tracker,
+                       detect_side=flows.detect_side, temporal=flows.temporal, log=flows._log,
+                       background=flows.background, seg_model=flows.seg_model,
+                       net=net or flows.net)
+    other._files, other._files_known = flows._files, flows._files_known
+    other._seg = flows._seg  # the person mask does not depend on the toon precision
+    return other

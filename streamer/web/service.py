@@ -37,7 +37,7 @@ from streamer.report import Log, one_line
 from streamer.sinks.video_file import ContainerCannotHold
 from streamer.sources.video_file import MediaError, VideoFileSource, is_still_container
 from streamer.toon.flow import FullFrameFlow
-from streamer.toon.styles import StyleFlows
+from streamer.toon.styles import StyleFlows, flows_variant
 from streamer.video.convert import Job, convert_still, convert_video
 from streamer.video.progress import ProgressCallback
 
@@ -106,7 +106,7 @@ class ToonService:
                            f"exact, fast or int8")
         self.webcam_precision = webcam_precision
         self._webcam_flows = (self.flows if webcam_precision in ("auto", precision)
-                              else self.flows.variant(precision=webcam_precision))
+                              else flows_variant(self.flows, precision=webcam_precision))
         self._chooser = None  # precision auto's, made at the first webcam frame
         self.store = self.flows.store
         self.styles = self.flows.installed_styles()
@@ -320,7 +320,8 @@ class ToonService:
 
             w, h = work_wh
             self._chooser = PrecisionChooser(
-                self.flows.variant(precision="fast"), style, lambda: {min(w, h): (1, h, w, 3)},
+                flows_variant(self.flows, precision="fast"), style,
+                lambda: {min(w, h): (1, h, w, 3)},
                 int8_unavailable(self.base.device), self.log, faces=faces)
         return self._chooser
 
