@@ -20,7 +20,7 @@ import statistics
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -35,12 +35,15 @@ from .schedule import FaceFirstScheduler
 from .switch import StyleSwitcher
 from .treatment import LiveTreatment
 
-if TYPE_CHECKING:
-    from .precision import PrecisionChooser
-
 # The least time between two measurings of `--precision auto`'s candidates (each compiles
 # and times every candidate once: seconds of CPU).
 REMEASURE_EVERY_S = 30.0
+
+
+class Remeasured(Protocol):
+    """What LiveToon needs of `--precision auto`'s chooser (live/precision.py)."""
+
+    def remeasure(self, style: str) -> bool: ...
 
 
 def style_factory(flows, work_wh: tuple[int, int], fps: float = 30.0,
@@ -100,7 +103,7 @@ class LiveToon:
                  initial: Link | None = None, background: Background = Background(),
                  segmenter: PersonSegmenter | None = None,
                  schedule: FaceFirstScheduler | None = None,
-                 precision: PrecisionChooser | None = None):
+                 precision: Remeasured | None = None):
         """`background`/`segmenter`: the background treatment, applied at the output size
         with the person mask of the camera frame (None: keep). `schedule`: face-first
         scheduling of the background (live/schedule.py), with a face layer only.
@@ -270,8 +273,8 @@ class LiveToon:
                     self.styles.rebuild()
             except Exception as exc:  # noqa: BLE001 - keep streaming on the current engines
                 if self.on_event:
-                    self.on_event(f"precision auto: measuring again failed, keeping "
-                                  f"{chooser.choice.label}: {' '.join(str(exc).split())}")
+                    self.on_event(f"precision auto: measuring again failed, keeping the "
+                                  f"current precision: {' '.join(str(exc).split())}")
 
         self._remeasure = threading.Thread(target=run, name="toonstream-precision", daemon=True)
         self._remeasure.start()
