@@ -148,7 +148,7 @@ class Identity:
 
 
 def run_variant(label: str, base: LiveSettings, clip: list[np.ndarray], cam_wh, fps: float,
-                seconds: float, log) -> dict:
+                seconds: float, log, overlap: bool = True) -> dict:
     s = replace(base, **dict(VARIANTS)[label])
     flows = StyleFlows.from_settings(s, log=lambda line: None)
     every = max(1, int(fps * seconds / 16))
@@ -156,14 +156,21 @@ def run_variant(label: str, base: LiveSettings, clip: list[np.ndarray], cam_wh, 
     out = output_stream(s, src)
     lines: list[str] = []
     toon = live_toon(s, flows, src, out, lines.append)
+    toon.overlap = overlap  # tracking beside the background half (live/side.py), or after it
     sink = CaptureSink(every, 16)
     session = LiveSession(src, [sink], toon, styles=STYLES, status_every=0,
                           log=lambda line: None)
+    calls_before = toon.calls
     result, rss_settled, rss_end = run_with_memory(session, seconds)
     model_ms = result["model_ms_median"] or 0.0
     interval = 1000 / fps
     sched = toon.schedule.stats() if toon.schedule is not None else None
-    return {"label": label, "fps": fps, "fps_ratio": round(result["fps_out"] / fps, 3),
+    # The toon thread's busy share, as bench/live.py reports it.
+    calls = toon.calls - calls_before
+    busy = sum(list(toon.model_s)[-calls:]) / result["seconds"] if calls else 0.0
+    if not overlap:
+        label += " overlap off"
+    return {"label": label, "fps": fps, "toon_busy": round(busy, 3), "fps_ratio": round(result["fps_out"] / fps, 3),
             "fps_out": result["fps_out"], "p95_ms": result["latency_ms"]["p95"],
             "goal_p95_ms": round(model_ms + 1.5 * interval, 1), "model_ms": model_ms,
             "rss_mb": [round(rss_settled) if rss_settled is not None else -1, round(rss_end)],
@@ -239,7 +246,7 @@ def _spin() -> None:
 
 def compare(base: LiveSettings, clip_path: str, cam_wh: tuple[int, int], seconds: float,
             rates: list[float], variants: Sequence[str] = ("A", "B", "C"), load: int = 0,
-            log=print) -> list[dict]:
+            log=print, overlaps: Sequence[bool] = (True,)) -> list[dict]:
     """Runs the chosen VARIANTS (by letter) at each rate, `load` busy processes beside them
     (not during the offline reference), then measures quality; returns one row per run."""
     unknown = set(variants) - {label[0] for label, _ in VARIANTS}
@@ -252,8 +259,11 @@ def compare(base: LiveSettings, clip_path: str, cam_wh: tuple[int, int], seconds
             for label, _ in VARIANTS:
                 if label[0] not in variants:
                     continue
-                log(f"  running {label} at {fps:g} fps for {seconds:g} s ...")
-                rows.append(run_variant(label, base, clip, cam_wh, fps, seconds, log))
+                for overlap in overlaps:  # side by side: one, then the other
+                    log(f"  running {label} at {fps:g} fps for {seconds:g} s"
+                        f"{'' if overlap else ', tracking after the background half'} ...")
+                    rows.append(run_variant(label, base, clip, cam_wh, fps, seconds, log,
+                                            overlap))
     quality(rows, clip, base, cam_wh)
     hdr = (f"{'variant':<33} {'cam fps':>7} {'out/cam':>7} {'p95 ms':>7} {'goal':>6} "
            f"{'face SSIM':>9} {'face |d|':>8} {'bg SSIM':>7} {'bg |d|':>6} "
@@ -270,7 +280,8 @@ def compare(base: LiveSettings, clip_path: str, cam_wh: tuple[int, int], seconds
             log(f"{'':<33} scheduler: work {sc['work_short']}p, background every "
                 f"{sc['bg_every']} ({sc['bg_runs']} runs, {r['bg_reused']} reused), "
                 f"head {sc['head_ms']} ms/face, bg {sc['bg_ms']} ms, size changes "
-                f"{[(c['from'], c['to']) for c in sc['size_changes']]}; {r['engine']}")
+                f"{[(c['from'], c['to']) for c in sc['size_changes']]}; {r['engine']}; "
+                f"toon thread {100 * r['toon_busy']:.0f}% busy")
         if r.get("precision_auto"):
             pa = r["precision_auto"]
             log(f"{'':<33} precision auto: {pa['chosen']} ({pa['reason']}); " + "; ".join(

@@ -77,15 +77,20 @@ def paste_head(out: np.ndarray, head: np.ndarray, m_inv: np.ndarray, mask: np.nd
     head_w = cv2.warpAffine(head, shifted, (w, h), dst=scratch.view("head", h, w, 3, np.uint8),
                             flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                             borderValue=(0, 0, 0))
-    m = cv2.warpAffine(mask, shifted, (w, h), dst=scratch.view("mask", h, w, 1, np.float32)[..., 0],
-                       flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    m1 = cv2.warpAffine(mask, shifted, (w, h), dst=scratch.view("mask", h, w, 1, np.float32)[..., 0],
+                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     if alpha < 1.0:
-        m *= np.float32(alpha)
-    m = m[:, :, None]
+        m1 *= np.float32(alpha)
+    # The blend runs on three-channel float32 views with OpenCV's vector kernels: numpy's
+    # broadcast of a one-channel mask and its uint8 -> float32 casts made this step 2x
+    # slower for a close-up face (bench/second_core.py). Every value is the same float32
+    # product and sum as the official formula, so the result is bit-identical.
+    m = cv2.merge((m1, m1, m1), dst=scratch.view("mask3", h, w, 3, np.float32))
     dst = out[y0:y1, x0:x1]
-    res = np.multiply(m, head_w, out=scratch.view("res", h, w, 3, np.float32))
-    rest = np.subtract(np.float32(1.0), m, out=scratch.view("rest", h, w, 1, np.float32))
-    res += np.multiply(rest, dst, out=scratch.view("tmp", h, w, 3, np.float32))
+    res = cv2.multiply(m, head_w, dst=scratch.view("res", h, w, 3, np.float32), dtype=cv2.CV_32F)
+    rest = np.subtract(np.float32(1.0), m, out=scratch.view("rest", h, w, 3, np.float32))
+    tmp = cv2.multiply(rest, dst, dst=scratch.view("tmp", h, w, 3, np.float32), dtype=cv2.CV_32F)
+    cv2.add(res, tmp, dst=res)
     # The official result is clipped and cast (truncated) to uint8.
     np.clip(res, 0, 255, out=res)
     dst[...] = res
