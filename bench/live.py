@@ -201,10 +201,6 @@ def main(argv: list[str] | None = None) -> int:
                         "camera at --rates (see bench/live_compare.py)")
     p.add_argument("--rates", default="own,30",
                    help="with --compare: camera rates, 'own' = the clip's (own,30)")
-    p.add_argument("--overlap", default="on", choices=["on", "off", "on,off", "off,on"],
-                   help="with --compare: track faces beside the background half (on, the "
-                        "default; live/side.py) or after it (off); 'on,off' runs both, "
-                        "side by side")
     p.add_argument("--variants", default="A,B,C",
                    help="with --compare: which of A, B, C to run (A,B,C)")
     p.add_argument("--load", type=int, default=0, metavar="N",
@@ -296,9 +292,7 @@ def _compare(a) -> int:
           f"{', '.join(f'{r:g}' for r in rates)} fps, {a.seconds:g} s each, variants "
           f"{','.join(variants)}, {a.load} busy processes beside it; "
           f"{cpu_name()}, {os.cpu_count()} cores", flush=True)
-    overlaps = [{"on": True, "off": False}[v.strip()] for v in a.overlap.split(",")]
     rows = compare(base, a.source, cam, a.seconds, rates, variants=variants, load=a.load,
-                   overlaps=overlaps,
                    log=lambda line: print(line, flush=True))
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=2, default=str) + "\n")

@@ -148,7 +148,7 @@ class Identity:
 
 
 def run_variant(label: str, base: LiveSettings, clip: list[np.ndarray], cam_wh, fps: float,
-                seconds: float, log, overlap: bool = True) -> dict:
+                seconds: float, log) -> dict:
     s = replace(base, **dict(VARIANTS)[label])
     flows = StyleFlows.from_settings(s, log=lambda line: None)
     every = max(1, int(fps * seconds / 16))
@@ -156,7 +156,6 @@ def run_variant(label: str, base: LiveSettings, clip: list[np.ndarray], cam_wh, 
     out = output_stream(s, src)
     lines: list[str] = []
     toon = live_toon(s, flows, src, out, lines.append)
-    toon.overlap = overlap  # tracking beside the background half (live/side.py), or after it
     sink = CaptureSink(every, 16)
     session = LiveSession(src, [sink], toon, styles=STYLES, status_every=0,
                           log=lambda line: None)
@@ -168,8 +167,6 @@ def run_variant(label: str, base: LiveSettings, clip: list[np.ndarray], cam_wh, 
     # The toon thread's busy share, as bench/live.py reports it.
     calls = toon.calls - calls_before
     busy = sum(list(toon.model_s)[-calls:]) / result["seconds"] if calls else 0.0
-    if not overlap:
-        label += " overlap off"
     return {"label": label, "fps": fps, "toon_busy": round(busy, 3), "fps_ratio": round(result["fps_out"] / fps, 3),
             "fps_out": result["fps_out"], "p95_ms": result["latency_ms"]["p95"],
             "goal_p95_ms": round(model_ms + 1.5 * interval, 1), "model_ms": model_ms,
@@ -246,7 +243,7 @@ def _spin() -> None:
 
 def compare(base: LiveSettings, clip_path: str, cam_wh: tuple[int, int], seconds: float,
             rates: list[float], variants: Sequence[str] = ("A", "B", "C"), load: int = 0,
-            log=print, overlaps: Sequence[bool] = (True,)) -> list[dict]:
+            log=print) -> list[dict]:
     """Runs the chosen VARIANTS (by letter) at each rate, `load` busy processes beside them
     (not during the offline reference), then measures quality; returns one row per run."""
     unknown = set(variants) - {label[0] for label, _ in VARIANTS}
@@ -259,11 +256,8 @@ def compare(base: LiveSettings, clip_path: str, cam_wh: tuple[int, int], seconds
             for label, _ in VARIANTS:
                 if label[0] not in variants:
                     continue
-                for overlap in overlaps:  # side by side: one, then the other
-                    log(f"  running {label} at {fps:g} fps for {seconds:g} s"
-                        f"{'' if overlap else ', tracking after the background half'} ...")
-                    rows.append(run_variant(label, base, clip, cam_wh, fps, seconds, log,
-                                            overlap))
+                log(f"  running {label} at {fps:g} fps for {seconds:g} s ...")
+                rows.append(run_variant(label, base, clip, cam_wh, fps, seconds, log))
     quality(rows, clip, base, cam_wh)
     hdr = (f"{'variant':<33} {'cam fps':>7} {'out/cam':>7} {'p95 ms':>7} {'goal':>6} "
            f"{'face SSIM':>9} {'face |d|':>8} {'bg SSIM':>7} {'bg |d|':>6} "

@@ -1,7 +1,7 @@
 """The second core in the live path with faces on: what may run beside what.
 
-    python -m bench.second_core --source CLIP [--models DIR] [--precision fast|int8]
-                                [--style anime] [--frames 150] [--camera-size 1280x720]
+    python -m bench.second_core [--models DIR] [--precision fast|int8]
+                                [--style anime] [--runs 15] [--camera-size 1280x720]
 
 Three measurements, each side by side in one run on this machine (the CPU is printed):
 
@@ -12,12 +12,15 @@ Three measurements, each side by side in one run on this machine (the CPU is pri
 2. **The paste-back.** `paste_head` (OpenCV kernels on three-channel views) against the
    official formula written with numpy broadcasting (what paste_head was), on a close-up
    face in a 720p frame: median ms, ratio, and whether the results are bit-identical.
-3. **Tracking beside the background half.** Two live toon callables (face-first schedule,
-   144p background, as the live-cpu preset on a slow CPU) fed the same clip frames in
-   turns, one tracking faces on a second thread while its background half runs
-   (live/side.py), one after it: median ms per call and ratio.
+3. **One thread against all.** The head model with the runtime on one thread and on all
+   (median ms and ratio): how much of the second core a model run already takes.
 
-A clip with a face is needed (`python -m bench.closeup` makes a 30 fps close-up).
+Tried and measured, not kept (commit 03b8612): tracking the faces on a second thread while
+the background half runs. Two live toon callables fed the same close-up frames in turns
+(face-first, 144p background, int8 heads): 0.98-1.01x the time per call, because the
+tracking and the warps are OpenCV kernels that already run on both cores, and the numpy
+and Python glue between them holds the GIL.
+
 """
 from __future__ import annotations
 
@@ -26,17 +29,15 @@ import os
 import statistics
 import threading
 import time
+from dataclasses import replace
 
 import cv2
 import numpy as np
 
 from bench.cpu import cpu_name
-from bench.live_compare import load_clip
 from streamer.live.app import LiveSettings
-from streamer.live.schedule import FaceFirstScheduler, ScheduleSettings
-from streamer.live.toon import LiveToon, style_factory, working_size
 from streamer.toon.faces.align import CROP_SIZE
-from streamer.toon.faces.compose import PasteScratch, load_head_mask, paste_roi, paste_head
+from streamer.toon.faces.compose import PasteScratch, load_head_mask, paste_head, paste_roi
 from streamer.toon.styles import StyleFlows
 
 
@@ -122,47 +123,34 @@ def paste_speed(frame_wh: tuple[int, int], mask: np.ndarray, runs: int) -> dict:
             "bit_identical": same}
 
 
-def tracking_beside(flows: StyleFlows, style: str, clip: list[np.ndarray],
-                    cam_wh: tuple[int, int], frames: int) -> dict:
-    work_wh = working_size(*cam_wh, 144)
-    toons = {}
-    for overlap in (True, False):
-        sched = FaceFirstScheduler(ScheduleSettings(fps=30.0, auto_size=False), work_short=144)
-        sched.set_aspect(*cam_wh)
-        toon = LiveToon(style_factory(flows, work_wh, 30.0), style, work_wh, cam_wh,
-                        schedule=sched, overlap=overlap)
-        toon.warm_up()
-        toons[overlap] = toon
-    times: dict[bool, list[float]] = {True: [], False: []}
-    cam = np.empty((cam_wh[1], cam_wh[0], 3), np.uint8)
-    for i in range(frames):
-        cv2.resize(clip[i % len(clip)], cam_wh, dst=cam, interpolation=cv2.INTER_LINEAR)
-        order = (True, False) if i % 2 == 0 else (False, True)
-        for overlap in order:
+def thread_scaling(settings: LiveSettings, style: str, runs: int) -> dict:
+    crop = np.full((1, CROP_SIZE, CROP_SIZE, 3), 180, np.uint8)
+    engines = {n: StyleFlows.from_settings(replace(settings, threads=n),
+                                           log=lambda line: None).head_engine(style)
+               for n in (1, os.cpu_count() or 1)}
+    times: dict[int, list[float]] = {n: [] for n in engines}
+    for e in engines.values():
+        e.run(crop)
+    for _ in range(runs):
+        for n, e in engines.items():
             t = time.perf_counter()
-            toons[overlap]([cam], [i / 30.0])
-            times[overlap].append(time.perf_counter() - t)
-    skip = min(10, frames // 4)  # faces fade in and the scheduler settles first
-    on, off = median_ms(times[True][skip:]), median_ms(times[False][skip:])
-    return {"overlap_on_ms": on, "overlap_off_ms": off, "ratio": round(on / off, 3),
-            "bg_runs": {"on": toons[True].schedule.stats()["bg_runs"],
-                        "off": toons[False].schedule.stats()["bg_runs"]},
-            "faces_pasted": {"on": toons[True].faces_pasted, "off": toons[False].faces_pasted}}
+            e.run(crop)
+            times[n].append(time.perf_counter() - t)
+    one, full = (median_ms(times[n]) for n in engines)
+    return {"one_thread_ms": one, "all_threads_ms": full, "ratio": round(full / one, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default=os.environ.get("TOONSTREAM_MODELS"))
-    p.add_argument("--source", required=True, help="a clip with a face")
     p.add_argument("--style", default="anime")
     p.add_argument("--precision", default="fast", choices=["fast", "int8", "exact"])
-    p.add_argument("--frames", type=int, default=150)
     p.add_argument("--runs", type=int, default=15)
     p.add_argument("--camera-size", default="1280x720")
     a = p.parse_args(argv)
     cam_wh = tuple(int(v) for v in a.camera_size.lower().split("x"))
     print(f"second core: {cpu_name()}, {os.cpu_count()} cores; {a.style} at {a.precision}; "
-          f"{a.source} as a {cam_wh[0]}x{cam_wh[1]} camera", flush=True)
+          f"a close-up face in a {cam_wh[0]}x{cam_wh[1]} frame", flush=True)
     s = LiveSettings(models=a.models, style=a.style, precision=a.precision, faces="on",
                      sinks=("null",))
     flows = StyleFlows.from_settings(s, log=lambda line: None)
@@ -174,10 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"2. paste-back of a {r2['roi']} close-up: numpy broadcasting "
           f"{r2['numpy_broadcast_ms']} ms, paste_head {r2['paste_head_ms']} ms: "
           f"{r2['ratio']}x; bit-identical: {r2['bit_identical']}", flush=True)
-    r3 = tracking_beside(flows, a.style, load_clip(a.source), cam_wh, a.frames)
-    print(f"3. live call, {a.frames} frames in turns: tracking beside the background half "
-          f"{r3['overlap_on_ms']} ms, after it {r3['overlap_off_ms']} ms: {r3['ratio']}x "
-          f"(background runs {r3['bg_runs']}, faces pasted {r3['faces_pasted']})", flush=True)
+    r3 = thread_scaling(s, a.style, a.runs)
+    print(f"3. head model on one thread {r3['one_thread_ms']} ms, on {os.cpu_count()} "
+          f"{r3['all_threads_ms']} ms: {r3['ratio']}x", flush=True)
     return 0
 
 

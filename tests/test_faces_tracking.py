@@ -222,6 +222,36 @@ def test_paste_matches_the_whole_frame_blend_and_reuses_its_buffers_once_warm():
     assert scratch.allocations == warm  # smaller faces reuse the first face's buffers
 
 
+def test_paste_is_bit_identical_to_the_official_float32_formula_on_its_region():
+    """paste_head computes on OpenCV kernels and three-channel views for speed
+    (bench/second_core.py); every value must stay the official float32 product and sum."""
+    from streamer.toon.faces.compose import PasteScratch, paste_head, paste_roi
+    rng = np.random.default_rng(11)
+    mask = rng.random((288, 288)).astype(np.float32)
+    scratch = PasteScratch()
+    for k in range(12):
+        frame = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+        head = rng.integers(0, 256, (288, 288, 3), dtype=np.uint8)
+        s, r = rng.uniform(0.3, 2.6), rng.uniform(-0.6, 0.6)
+        m_inv = np.array([[s * np.cos(r), -s * np.sin(r), rng.uniform(-300, 1200)],
+                          [s * np.sin(r), s * np.cos(r), rng.uniform(-300, 700)]])
+        alpha = (1.0, 0.37, 0.8)[k % 3]
+        out = frame.copy()
+        paste_head(out, head, m_inv, mask, alpha, scratch)
+        want = frame.copy()
+        roi = paste_roi(m_inv, frame.shape[:2])
+        if roi is not None:
+            x0, y0, x1, y1 = roi
+            shifted = m_inv.copy()
+            shifted[:, 2] -= (x0, y0)
+            size = (x1 - x0, y1 - y0)
+            head_w = cv2.warpAffine(head, shifted, size, borderValue=(0, 0, 0))
+            m = cv2.warpAffine(mask, shifted, size)[:, :, None] * np.float32(alpha)
+            dst = want[y0:y1, x0:x1]
+            dst[...] = np.clip(m * head_w + (np.float32(1) - m) * dst, 0, 255)
+        assert np.array_equal(out, want), k
+
+
 def test_head_batches_meet_few_shapes_on_engines_that_compile_per_shape():
     from streamer.toon.faces.flow import head_batches
     assert head_batches(1) == [(0, 1)]

@@ -32,7 +32,6 @@ from streamer.toon.segment import PersonSegmenter
 from .buffers import LiveBuffers
 from .reuse import BackgroundReuse, WorkSizeChange
 from .schedule import FaceFirstScheduler
-from .side import SideThread
 from .switch import StyleSwitcher
 from .treatment import LiveTreatment
 
@@ -104,15 +103,12 @@ class LiveToon:
                  initial: Link | None = None, background: Background = Background(),
                  segmenter: PersonSegmenter | None = None,
                  schedule: FaceFirstScheduler | None = None,
-                 precision: Remeasured | None = None, overlap: bool = True):
+                 precision: Remeasured | None = None):
         """`background`/`segmenter`: the background treatment, applied at the output size
         with the person mask of the camera frame (None: keep). `schedule`: face-first
         scheduling of the background (live/schedule.py), with a face layer only.
         `precision`: `--precision auto`'s chooser (live/precision.py), measured again on a
-        working-size change (the load changed), in a thread of its own. `overlap`: with a
-        face layer, track the faces on a second thread while the background half runs
-        (live/side.py; False runs them one after the other, for the benchmark's
-        side-by-side)."""
+        working-size change (the load changed), in a thread of its own."""
         self.work_w, self.work_h = work_wh
         self.out_w, self.out_h = out_wh
         self.on_event = on_event
@@ -126,8 +122,6 @@ class LiveToon:
         self._reuse = BackgroundReuse(schedule) if schedule is not None else None
         self._resize = WorkSizeChange()
         self.precision = precision
-        self.overlap = overlap
-        self._side = SideThread("toonstream-track")
         self._remeasure: threading.Thread | None = None
         self._remeasured_at = -REMEASURE_EVERY_S
         self.model_s: deque = deque(maxlen=2048)  # seconds per stylise call (work size)
@@ -201,31 +195,25 @@ class LiveToon:
         layer = chain.face_layer if chain.face_layer is chain else None
         t0 = time.perf_counter()
         sched = self.schedule if layer is not None else None
+        bg_s = None
+        if sched is not None:
+            results, bg_s = self._reuse(layer, inputs)
+        elif layer is not None:
+            results = layer.background(inputs)
+        else:
+            results = chain(inputs, times)
+        turn = bufs.next_turn()
+        out = bufs.out(turn)
+        for i, res in enumerate(results):
+            if res.shape[:2] == (self.out_h, self.out_w):
+                out[i] = res
+            else:
+                cv2.resize(res, (self.out_w, self.out_h), dst=out[i],
+                           interpolation=cv2.INTER_LINEAR)
+        outs = [out[i] for i in range(n)]
         # The camera frames at the output size, once: the heads are cut from them and the
         # mask is refined against them.
         src = bufs.at_output_size(images) if layer is not None or self.treatment else None
-        side = self._side if layer is not None and self.overlap else None
-        if side is not None:
-            side.start(layer.track, src, times)  # beside the background half: live/side.py
-        try:
-            bg_s = None
-            if sched is not None:
-                results, bg_s = self._reuse(layer, inputs)
-            elif layer is not None:
-                results = layer.background(inputs)
-            else:
-                results = chain(inputs, times)
-            turn = bufs.next_turn()
-            out = bufs.out(turn)
-            for i, res in enumerate(results):
-                if res.shape[:2] == (self.out_h, self.out_w):
-                    out[i] = res
-                else:
-                    cv2.resize(res, (self.out_w, self.out_h), dst=out[i],
-                               interpolation=cv2.INTER_LINEAR)
-            outs = [out[i] for i in range(n)]
-        finally:
-            tracked = side.result() if side is not None else None
         faces = heads = 0
         head_s = 0.0
         if layer is not None:
@@ -233,9 +221,7 @@ class LiveToon:
             runs_before, head_s_before = timings.faces, timings.head_s
             if sched is not None:
                 layer.max_heads = sched.heads_per_frame()
-            if tracked is None:
-                tracked = layer.track(src, times)
-            layer.paste_tracked(src, outs, tracked)
+            layer.paste_faces(src, outs, times)
             faces = sum(len(f) for f in layer.last_faces)
             heads = timings.faces - runs_before
             head_s = timings.head_s - head_s_before

@@ -67,14 +67,6 @@ class FaceLayer(Protocol):
     def paste_faces(self, frames: Sequence[np.ndarray], outs: Sequence[np.ndarray],
                     times: Sequence[float] | None = None) -> Sequence[np.ndarray]: ...
 
-    # paste_faces in two steps: `track` reads only the frames (the live path runs it on a
-    # second thread beside the background half), `paste_tracked` runs and pastes the heads.
-    def track(self, frames: Sequence[np.ndarray], times: Sequence[float] | None = None
-              ) -> list: ...
-
-    def paste_tracked(self, frames: Sequence[np.ndarray], outs: Sequence[np.ndarray],
-                      faces: list) -> Sequence[np.ndarray]: ...
-
 
 class Link(ABC):
     """One link of the toon chain; see the module docstring."""

@@ -169,13 +169,6 @@ class FaceAwareFlow(Link):
         matching full-frame results `outs` (same size as `frames`), in place. Returns
         `outs`. The live path calls this on camera-size frames after enlarging a
         small-working-size background, so heads keep the camera's detail."""
-        return self.paste_tracked(frames, outs, self.track(frames, times))
-
-    def track(self, frames: Sequence[np.ndarray], times: Sequence[float] | None = None
-              ) -> list[list[FaceRender]]:
-        """The first step of `paste_faces`: the faces of each frame, tracked. It reads
-        only `frames` and the tracker, so the live path runs it on a second thread while
-        the background half runs (live/toon.py)."""
         if times is not None and len(times) != len(frames):
             raise ValueError("give one timestamp per frame")
         t0 = time.perf_counter()
@@ -194,14 +187,6 @@ class FaceAwareFlow(Link):
             self._last_t = t
             self._index += 1
             faces.append(self.tracker.update(frame, t, min_face_scale))
-        self.timings.face_s += time.perf_counter() - t0
-        return faces
-
-    def paste_tracked(self, frames: Sequence[np.ndarray], outs: Sequence[np.ndarray],
-                      faces: list[list[FaceRender]]) -> Sequence[np.ndarray]:
-        """The rest of `paste_faces`: the heads of the `faces` that `track` found in
-        `frames`, stylised and pasted onto `outs` in place. Returns `outs`."""
-        t0 = time.perf_counter()
         n = sum(len(f) for f in faces)
         self.last_faces = faces
         self.timings.frames += len(frames)
