@@ -204,8 +204,9 @@ def _photo(tmp: Path, media_dir: Path) -> Path:
     return src
 
 
-def _clip(tmp: Path, media_dir: Path, frames: int = 4) -> Path:
-    """A short, tiny MP4 (a few frames of the test photo, shifted)."""
+def _clip(tmp: Path, media_dir: Path, frames: int = 4, keyframe_every: int = 0) -> Path:
+    """A short, tiny MP4 (a few frames of the test photo, shifted); `keyframe_every`
+    frames a keyframe (0: the encoder's choice), for Ray to cut at."""
     import av
 
     img = cv2.resize(cv2.imread(str(media_dir / "luciano.png")), (96, 64))
@@ -213,6 +214,9 @@ def _clip(tmp: Path, media_dir: Path, frames: int = 4) -> Path:
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=10)
         stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        if keyframe_every:
+            stream.codec_context.gop_size = keyframe_every
+            stream.codec_context.options = {"sc_threshold": "0", "keyint_min": str(keyframe_every)}
         for i in range(frames):
             frame = av.VideoFrame.from_ndarray(np.roll(img, 4 * i, axis=1), format="bgr24")
             out.mux(stream.encode(frame))
@@ -255,6 +259,58 @@ def test_run_video_net_mobile_runs_a_style_and_a_blend_on_a_still_and_a_clip(
     import av
     with av.open(str(tmp_path / "c.mp4")) as f:
         assert sum(1 for _ in f.decode(video=0)) == 4
+
+
+def test_ray_runs_the_light_network_and_a_blend_like_one_machine(
+        distilled, media_dir, tmp_path, capfd):
+    """--ray --net mobile: each worker loads the student from the store and runs the
+    blend's code; the joined chunks match the single-machine output."""
+    ray = pytest.importorskip("ray")
+    import av
+
+    store, _, _ = distilled
+    src = _clip(tmp_path, media_dir, frames=24, keyframe_every=8)
+    common = ["--net", "mobile", "--style", "3d+handdrawn:0.3", "--faces", "off",
+              "--size", "64", "--device", "cpu", "--models", store.root, "--no-progress",
+              "--audio", "none"]
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        rc, log = _run_video(capfd, src, "-o", tmp_path / "ray.mp4", "--ray",
+                             "--chunk-seconds", "0.9", "--warmup-seconds", "0",
+                             "--worker-cpus", "1", *common)
+    finally:
+        if started:
+            ray.shutdown()
+    assert rc == 0, log
+    import re
+    chunks = re.search(r"\((\d+) chunks\)", log)
+    assert "light network 3d-handdrawn" in log and chunks and int(chunks[1]) >= 2, log
+    rc, log = _run_video(capfd, src, "-o", tmp_path / "one.mp4", *common)
+    assert rc == 0, log
+
+    def frames(path: Path) -> list[np.ndarray]:
+        with av.open(str(path)) as f:
+            return [fr.to_ndarray(format="bgr24").astype(np.int16) for fr in f.decode(video=0)]
+
+    ray_frames, one_frames = frames(tmp_path / "ray.mp4"), frames(tmp_path / "one.mp4")
+    assert len(ray_frames) == len(one_frames) == 24
+    # the same pictures, encoded in three pieces: the codec's own differences only
+    assert max(float(np.abs(a - b).mean()) for a, b in zip(ray_frames, one_frames)) < 3.0
+
+
+@pytest.mark.parametrize("style", ["3d+nope:0.3", "3d+handdrawn:7"])
+def test_ray_refuses_a_bad_blend_in_one_line_before_ray_starts(
+        style, media_dir, tmp_path, capfd, monkeypatch):
+    import streamer.video.cluster as cluster
+
+    monkeypatch.setattr(cluster.ClusterJob, "_connect",
+                        lambda self: pytest.fail("Ray was started for a job that cannot run"))
+    rc, log = _run_video(capfd, _clip(tmp_path, media_dir), "-o", tmp_path / "o.mp4", "--ray",
+                         "--net", "mobile", "--style", style, "--models", tmp_path / "store")
+    assert rc == 2
+    _one_error(log, style.split("+")[1].split(":")[0] if "nope" in style else "A+B:T")
 
 
 def test_a_preset_with_net_mobile_works_like_the_flag(distilled, media_dir, tmp_path, capfd):

@@ -89,7 +89,7 @@ class ClusterJob:
     def run(self, inputs: list[Path], output: Path | None) -> ClusterReport:
         t0 = time.perf_counter()
         s = self.settings
-        load_catalog().style(s.style)  # an unknown style: one line, before any work
+        check_style_names(s)  # an unknown style: one line, before any work
         # outputs named as without Ray: --format, --image-format, a type that carries alpha
         naming = OutputNaming.from_settings(s)
         if output is None and len(inputs) == 1:  # its default output
@@ -252,6 +252,24 @@ class ClusterJob:
         manifest.record_output(it.key, it.fingerprint, it.dst.resolve())
         for p in pieces:
             p.unlink(missing_ok=True)
+
+
+def check_style_names(s: VideoSettings) -> None:
+    """The style's names against the catalog, on the driver (the workers check the store):
+    with --net mobile a blend `A+B:T` of two official styles is a style too."""
+    from streamer.models.errors import UnknownModel
+    from streamer.models.mobile.student import StudentError, parse_blend
+
+    catalog = load_catalog()
+    if s.net != "mobile":
+        catalog.style(s.style)
+        return
+    try:
+        mix = parse_blend(s.style)
+    except StudentError as exc:
+        raise UnknownModel(str(exc)) from None
+    for name in mix:
+        catalog.style(name)
 
 
 def run_cluster(inputs: list[Path], output: Path | None, settings: VideoSettings, log: Log,
