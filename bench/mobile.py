@@ -3,7 +3,9 @@
     python -m bench.mobile speed [--arch 16-32-64x3 ...] [--reps 20]
         light / official time at 288x288 and 640x360 (run at 656x368, the official
         padding), same precision, ONNX Runtime (fp32) and OpenVINO (fp32, and bf16 where
-        the CPU has it), one thread per core, median of --reps runs after a warm-up.
+        the CPU has it; with --int8 also int8: the store's official int8 model, built if
+        missing, against the student quantized as the store does, models/mobile/int8.py),
+        one thread per core, median of --reps runs after a warm-up.
     python -m bench.mobile fidelity --style STYLE --frames VIDEO [--unseen IMAGE ...]
         mean |diff| and SSIM against the official output on frames held out of the
         distillation (the trainer's held_out rule) and on people it never saw.
@@ -87,6 +89,17 @@ def speed(args) -> None:
         p = work / f"student_{tag}.onnx"
         onnx.save(build_student_onnx(init_weights(arch, 4), arch, 4), str(p))
         students[tag] = p
+    int8 = {}
+    if args.int8:
+        from streamer.models.calibration import SYNTHETIC, frames_for
+        from streamer.models.dctnet.int8 import weight_levels
+        from streamer.models.mobile.int8 import quantize_student
+
+        int8[None] = store.onnx_model_path(args.style, "bg", "int8")
+        for tag, p in students.items():
+            q = work / f"student_{tag}_int8.onnx"
+            onnx.save(quantize_student(p, frames_for(SYNTHETIC), weight_levels())[0], str(q))
+            int8[tag] = q
     with keep_signal_stack():
         caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     hints = ["f32"] + (["bf16"] if "BF16" in caps else [])
@@ -98,11 +111,15 @@ def speed(args) -> None:
         x = np.random.default_rng(0).integers(0, 256, (1, h, w, 3), np.uint8)
         backends = [("onnxruntime fp32", lambda p: _ort(p))] + \
             [(f"openvino {hint}", lambda p, hint=hint: _ov(p, (1, h, w, 3), hint)) for hint in hints]
+        if int8:  # the float layers of an int8 model run as the engine runs them
+            backends.append((f"openvino int8+{hints[-1]}",
+                             lambda p, hint=hints[-1]: _ov(p, (1, h, w, 3), hint)))
         for label, make in backends:
-            t_off = _time(make(official), x, None, args.reps)
+            models = int8 if "int8" in label else {None: official, **students}
+            t_off = _time(make(models[None]), x, None, args.reps)
             row = [f"{w}x{h} {label}: official {t_off * 1e3:.1f} ms"]
-            for tag, p in students.items():
-                t = _time(make(p), x, code, args.reps)
+            for tag in students:
+                t = _time(make(models[tag]), x, code, args.reps)
                 row.append(f"{tag} {t * 1e3:.1f} ms ({t / t_off:.2f}x)")
             print("; ".join(row), flush=True)
 
@@ -161,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     sp.add_argument("--style", default="anime")
     sp.add_argument("--reps", type=int, default=20)
     sp.add_argument("--workdir", default="out/bench_mobile")
+    sp.add_argument("--int8", action="store_true", help="also int8 on OpenVINO")
     fp = sub.add_parser("fidelity")
     fp.add_argument("--style", default="anime")
     fp.add_argument("--frames", nargs="+", required=True)

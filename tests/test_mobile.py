@@ -95,6 +95,51 @@ def test_every_engine_runs_the_student_alike(distilled, media_dir):
         assert np.abs(outs["cpu"].astype(int) - outs[device]).max() <= 2, device
 
 
+def test_the_student_in_int8_runs_int8_kernels_close_to_its_fp32_output(distilled, media_dir):
+    """--precision int8 with --net mobile: the store quantizes the student's convolutions
+    once (models/mobile/int8.py) and OpenVINO runs them with int8 kernels."""
+    ov = pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    import json
+
+    import onnx
+
+    from streamer.models.dctnet.int8 import weight_levels
+
+    store, _, _ = distilled
+    x = cv2.resize(cv2.imread(str(media_dir / "luciano.png")), (96, 64))[None].copy()
+    outs = {}
+    for precision in ("exact", "int8"):
+        flows = StyleFlows(store, EngineSettings(device="openvino", precision=precision),
+                           faces="off", net="mobile")
+        engine = flows.engine("3d")
+        assert engine.precision.startswith("int8") == (precision == "int8")
+        outs[precision] = engine.run(x).copy()
+    assert np.abs(outs["exact"].astype(int) - outs["int8"]).mean() <= 3
+    shelf = students(store)
+    path = shelf.onnx(shelf.holding(["3d"]), "int8")
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert record["precision"] == "int8" and record["weight_levels"] == weight_levels()
+    model = onnx.load(str(path))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert convs and all(producers[n.input[1]].op_type == "DequantizeLinear" for n in convs)
+    assert not any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear"
+                   for n in model.graph.node if n.op_type == "MatMul" for i in n.input)
+    core = ov.Core()
+    if "INT8" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU has no int8 instructions (OpenVINO: no INT8 capability)")
+    compiled = core.compile_model(str(path), "CPU", {"PERF_COUNT": "YES"})
+    request = compiled.create_infer_request()
+    styles = model.graph.input[1].type.tensor_type.shape.dim[0].dim_value
+    request.infer({0: x, 1: np.eye(styles, dtype=np.float32)[0]})
+    # the depthwise layers are GroupConvolutions to OpenVINO
+    kernels = [p.exec_type for p in request.get_profiling_info()
+               if p.node_type in ("Convolution", "GroupConvolution")]
+    int8 = [k for k in kernels if any(tag in k.lower() for tag in ("i8", "int8", "vnni"))]
+    assert len(int8) == len(convs), kernels
+
+
 def _trained_like(store: Store, tmp: Path) -> Path:
     """A student whose styles differ clearly (random modulation), installed as `0mix` (the
     first by name, so it is the one `holding` picks)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -170,12 +171,15 @@ class MobileStudents:
         return dest
 
     def onnx(self, name: str, precision: str = "fp32") -> Path:
-        """The student's ONNX graph at fp32 or fp16, built on first use and cached."""
+        """The student's ONNX graph at fp32, fp16 or int8, built on first use and cached
+        (int8: quantized from the fp32 graph once, a few seconds; models/mobile/int8.py)."""
         from .graph import CONVERTER_VERSION, PRECISIONS, build_student_onnx
 
+        if precision == "int8":
+            return self._int8(name)
         if precision not in PRECISIONS:
-            raise StoreError(f"the light network has no {precision} build yet (it runs fp32, "
-                             f"fp16 on GPUs, bf16 in OpenVINO's fast mode)")
+            raise StoreError(f"the light network has no {precision} build (it runs fp32, "
+                             f"fp16 on GPUs, bf16 in OpenVINO's fast mode, int8 in OpenVINO)")
         student, sha = self.load(name)
         suffix = "" if precision == "fp32" else f"_{precision}"
         cache = CachedBuild(self.store.onnx_dir / f"mobile_{name}{suffix}.onnx",
@@ -189,6 +193,31 @@ class MobileStudents:
                   "source_format": "safetensors"}
         model = build_student_onnx(student.weights, student.arch, student.codes, precision)
         return cache.save(model, record, source=self.path(name).name)
+
+    def _int8(self, name: str) -> Path:
+        from streamer.models.calibration import SYNTHETIC, frames_for
+        from streamer.models.dctnet.int8 import weight_levels
+
+        from .int8 import QUANTIZER_VERSION, quantize_student
+
+        fp32 = self.onnx(name, "fp32")
+        levels = weight_levels()
+        cache = CachedBuild(self.store.onnx_dir / f"mobile_{name}_int8.onnx",
+                            {"fp32_sha256": sha256_file(fp32),
+                             "quantizer_version": QUANTIZER_VERSION, "weight_levels": levels})
+        if (cached := cache.current()) is not None:
+            return cached
+        student, sha = self.load(name)
+        frames = frames_for(SYNTHETIC)
+        say = self.store.notify or (lambda line: print(line, file=sys.stderr, flush=True))
+        say(f"int8: quantizing the light network {name} once (NNCF, {len(frames)} "
+            f"calibration frames); cached in {cache.out.parent}")
+        model, info = quantize_student(fp32, frames, levels)
+        record = {"style": f"mobile:{name}", "part": "bg", "precision": "int8",
+                  "styles": list(student.styles), "arch": student.arch.tag(),
+                  "source_file": str(self.path(name).resolve()), "source_sha256": sha,
+                  "fp32_model": fp32.name, "calibration_source": SYNTHETIC, **info}
+        return cache.save(model, record, source=fp32.name)
 
 
 def students(store: Store) -> MobileStudents:
