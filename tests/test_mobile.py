@@ -481,6 +481,25 @@ def test_a_damaged_installed_student_names_a_real_repair_command(distilled, tmp_
     store.records.remove(shelf.local("broken"))
 
 
+def test_models_import_installs_a_light_network_file_into_another_store(
+        distilled, tmp_path, models_dir, media_dir, capsys):
+    """How a user installs a student made elsewhere (the generic one the repository ships,
+    models/mobile/): `python -m streamer.models import FILE`."""
+    _, out, _ = distilled
+    other = make_store(tmp_path / "other", models_dir)
+    assert main(["import", str(out.path), "--models", str(other.root)]) == 0
+    text = capsys.readouterr().out
+    assert "imported light network 3d-handdrawn (3d, handdrawn)" in text, text
+    assert "built " in text and "mobile_3d-handdrawn.onnx" in text
+    x = cv2.resize(cv2.imread(str(media_dir / "luciano.png")), (64, 64))[None].copy()
+    flows = StyleFlows(other, EngineSettings(device="cpu"), faces="off", net="mobile")
+    assert flows.engine("handdrawn").run(x).shape == x.shape
+    # a light network names its styles itself
+    assert main(["import", str(out.path), "--style", "3d", "--models", str(other.root)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "names its styles itself" in err[0], err
+
+
 def test_list_and_verify_show_the_students(distilled, capsys):
     store, out, _ = distilled
     students(store).onnx("3d-handdrawn")  # a built student model is listed too

@@ -73,7 +73,8 @@ def _build_parser() -> argparse.ArgumentParser:
     _calibration_option(f)
 
     i = sub.add_parser("import", parents=[common],
-                       help="add a personal style (.safetensors), MediaPipe's selfie "
+                       help="add a personal style or a light network (.safetensors), "
+                            "MediaPipe's selfie "
                             "segmentation .tflite, or with --style a .pb or .tflite you "
                             "downloaded yourself")
     i.add_argument("file", type=Path, metavar="FILE")
@@ -220,6 +221,10 @@ def _cmd_fetch(store: Store, args: argparse.Namespace, phase: list[str]) -> int:
 
 def _cmd_import(store: Store, args: argparse.Namespace) -> int:
     if args.file.suffix.lower() == SUFFIX:
+        from .mobile.student import FORMAT, student_metadata
+
+        if student_metadata(args.file).get("format") == FORMAT:
+            return _import_student(store, args)
         return _import_personal(store, args)
     if args.name is not None:
         raise StoreError(f"--name names a personal style, a {SUFFIX} file; {args.file.name} "
@@ -237,6 +242,21 @@ def _cmd_import(store: Store, args: argparse.Namespace) -> int:
         log.warning("%s", note)
     print(f"imported {res.path} ({res.source_format})")
     print(f"built {res.onnx}")
+    return 0
+
+
+def _import_student(store: Store, args: argparse.Namespace) -> int:
+    """A light network (Mobile-DCTNet student), e.g. the generic one the repository ships."""
+    from .mobile.store import students
+
+    if args.style is not None or args.part is not None:
+        raise StoreError(f"a light network ({args.file.name}) names its styles itself: drop "
+                         f"--style/--part (--name NAME renames it)")
+    shelf = students(store)
+    dest = shelf.install(args.file, args.name, overwrite=args.yes or args.force)
+    student, _ = shelf.load(dest.stem)
+    print(f"imported light network {dest.stem} ({', '.join(student.styles)}) as {dest}")
+    print(f"built {shelf.onnx(dest.stem, args.precision or 'fp32')}")
     return 0
 
 
