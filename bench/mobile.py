@@ -10,6 +10,12 @@
         mean |diff| and SSIM against the official output on frames held out of the
         distillation (the trainer's held_out rule) and on people it never saw.
 
+    python -m bench.mobile blend --style anime --with 3d --images A.png B.png --sheet S.png
+        a student holding both styles at blend weights 0, 0.25, 0.5, 0.75, 1: the contact
+        sheet (input | official A | the five | official B, one row per image), how far each
+        weight lands from the two ends (mean |diff|), and the time of a blended run and of a
+        switch against a single style's run, side by side on one session.
+
 Official weights come from the model store (--models / TOONSTREAM_MODELS).
 """
 from __future__ import annotations
@@ -169,6 +175,72 @@ def fidelity(args) -> None:
               f"{np.mean(diffs):.2f} levels, SSIM {np.mean(ssims):.3f}", flush=True)
 
 
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def _square(img: np.ndarray) -> np.ndarray:
+    """The centre square (the sheet's tiles are square), sides multiples of 16."""
+    h, w = img.shape[:2]
+    side = min(h, w) // 16 * 16
+    y, x = (h - side) // 2, (w - side) // 2
+    return np.ascontiguousarray(img[y:y + side, x:x + side])
+
+
+def blend(args) -> None:
+    from streamer.models import open_store
+    from streamer.models.mobile.store import students
+    from streamer.toon.engine import EngineSettings
+    from streamer.toon.styles import StyleFlows
+    from streamer.train.data import read_media
+    from streamer.train.sheets import preview_sheet, write_png
+
+    a, b = args.style, args.other
+    store = open_store(args.models)
+    off = StyleFlows(store, EngineSettings(device="cpu"), faces="off")
+    light = StyleFlows(store, EngineSettings(device="cpu"), faces="off", net="mobile")
+    name = students(store).holding([a, b])
+    engine = light.engine(a)  # one session; the blend weight is the style code's value
+    imgs = [_square(img) for img in read_media([Path(p) for p in args.images]).images]
+    rows, dist = [], {t: ([], []) for t in WEIGHTS}
+    for img in imgs:
+        x = img[None]
+        outs = []
+        for t in WEIGHTS:
+            engine.set_style_mix({a: 1.0 - t, b: t})
+            outs.append(engine.run(x)[0].copy())
+        for t, o in zip(WEIGHTS, outs):
+            dist[t][0].append(np.abs(o.astype(int) - outs[0]).mean())
+            dist[t][1].append(np.abs(o.astype(int) - outs[-1]).mean())
+        rows.append([img, off.engine(a).run(x)[0].copy(), *outs, off.engine(b).run(x)[0].copy()])
+    titles = ["input", f"official {a}", *[f"{a}+{b}:{t:g}" if 0 < t < 1 else
+                                           f"light {a if t == 0 else b}" for t in WEIGHTS],
+              f"official {b}"]
+    sheet = preview_sheet(rows, titles, tile=args.tile)
+    write_png(Path(args.sheet), sheet)
+    print(f"{name}: {a} -> {b} on {len(imgs)} image(s); contact sheet {args.sheet}")
+    for t in WEIGHTS:
+        print(f"  weight {t:4.2f}: mean |diff| to light {a} {np.mean(dist[t][0]):5.2f}, "
+              f"to light {b} {np.mean(dist[t][1]):5.2f} levels")
+    # Time: a blended code against a one-style code, and the switch itself, in turns
+    x = imgs[0][None]
+    single, mixed, switch = [], [], []
+    for _ in range(args.reps):
+        engine.set_style_mix({a: 1.0})
+        t0 = time.perf_counter()
+        engine.run(x)
+        single.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        engine.set_style_mix({a: 0.7, b: 0.3})
+        switch.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        engine.run(x)
+        mixed.append(time.perf_counter() - t0)
+    t1, t2 = statistics.median(single), statistics.median(mixed)
+    print(f"  {x.shape[2]}x{x.shape[1]}: one style {t1 * 1e3:.1f} ms, blend {t2 * 1e3:.1f} ms "
+          f"({t2 / t1:.2f}x); switching the code {statistics.median(switch) * 1e6:.0f} us "
+          f"(no rebuild: the same session)")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.mobile")
     ap.add_argument("--models", default=None)
@@ -184,7 +256,16 @@ def main(argv: list[str] | None = None) -> None:
     fp.add_argument("--frames", nargs="+", required=True)
     fp.add_argument("--video-frames", type=int, default=60)
     fp.add_argument("--unseen", nargs="*", default=[])
+    bp = sub.add_parser("blend")
+    bp.add_argument("--style", default="anime")
+    bp.add_argument("--with", dest="other", default="3d")
+    bp.add_argument("--images", nargs="+", required=True)
+    bp.add_argument("--sheet", default="out/bench_mobile/blend_sheet.png")
+    bp.add_argument("--tile", type=int, default=192)
+    bp.add_argument("--reps", type=int, default=15)
     args = ap.parse_args(argv)
+    if args.cmd == "blend":
+        blend(args)
     if args.cmd == "fidelity":
         fidelity(args)
     if args.cmd == "speed":
