@@ -500,6 +500,35 @@ def test_models_import_installs_a_light_network_file_into_another_store(
     assert len(err) == 1 and "names its styles itself" in err[0], err
 
 
+def test_the_shipped_generic_student_installs_and_draws_close_to_the_official_styles(
+        tmp_path, models_dir, media_dir, capfd):
+    """The generic student committed in streamer/samples (how it was made: README.md
+    there): a store without students names its import command; imported, it runs anime,
+    3d and a blend of them, and stays within its measured distance of the official
+    whole-frame output on a person it never saw (bench.mobile fidelity has the figures)."""
+    from streamer.models.mobile.store import StudentMissing
+    from streamer.samples import GENERIC_STUDENT
+
+    store = make_store(tmp_path / "store", models_dir)
+    (store.root / "dctnet" / "cartoon_anime_bg.pb").symlink_to(
+        models_dir / "dctnet" / "cartoon_anime_bg.pb")
+    with pytest.raises(StudentMissing, match=f"import {GENERIC_STUDENT}"):
+        StyleFlows(store, EngineSettings(device="cpu"), faces="off", net="mobile").check_style(
+            "anime")
+    assert main(["import", str(GENERIC_STUDENT), "--models", str(store.root)]) == 0
+    assert "imported light network generic (anime, 3d)" in capfd.readouterr().out
+    img = cv2.imread(str(media_dir / "astronaut.png"))
+    x = np.ascontiguousarray(img[:img.shape[0] // 16 * 16, :img.shape[1] // 16 * 16])[None]
+    light = StyleFlows(store, EngineSettings(device="cpu"), faces="off", net="mobile")
+    official = StyleFlows(store, EngineSettings(device="cpu"), faces="off")
+    for style in ("anime", "3d"):
+        d = np.abs(light.engine(style).run(x).astype(int) - official.engine(style).run(x)).mean()
+        assert d < 30, (style, d)  # 17-23 here; an untrained student is 79-88 away
+    ya, yb = light.engine("anime").run(x).copy(), light.engine("3d").run(x).copy()
+    ym = light.engine("anime+3d:0.5").run(x)
+    assert 0 < np.abs(ym.astype(int) - ya).mean() < np.abs(yb.astype(int) - ya).mean()
+
+
 def test_list_and_verify_show_the_students(distilled, capsys):
     store, out, _ = distilled
     students(store).onnx("3d-handdrawn")  # a built student model is listed too

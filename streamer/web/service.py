@@ -111,10 +111,15 @@ class ToonService:
         self.store = self.flows.store
         self.styles = self.flows.installed_styles()
         if not self.styles and net == "mobile":
-            from streamer.models.mobile.store import StudentMissing, distill_command
+            from streamer.models.layout import store_command
+            from streamer.models.mobile.store import (StudentMissing, distill_command,
+                                                      shipped_student)
+            shipped = shipped_student([])
             raise StudentMissing(
                 f"--net mobile: no light network is installed in the model store "
-                f"{self.store.root}: make one with `{distill_command('anime')}`")
+                f"{self.store.root}: make one with `{distill_command('anime')}`" + (
+                    f", or install the generic one that ships with Toonstream with "
+                    f"`{store_command(self.store.root, f'import {shipped}')}`" if shipped else ""))
         if not self.styles:
             from streamer.models import ModelNotInstalled
             raise ModelNotInstalled(

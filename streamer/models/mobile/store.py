@@ -37,6 +37,17 @@ def distill_command(style: str) -> str:
     return f"python -m streamer.models distill {style} --photos PATH"
 
 
+def shipped_student(styles: list[str]) -> Path | None:
+    """The generic student in the package (streamer/samples/README.md) when it holds every
+    style of `styles`, else None."""
+    from streamer.samples import GENERIC_STUDENT
+
+    if not GENERIC_STUDENT.is_file():
+        return None
+    held = student_metadata(GENERIC_STUDENT).get("styles", "").split(",")
+    return GENERIC_STUDENT if all(s in held for s in styles) else None
+
+
 class StudentMissing(ModelNotInstalled):
     """--net mobile for a style no installed student holds."""
 
@@ -83,8 +94,11 @@ class MobileStudents:
             if all(s in held for s in styles):
                 return name
         want = " ".join(styles)
+        shipped = shipped_student(styles)
+        also = (f", or install the generic one that ships with Toonstream with "
+                f"`{store_command(self.root, f'import {shipped}')}`" if shipped else "")
         raise StudentMissing(f"--net mobile: no light network for {'+'.join(styles)} in the model "
-                             f"store {self.root}; make one with `{distill_command(want)}`")
+                             f"store {self.root}; make one with `{distill_command(want)}`{also}")
 
     def repair_command(self, name: str) -> str:
         """The command that makes student `name` again and replaces it: the distill command
