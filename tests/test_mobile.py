@@ -620,3 +620,41 @@ def test_precision_auto_measures_an_installed_light_network_and_keeps_the_face_b
     assert chooser.choice.label == "fast" and "mobile below the face bound" in chooser.choice.reason
     assert chooser.flows_for("3d").net == "official"
     assert min((m for m in measured.values() if m.ok), key=Measured.frame_s).label == "fast"
+
+
+def test_the_head_part_learns_the_official_head_at_its_own_288_crop(tmp_path, models_dir,
+                                                                    media_dir):
+    """The head model draws a different face on a small crop, so the head part's targets
+    are the official head at 288, seen through the same random view as the input, not the
+    teacher rendered on the small training crop; a distillation with heads says so and
+    records it in the student."""
+    import torch
+
+    from streamer.toon.faces.detect import FaceDetector
+    from streamer.train.data import align_faces
+    from streamer.train.distill import HeadPairs, official_heads
+    from streamer.train.lora_net import LoraGenerator, to_images, to_tensor
+
+    store = make_store(tmp_path / "store", models_dir)
+    img = cv2.imread(str(media_dir / "luciano.png"))
+    faces = align_faces([img], FaceDetector(models_dir / "face" / "yunet.onnx", max_side=1280))
+    assert len(faces) == 1 and faces[0].shape == (288, 288, 3)
+    teacher = LoraGenerator(store.weights("3d", "h"), None).eval()
+    pairs = HeadPairs(faces, 64, np.random.default_rng(0))
+    pairs.targets["3d"] = official_heads(teacher, faces)
+    inputs, targets = pairs.pairs(2, "3d")
+    assert inputs.shape == targets.shape == (2, 64, 64, 3)
+    with torch.no_grad():
+        small = to_images(teacher.render(to_tensor(inputs)))
+    # the 288 head shrunk is one picture, the head drawn on the 64 px crop another
+    assert np.abs(targets.astype(int) - small).mean() > 5
+    shrunk = cv2.resize(pairs.targets["3d"][0], (64, 64), interpolation=cv2.INTER_AREA)
+    assert min(np.abs(t.astype(int) - v).mean() for t in targets
+               for v in (shrunk, shrunk[:, ::-1])) < 25  # the same face, jittered a little
+
+    req = DistillRequest(["3d"], [media_dir / "luciano.png"], steps=2, size=32, batch=2,
+                         preview_every=0, workdir=tmp_path / "work", install=False)
+    lines: list[str] = []
+    out = run_distill(store, req, lines.append)
+    assert out.student.parts == ("bg", "h") and out.student.meta["head_targets"] == "288"
+    assert any("official heads of 1 face(s) at 288 px" in ln for ln in lines), lines

@@ -140,31 +140,40 @@ class Crops:
         img = self.images[int(self.rng.integers(len(self.images)))]
         s = self.size
         if self.aligned:
-            # The whole aligned crop, scaled to `size` with a little zoom and shift, as
-            # the tracker's smoothing moves the crop a little at run time.
-            h = img.shape[0]
-            z = float(self.rng.uniform(1.0, 1.08))
-            c = (h - h / z) / 2
-            x0 = c + float(self.rng.uniform(-c, c)) if c > 0 else 0.0
-            y0 = c + float(self.rng.uniform(-c, c)) if c > 0 else 0.0
-            m = np.array([[s * z / h, 0, -x0 * s * z / h], [0, s * z / h, -y0 * s * z / h]])
-            out = cv2.warpAffine(img, m, (s, s), flags=cv2.INTER_AREA,
-                                 borderMode=cv2.BORDER_REPLICATE)
-        else:
-            h, w = img.shape[:2]
-            # Short side between 1x and 2x the crop: the model sees faces and rooms at the
-            # scales it meets on frames reduced to a working size.
-            short = float(self.rng.uniform(s, max(s, min(2 * s, min(h, w)))))
-            k = short / min(h, w)
-            rw, rh = max(s, round(w * k)), max(s, round(h * k))
-            scaled = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_AREA if k < 1
-                                else cv2.INTER_LINEAR)
-            y = int(self.rng.integers(rh - s + 1))
-            x = int(self.rng.integers(rw - s + 1))
-            out = scaled[y:y + s, x:x + s]
+            return self.aligned_crop(img, self.jitter(img.shape[0]))
+        h, w = img.shape[:2]
+        # Short side between 1x and 2x the crop: the model sees faces and rooms at the
+        # scales it meets on frames reduced to a working size.
+        short = float(self.rng.uniform(s, max(s, min(2 * s, min(h, w)))))
+        k = short / min(h, w)
+        rw, rh = max(s, round(w * k)), max(s, round(h * k))
+        scaled = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_AREA if k < 1
+                            else cv2.INTER_LINEAR)
+        y = int(self.rng.integers(rh - s + 1))
+        x = int(self.rng.integers(rw - s + 1))
+        out = scaled[y:y + s, x:x + s]
         if self.rng.random() < 0.5:
             out = out[:, ::-1]
         return np.ascontiguousarray(out)
+
+    def jitter(self, side: int) -> tuple[np.ndarray, bool]:
+        """An aligned crop's random view: the whole crop (`side` px) scaled to `size` with
+        a little zoom and shift, as the tracker's smoothing moves the crop a little at run
+        time, and whether it is mirrored."""
+        s, h = self.size, side
+        z = float(self.rng.uniform(1.0, 1.08))
+        c = (h - h / z) / 2
+        x0 = c + float(self.rng.uniform(-c, c)) if c > 0 else 0.0
+        y0 = c + float(self.rng.uniform(-c, c)) if c > 0 else 0.0
+        m = np.array([[s * z / h, 0, -x0 * s * z / h], [0, s * z / h, -y0 * s * z / h]])
+        return m, bool(self.rng.random() < 0.5)
+
+    def aligned_crop(self, img: np.ndarray, view: tuple[np.ndarray, bool]) -> np.ndarray:
+        """`img` (an aligned crop, or a picture made from one) seen through `view`."""
+        m, mirror = view
+        out = cv2.warpAffine(img, m, (self.size, self.size), flags=cv2.INTER_AREA,
+                             borderMode=cv2.BORDER_REPLICATE)
+        return np.ascontiguousarray(out[:, ::-1] if mirror else out)
 
     def batch(self, n: int) -> np.ndarray:
         return np.stack([self.one() for _ in range(n)])

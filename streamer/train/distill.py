@@ -3,7 +3,8 @@ run by the one Trainer (trainer.py) like personal styles.
 
 The teachers are the official generators (`store.weights(style, part)`, frozen): the bg
 model on random crops of the photos' frames, the head model on face crops aligned by the
-project's face pipeline (data.align_faces). One student holds every requested style: each
+project's face pipeline (data.align_faces), rendered once at its own 288x288 crop and seen
+at the training size through the same random view as the input (HeadPairs). One student holds every requested style: each
 (part, style) has its own style code (models/mobile/student.py), and the steps cycle over
 them. Loss: L1 between the student's (before the final clip, which has no gradient
 outside [-1, 1]) and the teacher's rendered outputs, plus the feature loss of personal
@@ -21,6 +22,7 @@ import torch
 from streamer.errors import UserError
 from streamer.models.mobile.net import Arch
 from streamer.models.mobile.student import Student, save_student
+from streamer.toon.faces.align import CROP_SIZE
 
 from . import losses as L
 from .data import Crops, TrainDataError, align_faces, held_out, read_media, square
@@ -70,6 +72,9 @@ class DistillTask:
                                      identity=0, l1=req.l1)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=req.lr, betas=(0.9, 0.99))
         self.held = {p: to_tensor(np.stack(v)) for p, v in held.items() if v}
+        # (part, style) -> what the teacher draws for the held-out inputs, where it is not
+        # its render at the training size (the heads: HeadPairs)
+        self.held_targets: dict[tuple[str, str], np.ndarray] = {}
         torch.manual_seed(req.seed)
 
     def code(self, part: str, style: str) -> torch.Tensor:
@@ -80,9 +85,14 @@ class DistillTask:
     def step(self, step: int) -> dict[str, float]:
         part, style = self.order[step % len(self.order)]
         teacher = self.teachers[(part, style)]
-        x = to_tensor(self.crops[part].batch(self.req.batch))
-        with torch.no_grad():
-            target = teacher.render(x)
+        crops = self.crops[part]
+        if isinstance(crops, HeadPairs):
+            inputs, targets = crops.pairs(self.req.batch, style)
+            x, target = to_tensor(inputs), to_tensor(targets)
+        else:
+            x = to_tensor(crops.batch(self.req.batch))
+            with torch.no_grad():
+                target = teacher.render(x)
         out = self.net.render(x, self.code(part, style), clip=False)
         terms = {"l1": torch.nn.functional.l1_loss(out, target)}
         if self.weights.on("perceptual"):
@@ -108,7 +118,7 @@ class DistillTask:
         r = self.req
         return {"styles": self.styles, "parts": self.parts, "arch": self.net.arch.tag(),
                 "size": r.size, "batch": r.batch, "lr": r.lr, "l1": r.l1,
-                "perceptual": r.perceptual, "seed": r.seed}
+                "perceptual": r.perceptual, "seed": r.seed, "head_targets": CROP_SIZE}
 
     @torch.no_grad()
     def preview(self) -> np.ndarray:
@@ -118,7 +128,9 @@ class DistillTask:
         for part, x in self.held.items():
             outs = [to_images(x)]
             for s in self.styles:
-                outs.append(to_images(self.teachers[(part, s)].render(x)))
+                shown = self.held_targets.get((part, s))
+                outs.append(shown if shown is not None
+                            else to_images(self.teachers[(part, s)].render(x)))
                 outs.append(to_images(self.net.render(x, self.code(part, s))))
             rows += [[o[i] for o in outs] for i in range(len(x))]
         return preview_sheet(rows, titles)
@@ -126,6 +138,36 @@ class DistillTask:
     def student(self, name: str, steps: int, meta: dict[str, str]) -> Student:
         return Student(name, self.net.arch, tuple(self.styles), tuple(self.parts),
                        self.net.weights(), {"steps": str(steps), **meta})
+
+
+class HeadPairs(Crops):
+    """The head part's training pairs: an aligned face crop and what the official head
+    model draws for it at its own 288x288 crop, seen through the same random view at the
+    training size. The head model draws a different face on a smaller crop (measured by
+    bench/head_sizes.py), so rendering the teacher on the small training crop, as the
+    whole-frame part does, taught the student that other face."""
+
+    def __init__(self, faces: list[np.ndarray], size: int, rng: np.random.Generator):
+        super().__init__(faces, size, rng, aligned=True)
+        self.targets: dict[str, list[np.ndarray]] = {}  # style -> one per face, 288 px
+
+    def pairs(self, n: int, style: str) -> tuple[np.ndarray, np.ndarray]:
+        inputs, targets = [], []
+        for _ in range(n):
+            i = int(self.rng.integers(len(self.images)))
+            view = self.jitter(self.images[i].shape[0])
+            inputs.append(self.aligned_crop(self.images[i], view))
+            targets.append(self.aligned_crop(self.targets[style][i], view))
+        return np.stack(inputs), np.stack(targets)
+
+
+@torch.no_grad()
+def official_heads(teacher: LoraGenerator, faces: list[np.ndarray]) -> list[np.ndarray]:
+    """The teacher's heads for aligned 288x288 `faces`, a few at a time."""
+    out: list[np.ndarray] = []
+    for k in range(0, len(faces), 4):
+        out += list(to_images(teacher.render(to_tensor(np.stack(faces[k:k + 4])))))
+    return out
 
 
 @dataclass
@@ -183,7 +225,7 @@ def run_distill(store, req: DistillRequest, log) -> DistillOutcome:
         faces = _faces(store, photos.images, notes)
         if faces:
             train_faces, held_h = held_out(faces, HELD_OUT)
-            crops["h"] = Crops(train_faces, req.size, rng, aligned=True)
+            crops["h"] = HeadPairs(train_faces, req.size, rng)
             held["h"] = [square(f, req.size) for f in held_h]
     for n in notes:
         log(f"note: {n}")
@@ -194,6 +236,13 @@ def run_distill(store, req: DistillRequest, log) -> DistillOutcome:
             teachers[(part, s)] = t
     net = MobileNet(arch, len(req.styles) * len(crops), seed=req.seed)
     task = DistillTask(net, teachers, crops, held, list(req.styles), req)
+    if "h" in crops:
+        log(f"distill: the official heads of {len(faces)} face(s) at "
+            f"{CROP_SIZE} px, once per style (the targets of the head part)")
+        for s in req.styles:
+            crops["h"].targets[s] = official_heads(teachers[("h", s)], train_faces)
+            task.held_targets[("h", s)] = np.stack(
+                [square(f, req.size) for f in official_heads(teachers[("h", s)], held_h)])
     log(f"distill: {name} ({arch.tag()}) from {', '.join(req.styles)}: {len(photos)} photos and "
         f"frames; parts {', '.join(crops)}; {req.steps} steps at {req.size} px, batch "
         f"{req.batch}; losses l1 {req.l1:g}, perceptual {req.perceptual:g}; working folder "
@@ -207,7 +256,7 @@ def run_distill(store, req: DistillRequest, log) -> DistillOutcome:
             f"continue with --resume")
         raise stop.cause from None
     student = task.student(name, result.steps, {
-        "size": str(req.size), "command": req.command,
+        "size": str(req.size), "head_targets": str(CROP_SIZE), "command": req.command,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     path = req.workdir / f"{name}.safetensors"
     save_student(path, student)
