@@ -8,7 +8,8 @@
         one thread per core, median of --reps runs after a warm-up.
     python -m bench.mobile fidelity --style STYLE --frames VIDEO [--unseen IMAGE ...]
         mean |diff| and SSIM against the official output on frames held out of the
-        distillation (the trainer's held_out rule) and on people it never saw.
+        distillation (the trainer's held_out rule) and on people it never saw: the whole
+        frame, and the head part on those images' aligned faces.
 
     python -m bench.mobile blend --style anime --with 3d --images A.png B.png --sheet S.png
         a student holding both styles at blend weights 0, 0.25, 0.5, 0.75, 1: the contact
@@ -157,6 +158,13 @@ def fidelity(args) -> None:
     off = StyleFlows(store, EngineSettings(device="cpu"), faces="off")
     light = StyleFlows(store, EngineSettings(device="cpu"), faces="off", net="mobile")
     name = students(store).holding([args.style])
+    from streamer.models import ModelNotInstalled
+    from streamer.toon.faces.detect import FaceDetector
+    from streamer.train.data import align_faces
+    try:
+        detector = FaceDetector(store.file_path("yunet.onnx"), max_side=1280)
+    except ModelNotInstalled:
+        detector = None  # no head figures
     frames = read_media([Path(p) for p in args.frames], video_frames=args.video_frames).images
     _, held = held_out(frames, 3)
     sets = {"held-out frames": held}
@@ -173,6 +181,16 @@ def fidelity(args) -> None:
             ssims.append(_ssim(a, b))
         print(f"{name} {args.style} {label} ({len(imgs)}): mean |diff| "
               f"{np.mean(diffs):.2f} levels, SSIM {np.mean(ssims):.3f}", flush=True)
+        faces = align_faces(imgs, detector) if detector is not None else []
+        if faces:  # the head part, on the same images' aligned faces, against the official head
+            hd, hs = [], []
+            for face in faces:
+                a = off.head_engine(args.style).run(face[None])[0]
+                b = light.head_engine(args.style).run(face[None])[0]
+                hd.append(np.abs(a.astype(int) - b).mean())
+                hs.append(_ssim(a, b))
+            print(f"{name} {args.style} {label}, heads ({len(faces)} aligned faces): mean "
+                  f"|diff| {np.mean(hd):.2f} levels, SSIM {np.mean(hs):.3f}", flush=True)
 
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)

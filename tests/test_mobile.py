@@ -658,3 +658,29 @@ def test_the_head_part_learns_the_official_head_at_its_own_288_crop(tmp_path, mo
     out = run_distill(store, req, lines.append)
     assert out.student.parts == ("bg", "h") and out.student.meta["head_targets"] == "288"
     assert any("official heads of 1 face(s) at 288 px" in ln for ln in lines), lines
+
+
+def test_a_students_head_part_runs_at_the_size_it_was_distilled_at(tmp_path, models_dir):
+    """The head part learnt faces on the aligned crop scaled to its training size: a 288
+    crop is run there and enlarged back (a fifth of the time); the whole-frame part and a
+    student without a head part run at the size they are given."""
+    from streamer.models.mobile.student import Student, save_student
+
+    store = make_store(tmp_path / "store", models_dir)
+    arch = Arch()
+    path = tmp_path / "hh.safetensors"
+    save_student(path, Student("hh", arch, ("3d",), ("bg", "h"), init_weights(arch, 2, seed=5),
+                               {"size": "64"}))
+    students(store).install(path)
+    flows = StyleFlows(store, EngineSettings(device="cpu"), faces="off", net="mobile")
+    head, bg = flows.head_engine("3d"), flows.engine("3d")
+    assert head.head_side == 64 and bg.head_side is None and "heads at 64 px" in head.describe()
+    rng = np.random.default_rng(2)
+    crops = rng.integers(0, 256, (2, 288, 288, 3), dtype=np.uint8)
+    got = head.run(crops).copy()
+    small = np.stack([cv2.resize(c, (64, 64), interpolation=cv2.INTER_AREA) for c in crops])
+    direct = head.session.run_code(small, head.code, np.empty_like(small))
+    want = np.stack([cv2.resize(d, (288, 288), interpolation=cv2.INTER_LINEAR) for d in direct])
+    assert got.shape == crops.shape and np.array_equal(got, want)
+    other = np.ascontiguousarray(crops[:, :96, :128])  # not a head crop: as given
+    assert head.run(other).shape == other.shape
