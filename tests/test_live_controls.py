@@ -91,3 +91,12 @@ def test_status_line_reports_fps_latency_drops_and_the_backend():
     line2 = reporter.line(reporter.window(now=t0 + 4.0), now=t0 + 4.0)
     assert "drops source 0 toon 0 sink 0" in line2 and "p50 -" in line2
     assert time.monotonic() >= t0
+
+
+def test_a_typed_blend_of_two_stream_styles_is_a_style_command():
+    assert parse_line("anime+3d:0.3\n", STYLES) == Command("style", "anime+3d:0.3")
+    assert parse_line("style 3d+sketch", STYLES) == Command("style", "3d+sketch")
+    bad = parse_line("anime+nope:0.3", STYLES)
+    assert bad.action == "error" and "'nope'" in bad.arg and "styles:" in bad.arg
+    weight = parse_line("anime+3d:2", STYLES)
+    assert weight.action == "error" and "A+B:T" in weight.arg

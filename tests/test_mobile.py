@@ -412,11 +412,13 @@ def test_run_stream_net_mobile_switches_styles(distilled, tmp_path):
 
         def __iter__(self):
             time.sleep(0.5)
-            yield "handdrawn\n"
-            for _ in range(1200):  # never forever: the run's --seconds ends it first
-                if any("-> handdrawn (loaded" in ln for ln in lines):
-                    break
-                time.sleep(0.1)
+            for typed, done in (("handdrawn", "-> handdrawn (loaded"),
+                                ("3d+handdrawn:0.7", "-> 3d+handdrawn:0.7 (loaded")):
+                yield typed + "\n"
+                for _ in range(1200):  # never forever: the run's --seconds ends it first
+                    if any(done in ln for ln in lines):
+                        break
+                    time.sleep(0.1)
             yield "quit\n"
 
     rc = live.main(["--models", str(store.root), "--config", "live-cpu", "--synthetic",
@@ -429,7 +431,8 @@ def test_run_stream_net_mobile_switches_styles(distilled, tmp_path):
     assert any("network mobile" in ln and "light network 3d-handdrawn" in ln for ln in lines)
     assert any("controls: type a style (3d, handdrawn)" in ln for ln in lines), lines
     data = json.loads(stats.read_text())
-    assert data["style_switches"][0]["to"] == "handdrawn" and data["style"] == "handdrawn"
+    assert [sw["to"] for sw in data["style_switches"]] == ["handdrawn", "3d+handdrawn:0.7"]
+    assert data["style"] == "3d+handdrawn:0.7"
     rc = live.main(["--models", str(store.root), "--synthetic", "--sink", "null",
                     "--style", "3d+handdrawn", "--net", "official"], log=lines.append)
     assert rc == 2 and "--net mobile" in lines[-1] and lines[-1].startswith("error: ")

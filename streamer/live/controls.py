@@ -2,8 +2,9 @@
 
     preview keys   1..7 a style (catalog order), n / p next / previous, o overlay on/off,
                    q or Esc quit
-    stdin lines    `style 3d` or just `3d`, a number 1..7, `next`, `prev`, `status`,
-                   `quit` (or `q`), `help`
+    stdin lines    `style 3d` or just `3d`, a number 1..7, a blend `anime+3d:0.3` (the
+                   light network's, --net mobile), `next`, `prev`, `status`, `quit` (or
+                   `q`), `help`
 
 Commands are parsed here and queued; the main thread runs them, so nothing but the queue
 is shared with the reader thread.
@@ -16,7 +17,8 @@ import threading
 from dataclasses import dataclass
 from typing import TextIO
 
-HELP = ("commands: style NAME (or just NAME), 1..7, next, prev, status, quit; "
+HELP = ("commands: style NAME (or just NAME), 1..7, A+B:T (a blend, --net mobile), next, "
+        "prev, status, quit; "
         "preview keys: 1..7, n, p, o (overlay), q")
 
 
@@ -56,6 +58,17 @@ def _style_command(word: str, styles: tuple[str, ...]) -> Command:
         return Command("style", styles[int(word) - 1])
     if word in styles:
         return Command("style", word)
+    if "+" in word:  # a blend: its two names must be styles of this stream
+        from streamer.models.mobile.student import StudentError, parse_blend
+
+        try:
+            unknown = [s for s in parse_blend(word) if s not in styles]
+        except StudentError as exc:
+            return Command("error", str(exc))
+        if not unknown:
+            return Command("style", word)
+        return Command("error", f"unknown style {unknown[0]!r} in the blend {word!r}; styles: "
+                                f"{', '.join(styles)}")
     return Command("error", f"unknown command or style {word!r}; styles: {', '.join(styles)} "
                             f"(or 1..{len(styles)}); type help")
 
