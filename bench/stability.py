@@ -352,26 +352,28 @@ class ClipResult:
     sheet: list
 
 
-def _face_flows(engine, yunet, alpha, args, temporal) -> dict:
-    """The three face-aware variants, built as the apps build them at `args.precision`."""
+def _face_flows(engine, yunet, alpha, args, temporal, head=None) -> dict:
+    """The three face-aware variants, built as the apps build them at `args.precision`;
+    `head`: the head engine (default: the bg model, as the official files hold)."""
+    head = head if head is not None else engine
     official = args.precision == "exact"
     ours = TrackerSettings(detect_every=args.k, min_cutoff=args.min_cutoff, beta=args.beta,
                            fade_s=args.fade)
     side = None if official else args.detect_side
     return {
-        "per-frame": FaceAwareFlow(engine, engine, yunet, alpha, detect_side=None,
+        "per-frame": FaceAwareFlow(engine, head, yunet, alpha, detect_side=None,
                                    tracker=TrackerSettings.official(), official=official),
-        "tracked": FaceAwareFlow(engine, engine, yunet, alpha, detect_side=side, tracker=ours,
+        "tracked": FaceAwareFlow(engine, head, yunet, alpha, detect_side=side, tracker=ours,
                                  official=official),
-        "temporal": FaceAwareFlow(engine, engine, yunet, alpha, detect_side=side, tracker=ours,
+        "temporal": FaceAwareFlow(engine, head, yunet, alpha, detect_side=side, tracker=ours,
                                   official=official, temporal=temporal),
     }
 
 
 def run_clip(name: str, media: Path, engine, yunet, alpha, seg_runner, args, temporal,
-             pair_rows) -> ClipResult:
+             pair_rows, head=None) -> ClipResult:
     frames, times = load_clip(media, name, args.frames)
-    flows = _face_flows(engine, yunet, alpha, args, temporal)
+    flows = _face_flows(engine, yunet, alpha, args, temporal, head)
     bg = FullFrameFlow(engine, ring=2)
     jit = {n: Jitter() for n in ("per-frame", "tracked")}
     hist = {n: {} for n in jit}
@@ -562,21 +564,34 @@ def main() -> int:
     ap.add_argument("--strength", type=float, default=TemporalSettings.strength,
                     help="temporal strength")
     ap.add_argument("--flow-side", type=int, default=TemporalSettings.flow_side)
+    ap.add_argument("--head-flow-side", type=int, default=TemporalSettings.head_flow_side,
+                    help="the heads' own flow's side (the apps use the light network's head "
+                         "size with --net mobile)")
+    ap.add_argument("--net", default="official", choices=("official", "mobile"),
+                    help="mobile: the installed light network that holds --style")
     ap.add_argument("--sheet", type=Path, default=None, help="write a contact sheet PNG here")
     args = ap.parse_args()
     if not args.models:
         ap.error("give --models DIR or set TOONSTREAM_MODELS")
     models = Path(args.models)
-    media = models.parent / "media"
+    media = Path(os.environ.get("TOONSTREAM_MEDIA", models.parent / "media"))
 
     from streamer.models.store import Store
 
     store = Store(models)
     settings = EngineSettings(device=args.device, precision=args.precision)
-    engine = create_engine(lambda p: store.onnx_model_path(args.style, "bg", p), settings)
+    head = None
+    if args.net == "mobile":  # the light network that holds the style, bg and head parts
+        from streamer.toon.styles import StyleFlows
+
+        light = StyleFlows(store, settings, faces="off", net="mobile")
+        engine, head = light.engine(args.style), light.head_engine(args.style)
+    else:
+        engine = create_engine(lambda p: store.onnx_model_path(args.style, "bg", p), settings)
     yunet, alpha = store.file_path("yunet.onnx"), store.file_path("alpha.jpg")
     seg_runner = _seg_runners(store, settings)
-    temporal = TemporalSettings(strength=args.strength, flow_side=args.flow_side)
+    temporal = TemporalSettings(strength=args.strength, flow_side=args.flow_side,
+                                head_flow_side=args.head_flow_side)
     where = ("official composition, detection on the official working image"
              if args.precision == "exact" else f"detect side {args.detect_side}")
     print(f"engine: {engine.describe()} (--precision {args.precision}: {where}); style "
@@ -591,7 +606,8 @@ def main() -> int:
     faithful = {"bg+temporal": [0.0, 0], "temporal": [0.0, 0]}
     rows = {}
     for clip in args.clips.split(","):
-        res = run_clip(clip, media, engine, yunet, alpha, seg_runner, args, temporal, pair_rows)
+        res = run_clip(clip, media, engine, yunet, alpha, seg_runner, args, temporal, pair_rows,
+                       head)
         sheet_rows += res.sheet
         n = res.frames
         print(f"{clip}: {n} frames, bg model {1e3 * res.bg_s / n:.0f} ms/frame; detector runs "

@@ -687,3 +687,25 @@ def test_a_students_head_part_runs_at_the_size_it_was_distilled_at(tmp_path, mod
     assert got.shape == crops.shape and np.array_equal(got, want)
     other = np.ascontiguousarray(crops[:, :96, :128])  # not a head crop: as given
     assert head.run(other).shape == other.shape
+
+
+def test_the_heads_own_flow_runs_at_the_size_the_student_draws_heads(tmp_path, models_dir):
+    """With the temporal step on, a light network's heads are steadied by a flow at their
+    own size (bench.stability: the same steadiness on a close-up, half the step's time);
+    the official heads keep the 288 flow."""
+    from streamer.models.mobile.student import Student, save_student
+    from streamer.toon.temporal import TemporalSettings
+
+    store = make_store(tmp_path / "store", models_dir)
+    (store.root / "dctnet" / "alpha.jpg").symlink_to(models_dir / "dctnet" / "alpha.jpg")
+    arch = Arch()
+    path = tmp_path / "hh.safetensors"
+    save_student(path, Student("hh", arch, ("3d",), ("bg", "h"), init_weights(arch, 2, seed=5),
+                               {"size": "64"}))
+    students(store).install(path)
+    steady = TemporalSettings()
+    light = StyleFlows(store, EngineSettings(device="cpu"), faces="on", net="mobile",
+                       temporal=steady)
+    official = StyleFlows(store, EngineSettings(device="cpu"), faces="on", temporal=steady)
+    assert light.flow("3d").head_temporal.settings.head_flow_side == 64
+    assert official.flow("3d").head_temporal.settings.head_flow_side == steady.head_flow_side

@@ -267,7 +267,14 @@ class StyleFlows:
             if steady is not None:
                 flow = TemporalFlow(flow, steady)
         else:
-            flow = FaceAwareFlow(bg, self.head_engine(style), files.detector, files.head_mask,
+            head = self.head_engine(style)
+            side = getattr(head, "head_side", None)  # a light network's heads: drawn smaller
+            if steady is not None and side and side < steady.head_flow_side:
+                # The heads' own flow sees them at the size their model draws them: the
+                # detail it steadies is no finer there, and on a 288 crop DIS took a third
+                # of the live toon thread with the light network (README, Mobile-DCTNet).
+                steady = replace(steady, head_flow_side=side)
+            flow = FaceAwareFlow(bg, head, files.detector, files.head_mask,
                                  tracker=self.tracker, detect_side=self.detect_side,
                                  short_side=short_side, ring=ring, fps=fps, official=official,
                                  temporal=steady)
