@@ -595,7 +595,7 @@ def main() -> int:
     where = ("official composition, detection on the official working image"
              if args.precision == "exact" else f"detect side {args.detect_side}")
     print(f"engine: {engine.describe()} (--precision {args.precision}: {where}); style "
-          f"{args.style} (bg model as head model); tracked: k={args.k}, One-Euro min_cutoff "
+          f"{args.style} ({'the light network' if head is not None else 'bg model as head model'}); tracked: k={args.k}, One-Euro min_cutoff "
           f"{args.min_cutoff} Hz beta {args.beta}, fade {args.fade} s; temporal: {temporal}")
     all_jit = {"per-frame": Jitter(), "tracked": Jitter()}
     all_warp = WarpError(NAMES)
