@@ -47,6 +47,9 @@ class Engine(ABC):
     precision: str  # numeric precision actually used: "fp32", "fp16", "bf16"
     shape_bound: bool  # builds for each input shape: a new batch size costs a compile
     preferred_batch: int = 1  # frames per call when the user does not say (--batch 0)
+    # A head engine that draws its heads at a smaller side than the 288 crop it is given
+    # (a light network's head part); None: at the crop's own size
+    head_side: int | None = None
 
     @abstractmethod
     def run(self, batch: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

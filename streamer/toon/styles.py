@@ -268,7 +268,7 @@ class StyleFlows:
                 flow = TemporalFlow(flow, steady)
         else:
             head = self.head_engine(style)
-            side = getattr(head, "head_side", None)  # a light network's heads: drawn smaller
+            side = head.head_side  # a light network's heads: drawn smaller
             if steady is not None and side and side < steady.head_flow_side:
                 # The heads' own flow sees them at the size their model draws them: the
                 # detail it steadies is no finer there, and on a 288 crop DIS took a third
