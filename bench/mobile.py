@@ -22,12 +22,14 @@ Official weights come from the model store (--models / TOONSTREAM_MODELS).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bench.cpu import cpu_name
 from streamer.models.mobile.graph import STYLE_INPUT, build_student_onnx
 from streamer.models.mobile.net import Arch, init_weights, macs_per_pixel
 from streamer.signals import keep_signal_stack
@@ -110,6 +112,7 @@ def speed(args) -> None:
     with keep_signal_stack():
         caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     hints = ["f32"] + (["bf16"] if "BF16" in caps else [])
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores")
     print(f"official: {OFFICIAL_MACS} MACs/px; " + ", ".join(
         f"{t}: {macs_per_pixel(Arch.parse(t)):.0f} MACs/px ({macs_per_pixel(Arch.parse(t)) / OFFICIAL_MACS:.3f}x)"
         for t in args.arch))
@@ -235,7 +238,8 @@ def blend(args) -> None:
               f"official {b}"]
     sheet = preview_sheet(rows, titles, tile=args.tile)
     write_png(Path(args.sheet), sheet)
-    print(f"{name}: {a} -> {b} on {len(imgs)} image(s); contact sheet {args.sheet}")
+    print(f"{name}: {a} -> {b} on {len(imgs)} image(s); contact sheet {args.sheet}; "
+          f"CPU {cpu_name()}")
     for t in WEIGHTS:
         print(f"  weight {t:4.2f}: mean |diff| to light {a} {np.mean(dist[t][0]):5.2f}, "
               f"to light {b} {np.mean(dist[t][1]):5.2f} levels")
